@@ -1,0 +1,77 @@
+"""Build a registry model and load a checkpoint into it, safely by default."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.errors import HarnessError
+from harness.registry import create_model, get_model_info
+from harness.spec import ModelSpec
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The spec's module in eval mode, with its checkpoint loaded when it names one."""
+    info = get_model_info(spec.arch)
+    h, w = spec.input_hw
+    if h % info.input_stride or w % info.input_stride:
+        raise HarnessError(
+            f"model '{spec.name}': input_size {h}x{w} must have both sides divisible by {info.input_stride} "
+            f"for {spec.arch}; use {-(-h // info.input_stride) * info.input_stride}x{-(-w // info.input_stride) * info.input_stride}"
+        )
+    if spec.checkpoint is None:
+        return create_model(spec.arch, spec.num_classes, **spec.model_kwargs).eval()
+    loaded = read_checkpoint(spec.checkpoint, spec.allow_pickle)
+    if isinstance(loaded, nn.Module):
+        return loaded.eval()
+    model = create_model(spec.arch, spec.num_classes, **spec.model_kwargs)
+    load_state(model, loaded, spec)
+    return model.eval()
+
+
+def read_checkpoint(path: Path, allow_pickle: bool):
+    """A state_dict (bare, or under 'state_dict'/'model'), or a whole module when pickles are allowed."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        raise HarnessError(
+            f"checkpoint {path} holds more than tensors (a pickled module?): load it only if you trust it, "
+            f"with allow_pickle = true in the suite or --allow-pickle"
+        ) from e
+    except Exception as e:  # a truncated or foreign file: torch raises several types
+        raise HarnessError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); is it a torch.save file?") from e
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise HarnessError(f"checkpoint {path} is neither a state_dict nor a module: save model.state_dict() with torch.save")
+
+
+def load_state(model: nn.Module, state: dict, spec: ModelSpec) -> None:
+    droppable = getattr(model, "droppable_state_prefixes", ())
+    state = {k: v for k, v in state.items() if not k.startswith(droppable)}
+    own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and own[key].shape != tensor.shape:
+            raise HarnessError(
+                f"checkpoint {spec.checkpoint} does not fit {spec.arch} with {spec.num_classes} classes: "
+                f"{key} is {list(tensor.shape)} in the checkpoint but {list(own[key].shape)} in the model; "
+                f"check num_classes and the architecture"
+            )
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        which = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise HarnessError(
+            f"checkpoint {spec.checkpoint} does not fit {spec.arch}: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected keys ({which}); is it for another architecture?"
+        )
+    model.load_state_dict(state)

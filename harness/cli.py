@@ -1,0 +1,234 @@
+"""The `harness` command: parses arguments, runs one step, turns HarnessError into exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HEIGHTxWIDTH, e.g. 184x240") from None
+    return h, w
+
+
+def cmd_train(args) -> int:
+    from harness.train import TrainConfig, train
+
+    num_classes = args.num_classes or _classes_from_file(Path(args.data))
+    cfg = TrainConfig(
+        arch=args.model, data_dir=Path(args.data), out_path=Path(args.out), num_classes=num_classes,
+        input_hw=args.input_size, ignore_index=args.ignore_index, max_epochs=args.epochs,
+        patience_epochs=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        model_kwargs={"width": args.width} if args.width is not None else None,
+    )
+    from harness.registry import get_model_info
+
+    get_model_info(cfg.arch)  # unknown names fail before data loading
+    result = train(cfg, "harness " + shlex.join(sys.argv[1:]))
+    print(f"best val mIoU {result.best_val_miou_pct:.2f}% at epoch {result.best_epoch} "
+          f"({result.epochs_run} epochs, {result.seconds:.0f} s); checkpoint {result.out_path}")
+    return EXIT_OK
+
+
+def _resolve_spec(args, suite):
+    """MODEL is a suite entry, a registry architecture, or an ONNX file; CLI options override."""
+    from harness.spec import ModelSpec, find_spec
+
+    base = find_spec(suite, args.model)
+    changes = {k: v for k, v in {
+        "checkpoint": Path(args.checkpoint) if args.checkpoint else None,
+        "num_classes": args.num_classes, "input_hw": args.input_size,
+        "allow_pickle": True if args.allow_pickle else None,
+    }.items() if v is not None}
+    if base is not None:
+        import dataclasses
+
+        return dataclasses.replace(base, **changes)
+    if args.model.endswith(".onnx"):
+        source = {"onnx": Path(args.model)}
+    else:
+        from harness.registry import get_model_info
+
+        info = get_model_info(args.model)
+        stride = info.input_stride
+        changes.setdefault("input_hw", tuple(-(-side // stride) * stride for side in (180, 240)))
+        source = {"arch": args.model}
+    if "num_classes" not in changes:
+        changes["num_classes"] = suite.models[0].num_classes
+    changes.setdefault("input_hw", suite.models[0].input_hw)
+    return ModelSpec(name=Path(args.model).stem, **source, **changes)
+
+
+def cmd_export(args) -> int:
+    import shutil
+
+    from harness.bench import default_data_dir
+    from harness.data import find_split, load_split
+    from harness.export import export_spec
+    from harness.render import export_table, make_console
+    from harness.spec import load_suite
+
+    suite = load_suite(args.suite)
+    spec = _resolve_spec(args, suite)
+    split = find_split(default_data_dir(suite, args.data), "val", suite.ignore_index)
+    from harness.export import PARITY_IMAGES
+
+    images_u8, _ = load_split(split, spec.input_hw, spec.num_classes, limit=PARITY_IMAGES)
+    console = make_console()
+    with console.status(f"exporting {spec.name} and checking parity on {len(images_u8)} real images"):
+        exported = export_spec(spec, images_u8)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(exported.path, args.out)
+        exported = dataclasses_replace(exported, path=Path(args.out))
+    console.print(export_table(exported))
+    return EXIT_OK
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def cmd_bench(args) -> int:
+    from harness.bench import default_data_dir, run_bench
+    from harness.render import make_console, results_table
+    from harness.results import merge_and_write
+    from harness.spec import load_suite
+    from harness.targets import load_target
+
+    target = load_target(args.target)
+    suite = load_suite(args.suite)
+    data_dir = default_data_dir(suite, args.data)
+    console = make_console()
+    rows = run_bench(suite, target, data_dir, console=console)
+    console.print(results_table(target, rows))
+    if not args.no_write:
+        csv_path = Path(args.results_dir) / f"{target.name}.csv"
+        merge_and_write(csv_path, rows)
+        console.print(f"wrote {csv_path}")
+    failed = [r for r in rows if r.status != "ok"]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(rows)} rows could not be measured[/red]")
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from rich.table import Table
+
+    from harness.registry import get_model_info, list_models
+    from harness.render import make_console
+
+    table = Table("model", "input sides divisible by", "description", title="registered models", title_justify="left")
+    for name in list_models(args.pattern):
+        info = get_model_info(name)
+        table.add_row(name, str(info.input_stride), info.description)
+    make_console().print(table)
+    return EXIT_OK
+
+
+def cmd_targets(args) -> int:
+    from rich.table import Table
+
+    from harness.render import make_console
+    from harness.targets import list_target_files, load_target
+
+    table = Table("target", "threads", "batch", "memory budget", "p95 budget", "max mIoU drop", "variants", "file",
+                  title="target profiles", title_justify="left")
+    for path in list_target_files():
+        t = load_target(str(path))
+        memory = f"{t.memory_budget_mb:g} MB ({t.memory_quantity})" if t.memory_budget_mb else "none"
+        table.add_row(t.name, str(t.threads), str(t.batch_size), memory,
+                      f"{t.p95_budget_ms:g} ms" if t.p95_budget_ms else "none", f"{t.max_miou_drop:g} pt",
+                      ", ".join(t.variants), str(path))
+    make_console().print(table)
+    return EXIT_OK
+
+
+def _classes_from_file(data_dir: Path) -> int:
+    names = data_dir / "classes.txt"
+    if not names.is_file():
+        raise HarnessError(f"no --num-classes given and {names} does not exist: pass --num-classes N")
+    return len([line for line in names.read_text().splitlines() if line.strip()])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Export, quantize and benchmark vision models on edge targets.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a registry model from scratch on an image/mask dataset")
+    p.add_argument("model", help="registry name (harness models)")
+    p.add_argument("--data", required=True, help="dataset root with train/ and val/, each holding images/ and masks/")
+    p.add_argument("--epochs", type=int, default=40, help="most epochs (early stop on val mIoU)")
+    p.add_argument("--patience", type=int, default=6, help="stop after this many epochs without a better val mIoU")
+    p.add_argument("--out", required=True, help="checkpoint path to write")
+    p.add_argument("--num-classes", type=int, help="default: lines in DATA/classes.txt")
+    p.add_argument("--ignore-index", type=int, default=255, help="mask value excluded from loss and mIoU")
+    p.add_argument("--input-size", type=_input_size, default=(184, 240), help="HEIGHTxWIDTH the images are fitted to")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=float, help="width multiplier (unet_small)")
+    p.set_defaults(func=cmd_train)
+
+    from harness.spec import DEFAULT_SUITE
+
+    p = sub.add_parser("export", help="export a model to ONNX and prove parity on real images")
+    p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+    p.add_argument("--checkpoint", help="state_dict (or, with --allow-pickle, a whole module) to load")
+    p.add_argument("--allow-pickle", action="store_true", help="let the checkpoint hold a pickled module (trusted files only)")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--input-size", type=_input_size, help="HEIGHTxWIDTH")
+    p.add_argument("--data", help="images/ + masks/ folder for the parity check (default: the suite's)")
+    p.add_argument("--out", help="also copy the ONNX file here")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="measure every model of a suite under a target profile")
+    p.add_argument("--target", required=True, help="target name (harness targets) or a .toml profile")
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+    p.add_argument("--data", help="evaluation images/ + masks/ folder (default: the suite's)")
+    p.add_argument("--results-dir", default="results", help="where <target>.csv is written")
+    p.add_argument("--no-write", action="store_true", help="print the table, write no CSV")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", help="list registered model architectures")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("targets", help="list target profiles and their budgets")
+    p.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: results on disk are unchanged", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

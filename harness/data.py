@@ -1,0 +1,133 @@
+"""Image + index-mask folders, and the one place that fits an image to a model's input size.
+
+Layout: DIR/images/NAME.* and DIR/masks/NAME.png (same stem), or ROOT/<split>/images and masks.
+Imports numpy and Pillow only, so measurement workers can use it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# ImageNet statistics: the smp encoders expect them, with or without pretrained weights.
+MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SegmentationSplit:
+    """A split on disk: paired image and mask files, sorted by name."""
+
+    root: Path
+    pairs: tuple[tuple[Path, Path], ...]
+    ignore_index: int
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def find_split(path: str | Path, split: str, ignore_index: int) -> SegmentationSplit:
+    """Accept either a split folder (images/, masks/) or a dataset root holding <split>/."""
+    root = Path(path)
+    if not root.is_dir():
+        raise HarnessError(f"data folder {root} does not exist: pass --data a folder holding images/ and masks/")
+    if not (root / "images").is_dir() and (root / split / "images").is_dir():
+        root = root / split
+    image_dir, mask_dir = root / "images", root / "masks"
+    for sub in (image_dir, mask_dir):
+        if not sub.is_dir():
+            raise HarnessError(
+                f"data folder {root} has no {sub.name}/ folder: put images in {root}/images and "
+                f"index masks with the same names in {root}/masks"
+            )
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise HarnessError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
+    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    pairs = []
+    for image in images:
+        mask = masks.get(image.stem)
+        if mask is None:
+            raise HarnessError(f"image {image.name} has no mask: add {mask_dir}/{image.stem}.png or remove the image")
+        pairs.append((image, mask))
+    return SegmentationSplit(root, tuple(pairs), ignore_index)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("L", "P", "I", "I;16"):
+            raise HarnessError(f"mask {path} is {im.mode}, not an index mask: save one class index per pixel (8-bit)")
+        return np.asarray(im, dtype=np.int64)
+
+
+def fit_to_input(image: np.ndarray, mask: np.ndarray | None, input_hw: tuple[int, int], ignore_index: int):
+    """Shrink to fit (keeping aspect) only if larger, then pad bottom/right to input_hw.
+
+    Padding never changes a labelled pixel: padded image pixels are the dataset mean (zero after
+    normalisation) and padded mask pixels are ignore_index, so they never count in loss or mIoU.
+    This is why CamVid 180x240 becomes 184x240 for PSPNet (sides divisible by 8).
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    th, tw = input_hw
+    if h > th or w > tw:
+        scale = min(th / h, tw / w)
+        nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+        image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+        if mask is not None:
+            mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize((nw, nh), Image.NEAREST), dtype=np.int64)
+        h, w = nh, nw
+    mean_u8 = np.round(MEAN_RGB * 255).astype(np.uint8)
+    padded = np.empty((th, tw, 3), dtype=np.uint8)
+    padded[...] = mean_u8
+    padded[:h, :w] = image
+    padded_mask = None
+    if mask is not None:
+        padded_mask = np.full((th, tw), ignore_index, dtype=np.int64)
+        padded_mask[:h, :w] = mask
+    return padded, padded_mask
+
+
+def normalize(images_u8: np.ndarray) -> np.ndarray:
+    """NHWC uint8 -> NCHW float32, ImageNet-normalised."""
+    x = images_u8.astype(np.float32) / 255.0
+    x = (x - MEAN_RGB) / STD_RGB
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_split(split: SegmentationSplit, input_hw: tuple[int, int], num_classes: int, limit: int | None = None):
+    """All pairs fitted to input_hw: (N,H,W,3) uint8 images and (N,H,W) int64 masks."""
+    pairs = split.pairs[:limit] if limit else split.pairs
+    images, masks = [], []
+    for image_path, mask_path in pairs:
+        image, mask = read_rgb(image_path), read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise HarnessError(
+                f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}: masks must match their images pixel for pixel"
+            )
+        bad = (mask != split.ignore_index) & ((mask < 0) | (mask >= num_classes))
+        if bad.any():
+            raise HarnessError(
+                f"mask {mask_path} holds class {int(mask[bad].max())}, outside 0..{num_classes - 1} and not the "
+                f"ignore index {split.ignore_index}: set --ignore-index or the model's number of classes"
+            )
+        image, mask = fit_to_input(image, mask, input_hw, split.ignore_index)
+        images.append(image)
+        masks.append(mask)
+    return np.stack(images), np.stack(masks)

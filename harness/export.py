@@ -1,0 +1,197 @@
+"""Export a spec's model to one self-contained ONNX file and prove it matches PyTorch.
+
+Exports are cached by content hash (architecture, options, checkpoint bytes, tool versions), so a
+second run re-uses the file and its parity proof instead of exporting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness import __version__
+from harness.errors import HarnessError, ParityError
+from harness.spec import ModelSpec
+
+# An export is faithful when the predicted class agrees on at least this share of pixels and no
+# logit moves more than MAX_ABS_LOGIT_DIFF; fp32 exports here agree on 100 % and differ by ~1e-5.
+MIN_ARGMAX_AGREEMENT_PCT = 99.9
+MAX_ABS_LOGIT_DIFF = 1e-2
+PARITY_IMAGES = 8
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    images: int
+    max_abs_logit_diff: float
+    argmax_agreement_pct: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An ONNX file on disk plus what is known about it."""
+
+    name: str
+    path: Path
+    sha256: str
+    file_mb: float
+    params_in_graph: int
+    parity: ParityReport | None  # None: a user-supplied ONNX file has no PyTorch model to compare with
+    cached: bool
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_key(spec: ModelSpec) -> str:
+    import torch
+
+    parts = {
+        "arch": spec.arch, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
+        "kwargs": spec.model_kwargs, "checkpoint": _file_sha256(spec.checkpoint) if spec.checkpoint else None,
+        "torch": torch.__version__, "harness": __version__, "exporter": "dynamo-opset20-inlined",
+        "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def params_in_graph(onnx_path: Path) -> int:
+    """Elements of the graph's initializers: the weights it really holds, plus a few shape constants.
+
+    Counted from the export because smp builds encoder stages it never runs.
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return int(sum(np.prod(t.dims, dtype=np.int64) for t in model.graph.initializer))
+
+
+def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedModel:
+    """The spec's ONNX file: the user's own, the cached export, or a fresh export proven by parity."""
+    if spec.onnx is not None:
+        check_onnx_input(spec.onnx, spec)
+        return ExportedModel(spec.name, spec.onnx, _file_sha256(spec.onnx), os.path.getsize(spec.onnx) / 1e6,
+                             params_in_graph(spec.onnx), None, cached=True)
+    if parity_images is None or len(parity_images) == 0:
+        raise HarnessError(f"model '{spec.name}': parity needs real images; give --data a folder with images/ and masks/")
+    target = cache_dir() / "exports" / export_key(spec)
+    record = target / "export.json"
+    if record.is_file() and (target / "model.onnx").is_file():
+        meta = json.loads(record.read_text())
+        parity = ParityReport(**meta["parity"])
+        return ExportedModel(spec.name, target / "model.onnx", meta["sha256"], meta["file_mb"],
+                             meta["params_in_graph"], parity, cached=True)
+
+    from harness.checkpoint import build_model
+
+    model = build_model(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        onnx_path = staging / "model.onnx"
+        _export_to_file(model, spec, onnx_path)
+        parity = check_parity(model, onnx_path, parity_images[:PARITY_IMAGES])
+        if not parity.passed:
+            raise ParityError(
+                f"model '{spec.name}': ONNX output differs from PyTorch on {parity.images} real images "
+                f"(argmax agreement {parity.argmax_agreement_pct:.3f}% < {MIN_ARGMAX_AGREEMENT_PCT}% or max |logit diff| "
+                f"{parity.max_abs_logit_diff:.2e} > {MAX_ABS_LOGIT_DIFF:.0e}); the export is not faithful"
+            )
+        exported = ExportedModel(spec.name, target / "model.onnx", _file_sha256(onnx_path),
+                                 os.path.getsize(onnx_path) / 1e6, params_in_graph(onnx_path), parity, cached=False)
+        meta = {"sha256": exported.sha256, "file_mb": exported.file_mb, "params_in_graph": exported.params_in_graph,
+                "parity": asdict(parity), "spec": {"arch": spec.arch, "checkpoint": str(spec.checkpoint)}}
+        (staging / "export.json").write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)  # the cache entry appears whole or not at all
+        return exported
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_to_file(model, spec: ModelSpec, onnx_path: Path) -> None:
+    import contextlib
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    example = torch.zeros(1, 3, *spec.input_hw)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    # The dynamo exporter handles PSPNet's adaptive pooling, which the TorchScript exporter refuses.
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},), optimize=True, verbose=False,
+            )
+    except Exception as e:
+        raise HarnessError(f"model '{spec.name}': torch.onnx.export failed ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+    program.save(str(onnx_path), external_data=False)  # weights inlined: the .onnx travels alone
+    proto = onnx.load(str(onnx_path))
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+
+
+def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
+    """PyTorch vs ONNX Runtime on the same real images, one image at a time."""
+    import onnxruntime as ort
+    import torch
+
+    from harness.data import normalize
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    max_diff, agree, total = 0.0, 0, 0
+    with torch.inference_mode():
+        for image in images_u8:
+            x = normalize(image[None])
+            expected = model(torch.from_numpy(x)).numpy()
+            got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            max_diff = max(max_diff, float(np.abs(expected - got).max()))
+            agree += int((expected.argmax(1) == got.argmax(1)).sum())
+            total += expected.shape[0] * expected.shape[2] * expected.shape[3]
+    agreement = 100.0 * agree / total
+    passed = agreement >= MIN_ARGMAX_AGREEMENT_PCT and max_diff <= MAX_ABS_LOGIT_DIFF
+    return ParityReport(len(images_u8), max_diff, agreement, passed)
+
+
+def check_onnx_input(onnx_path: Path, spec: ModelSpec) -> None:
+    """A user's ONNX file must take one NCHW 3-channel image of the spec's size."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:
+        raise HarnessError(f"{onnx_path} is not a readable ONNX file ({type(e).__name__})") from e
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    if len(inputs) != 1:
+        raise HarnessError(f"{onnx_path} has {len(inputs)} inputs; the harness feeds one image tensor (N,3,H,W)")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise HarnessError(f"{onnx_path} input '{inputs[0].name}' has shape {dims}; the harness feeds (N,3,H,W) images")
+    if dims[0] not in (1, None):
+        raise HarnessError(f"{onnx_path} input '{inputs[0].name}' has a fixed batch of {dims[0]}; export with batch 1 or a dynamic batch axis")
+    want = list(spec.input_hw)
+    if any(d is not None and d != w for d, w in zip(dims[2:], want)):
+        raise HarnessError(f"{onnx_path} expects {dims[2]}x{dims[3]} images but model '{spec.name}' says input_size {want}; make them agree")

@@ -1,0 +1,37 @@
+"""Segmentation quality from a confusion matrix (numpy only: the worker imports it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Rows are true classes, columns predicted; pixels at ignore_index are left out."""
+    keep = target != ignore_index
+    t = target[keep].astype(np.int64)
+    p = pred[keep].astype(np.int64)
+    if t.size and (t.max() >= num_classes or t.min() < 0):
+        raise ValueError(f"mask holds class {int(t.max())} but the model has {num_classes} classes")
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class SegmentationScores:
+    miou_pct: float
+    pixel_accuracy_pct: float
+    per_class_iou_pct: tuple[float | None, ...]  # None: class absent from both masks and predictions
+
+
+def scores_from_confusion(conf: np.ndarray) -> SegmentationScores:
+    """mIoU averages only classes that occur in the masks or the predictions."""
+    conf = conf.astype(np.float64)
+    tp = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - tp
+    per_class = [float(100 * tp[c] / union[c]) if union[c] > 0 else None for c in range(len(tp))]
+    present = [v for v in per_class if v is not None]
+    miou = float(np.mean(present)) if present else float("nan")
+    total = conf.sum()
+    pixel_acc = float(100 * tp.sum() / total) if total > 0 else float("nan")
+    return SegmentationScores(miou, pixel_acc, tuple(per_class))

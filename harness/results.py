@@ -1,0 +1,143 @@
+"""Result rows: one per model variant and target, written to results/<target>.csv atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MachineFingerprint:
+    cpu_model: str
+    cpu_count: int
+    cpu_isa: str  # the widest vector / int8 extensions: int8 speed depends on them
+    ort_version: str
+    harness_version: str
+
+
+def machine_fingerprint(ort_version: str) -> MachineFingerprint:
+    from harness import __version__
+
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("unknown", "", platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return MachineFingerprint(model, os.cpu_count() or 0, "+".join(isa) or "none", ort_version, __version__)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One measured (or failed) variant. None means 'not measured'; `status` says why."""
+
+    target: str
+    model: str
+    variant: str
+    status: str  # "ok", or the reason the row could not be measured
+    file_mb: float | None
+    params_in_graph: int | None
+    parity_agreement_pct: float | None
+    parity_max_abs_diff: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    latency_stdev_pct: float | None
+    runs: int | None
+    peak_rss_mb: float | None
+    floor_rss_mb: float | None
+    model_mb: float | None
+    miou_pct: float | None
+    pixel_accuracy_pct: float | None
+    eval_images: int | None
+    threads: int
+    batch_size: int
+    cpu_mem_arena: bool
+    cpu_model: str
+    cpu_count: int
+    cpu_isa: str
+    ort_version: str
+    harness_version: str
+    measured_at: str
+    schema_version: int = SCHEMA_VERSION
+
+
+COLUMNS = [f.name for f in fields(ResultRow)]
+_FLOAT_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4}
+
+
+def _cell(name: str, value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{_FLOAT_DIGITS.get(name, 3)}f}"
+    return str(value)
+
+
+def row_to_record(row: ResultRow) -> dict[str, str]:
+    return {name: _cell(name, value) for name, value in asdict(row).items()}
+
+
+def records_to_csv_text(records: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    # Stable order, so a diff in review shows only what changed.
+    writer.writerows(sorted(records, key=lambda r: (r["model"], r["variant"])))
+    return buffer.getvalue()
+
+
+def write_csv_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a results CSV as strings; a CSV of another schema is refused with a clear message."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = [{c: r.get(c) or "" for c in COLUMNS} for r in reader]
+    except OSError as e:
+        raise HarnessError(f"cannot read results file {path}: {e.strerror}") from e
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise HarnessError(f"results file {path} lacks column '{missing[0]}' (schema {SCHEMA_VERSION} expected); "
+                           f"regenerate it with harness bench or restore it from git")
+    return rows
+
+
+def merge_and_write(path: Path, new_rows: list[ResultRow]) -> None:
+    """Replace this run's models in `path`, keep rows for models not in this run."""
+    run_models = {r.model for r in new_rows}
+    kept = [r for r in read_rows(path) if r["model"] not in run_models] if path.is_file() else []
+    write_csv_atomic(path, records_to_csv_text(kept + [row_to_record(r) for r in new_rows]))

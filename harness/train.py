@@ -1,0 +1,137 @@
+"""Minimal but real training: AdamW, cross-entropy with ignore index, early stop on val mIoU."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness import __version__
+from harness.data import find_split, load_split, normalize
+from harness.metrics import confusion_matrix, scores_from_confusion
+from harness.registry import create_model, get_model_info
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str
+    data_dir: Path
+    out_path: Path
+    num_classes: int
+    input_hw: tuple[int, int]
+    ignore_index: int
+    max_epochs: int
+    patience_epochs: int
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    model_kwargs: dict | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_path: Path
+    best_epoch: int
+    best_val_miou_pct: float
+    epochs_run: int
+    seconds: float
+
+
+def evaluate_torch(model, images_u8: np.ndarray, masks: np.ndarray, num_classes: int, ignore_index: int, batch_size: int = 8):
+    model.eval()
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    with torch.inference_mode():
+        for i in range(0, len(images_u8), batch_size):
+            logits = model(torch.from_numpy(normalize(images_u8[i:i + batch_size])))
+            conf += confusion_matrix(logits.argmax(1).numpy(), masks[i:i + batch_size], num_classes, ignore_index)
+    return scores_from_confusion(conf)
+
+
+def train(cfg: TrainConfig, command: str) -> TrainResult:
+    """Train from scratch; keep the checkpoint of the best val mIoU; stop after `patience` flat epochs."""
+    info = get_model_info(cfg.arch)
+    if cfg.input_hw[0] % info.input_stride or cfg.input_hw[1] % info.input_stride:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"--input-size {cfg.input_hw[0]}x{cfg.input_hw[1]}: both sides must be divisible by {info.input_stride} for {cfg.arch}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    train_split = find_split(cfg.data_dir, "train", cfg.ignore_index)
+    val_split = find_split(cfg.data_dir, "val", cfg.ignore_index)
+    if train_split.root == val_split.root:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"--data {cfg.data_dir} must hold train/ and val/ split folders, each with images/ and masks/")
+    train_x, train_y = load_split(train_split, cfg.input_hw, cfg.num_classes)
+    val_x, val_y = load_split(val_split, cfg.input_hw, cfg.num_classes)
+
+    model = create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {}))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
+    steps_per_epoch = -(-len(train_x) // cfg.batch_size)
+
+    best_miou, best_epoch, epoch = -1.0, 0, 0
+    started = time.perf_counter()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+        epochs_task = progress.add_task(f"train {cfg.arch}", total=cfg.max_epochs, status="")
+        batch_task = progress.add_task("epoch 1", total=steps_per_epoch, status="")
+        for epoch in range(1, cfg.max_epochs + 1):
+            model.train()
+            order = rng.permutation(len(train_x))
+            progress.reset(batch_task, total=steps_per_epoch, description=f"epoch {epoch}")
+            loss_sum = 0.0
+            for step in range(steps_per_epoch):
+                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                x, y = train_x[idx], train_y[idx]
+                flip = rng.random(len(idx)) < 0.5  # horizontal flip keeps labels valid
+                x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+                y = np.where(flip[:, None, None], y[:, :, ::-1], y)
+                logits = model(torch.from_numpy(normalize(x)))
+                loss = loss_fn(logits, torch.from_numpy(np.ascontiguousarray(y)))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item()
+                progress.update(batch_task, advance=1, status=f"loss {loss_sum / (step + 1):.3f}")
+            scheduler.step()
+            scores = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index)
+            if scores.miou_pct > best_miou:
+                best_miou, best_epoch = scores.miou_pct, epoch
+                save_checkpoint(model, cfg, command, epoch, scores.miou_pct)
+            progress.update(epochs_task, advance=1,
+                            status=f"val mIoU {scores.miou_pct:.1f}% (best {best_miou:.1f}% @ {best_epoch})")
+            progress.console.log(f"epoch {epoch}: loss {loss_sum / steps_per_epoch:.3f}, val mIoU {scores.miou_pct:.2f}%, "
+                                 f"pixel acc {scores.pixel_accuracy_pct:.1f}%")
+            if epoch - best_epoch >= cfg.patience_epochs:
+                progress.console.log(f"val mIoU has not improved for {cfg.patience_epochs} epochs: stopping")
+                break
+    return TrainResult(cfg.out_path, best_epoch, best_miou, epoch, time.perf_counter() - started)
+
+
+def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_miou_pct: float) -> None:
+    cfg.out_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "arch": cfg.arch,
+        "num_classes": cfg.num_classes,
+        "input_size": list(cfg.input_hw),
+        "ignore_index": cfg.ignore_index,
+        "epoch": epoch,
+        "val_miou_pct": val_miou_pct,
+        "command": command,
+        "harness_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+    tmp = cfg.out_path.with_name(cfg.out_path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, cfg.out_path)

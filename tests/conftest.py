@@ -1,0 +1,79 @@
+"""Shared fixtures: real images from the shipped CamVid sample, a private export cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.spec import ASSETS_DIR
+
+SAMPLE_DIR = ASSETS_DIR / "camvid_val24"
+CAMVID_IGNORE = 11
+CAMVID_CLASSES = 11
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    import os
+
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["HARNESS_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture
+def small_split(tmp_path) -> Path:
+    """A real 6-frame images/ + masks/ folder copied from the shipped sample."""
+    root = tmp_path / "split"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+        for path in sorted((SAMPLE_DIR / sub).iterdir())[:6]:
+            shutil.copy(path, root / sub / path.name)
+    return root
+
+
+def run_cli(*args: str, cwd=None, timeout: float = 600):
+    """Run the real `harness` command in a subprocess, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+TINY_SUITE = """
+[data]
+dir = "{data}"
+ignore_index = 11
+
+[[model]]
+name = "tiny_unet"
+arch = "unet_small"
+num_classes = 11
+input_size = [184, 240]
+kwargs = {{ width = 0.125 }}
+"""
+
+FAST_TARGET = """
+description = "fast test target"
+threads = 1
+min_runs = 5
+min_duration_s = 0.0
+warmup_runs = 1
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, small_split) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(TINY_SUITE.format(data=small_split))
+    return path
+
+
+@pytest.fixture
+def fast_target(tmp_path) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text(FAST_TARGET)
+    return path

@@ -1,0 +1,104 @@
+"""The real `harness` command: bad input gets one line and exit 2; results files survive interruption."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from harness.registry import create_model
+
+from conftest import run_cli
+
+
+def _assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_model():
+    _assert_one_line_error(run_cli("export", "pspnet_resnet19"), "unknown model 'pspnet_resnet19'", "did you mean")
+
+
+def test_unknown_target():
+    _assert_one_line_error(run_cli("bench", "--target", "toaster"), "unknown target 'toaster'", "watch")
+
+
+def test_missing_data_folder(tmp_path):
+    _assert_one_line_error(run_cli("bench", "--target", "watch", "--data", str(tmp_path / "nope")),
+                           "does not exist", "--data")
+
+
+def test_mask_missing_for_an_image(tiny_suite, fast_target, small_split):
+    victim = sorted((small_split / "masks").iterdir())[0]
+    victim.unlink()
+    _assert_one_line_error(run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite)),
+                           f"image {victim.name} has no mask")
+
+
+def test_bad_target_file_names_file_and_key(tmp_path):
+    bad = tmp_path / "mine.toml"
+    bad.write_text("threads = 1\nmemory_budget_mb = -1\n")
+    _assert_one_line_error(run_cli("bench", "--target", str(bad)), "mine.toml", "memory_budget_mb")
+
+
+def test_checkpoint_with_wrong_class_count(tmp_path):
+    path = tmp_path / "five_classes.pt"
+    torch.save(create_model("pspnet_resnet18", num_classes=5).state_dict(), path)
+    _assert_one_line_error(run_cli("export", "pspnet_resnet18", "--checkpoint", str(path)),
+                           "five_classes.pt", "11 classes", "segmentation_head.0.weight")
+
+
+def test_debug_shows_the_traceback():
+    proc = run_cli("--debug", "export", "pspnet_resnet19")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
+    results = tmp_path / "results"
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny_unet" in proc.stdout and "model MB" in proc.stdout
+    text = (results / "fast.csv").read_text().splitlines()
+    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,ok,")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, fast_target, sig):
+    results = tmp_path / "results"
+    results.mkdir()
+    record = results / "fast.csv"
+    record.write_bytes(b"target,model\r\nkept,exactly as it was\n")
+    before = record.read_bytes()
+    slow_target = fast_target.read_text().replace("min_duration_s = 0.0", "min_duration_s = 30.0")
+    fast_target.write_text(slow_target)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(fast_target), "--suite",
+                             str(tiny_suite), "--results-dir", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _has_worker_child(proc.pid):
+        time.sleep(0.2)
+    assert _has_worker_child(proc.pid), "bench never started measuring"
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    assert record.read_bytes() == before
+    assert sorted(p.name for p in results.iterdir()) == ["fast.csv"]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+
+
+def _has_worker_child(pid: int) -> bool:
+    import psutil
+
+    try:
+        return any("harness.worker" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
+    except psutil.Error:
+        return False

@@ -1,0 +1,84 @@
+"""The isolated measurement: a real child process, real ONNX Runtime, memory from the kernel."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from harness.measure import LatencyStats, build_request, run_worker, trivial_model
+from harness.targets import TargetProfile
+
+HW = (32, 32)
+
+
+def _target(**overrides) -> TargetProfile:
+    values = dict(name="t", description="test", threads=1, warmup_runs=1, min_runs=5, min_duration_s=0.0)
+    values.update(overrides)
+    return TargetProfile(**values)
+
+
+def _model_holding(path: Path, megabytes: int) -> Path:
+    """Identity on the image plus a reduction over a `megabytes` MB random constant."""
+    weights = np.random.default_rng(0).standard_normal(megabytes * 262144).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["w"], ["m"], keepdims=0),
+         helper.make_node("Mul", ["m", "zero"], ["z"]),
+         helper.make_node("Add", ["image", "z"], ["logits"])],
+        "big",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, *HW])],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def sample(tmp_path) -> Path:
+    path = tmp_path / "sample.npy"
+    np.save(path, np.zeros((3, *HW), dtype=np.float32))
+    return path
+
+
+def test_peak_rss_grows_when_the_child_holds_50_mb_more(tmp_path, sample):
+    target = _target()
+    small = run_worker(build_request(trivial_model(tmp_path / "floor.onnx", HW), target, sample, None, 1, 0))
+    big = run_worker(build_request(_model_holding(tmp_path / "big.onnx", 50), target, sample, None, 1, 0))
+    assert small.error is None and big.error is None
+    assert big.peak_rss_mb - small.peak_rss_mb >= 50
+    assert small.import_rss_mb < small.peak_rss_mb
+    assert big.latency.runs >= 5
+
+
+def test_thread_and_cpu_caps_are_applied_in_the_child(tmp_path, sample):
+    floor = trivial_model(tmp_path / "floor.onnx", HW)
+    one = run_worker(build_request(floor, _target(threads=1, cpu_affinity=(0,)), sample, None, 1, 0))
+    assert one.cpu_affinity == (0,)
+    two = run_worker(build_request(floor, _target(threads=2), sample, None, 1, 0))
+    assert two.cpu_affinity == (0, 1)
+    assert two.threads_in_process > one.threads_in_process  # ORT's intra-op pool spawns the extra thread
+
+
+def test_child_over_its_memory_cap_is_ended_and_reported(tmp_path, sample):
+    big = _model_holding(tmp_path / "big.onnx", 200)
+    measured = run_worker(build_request(big, _target(), sample, None, 1, 0), memory_cap_mb=150)
+    assert measured.latency is None
+    assert measured.error.startswith("exceeded memory cap (") and "> 150 MB" in measured.error
+
+
+def test_broken_model_becomes_an_error_not_a_crash(tmp_path, sample):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    measured = run_worker(build_request(bad, _target(), sample, None, 1, 0))
+    assert measured.error and measured.latency is None
+
+
+def test_latency_stats_flag_a_large_spread():
+    steady = LatencyStats.from_samples([10.0, 10.1, 9.9, 10.0])
+    noisy = LatencyStats.from_samples([10.0, 30.0, 10.0, 12.0])
+    assert steady.p50_ms == pytest.approx(10.0) and not steady.unstable
+    assert noisy.unstable and noisy.p95_ms > noisy.p50_ms

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.registry import create_model, get_model_info, list_models
+
+REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "unet_mobilenet_v2", "unet_small"}
+
+
+def test_required_models_are_registered():
+    assert REQUIRED <= set(list_models())
+    assert list_models("pspnet_*") == ["pspnet_resnet101", "pspnet_resnet18", "pspnet_resnet34"]
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_every_model_maps_an_image_to_class_logits(name):
+    stride = get_model_info(name).input_stride
+    model = create_model(name, num_classes=5).eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, 2 * 32, 3 * 32))
+    assert out.shape == (1, 5, 64, 96)
+    assert 64 % stride == 0
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(HarnessError, match="did you mean pspnet_resnet18"):
+        get_model_info("pspnet_resnet19")
+
+
+def test_unet_small_width_multiplier_scales_channels():
+    full = create_model("unet_small", num_classes=3)
+    half = create_model("unet_small", num_classes=3, width=0.5)
+    assert full.down1[0].out_channels == 64 and full.bottom[0].out_channels == 256
+    assert half.down1[0].out_channels == 32 and half.bottom[0].out_channels == 128
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(half) < 0.3 * count(full)
+
+
+def test_pspnet_drops_encoder_stages_it_never_runs():
+    model = create_model("pspnet_resnet18", num_classes=11)
+    assert not hasattr(model.encoder, "layer3") and not hasattr(model.encoder, "layer4")
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000

@@ -1,0 +1,33 @@
+import pytest
+
+from harness.errors import HarnessError
+from harness.targets import list_target_files, load_target
+
+
+def test_builtin_targets_load():
+    names = {p.stem for p in list_target_files()}
+    assert {"watch", "phone", "cloud"} <= names
+    watch = load_target("watch")
+    assert watch.threads == 1 and watch.memory_budget_mb == 15 and not watch.enable_cpu_mem_arena
+    assert load_target("cloud").batch_size == 10
+
+
+@pytest.mark.parametrize("body, message", [
+    ("threads = 1\nspeed = 3\n", "unknown key 'speed'"),
+    ("threads = 1\nmemory_budget_mb = -5\n", "memory_budget_mb = -5.0 is negative"),
+    ("threads = 64\n", "threads = 64 but this machine"),
+    ("threads = [1\n", "not valid TOML"),
+    ("threads = 'two'\n", "threads must be int"),
+    ("memory_budget_mb = 5\n", "missing key 'threads'"),
+])
+def test_bad_target_files_name_file_and_key(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(HarnessError, match=message) as info:
+        load_target(str(path))
+    assert "bad" in str(info.value)
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(HarnessError, match="known targets are cloud, phone, watch"):
+        load_target("toaster")
