@@ -1,7 +1,8 @@
-"""A bench run: every model of a suite, exported and proven, measured under one target profile."""
+"""A bench run: every model of a suite, exported and proven, each variant measured under one target."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.data import find_split, load_split, normalize
-from harness.errors import HarnessError, ParityError
+from harness.budget import verdict
+from harness.errors import HarnessError, ParityError, VariantError
 from harness.export import ExportedModel, export_spec
 from harness.measure import Measurement, build_request, run_worker, trivial_model
 from harness.metrics import scores_from_confusion
-from harness.results import MachineFingerprint, ResultRow, machine_fingerprint
+from harness.quantize import QuantizeOptions, VariantModel, variant_of
+from harness.results import ResultRow, machine_fingerprint
 from harness.spec import ModelSpec, Suite
 from harness.targets import TargetProfile
 
@@ -27,6 +30,16 @@ class EvalSet:
     images_u8: np.ndarray
     eval_path: Path
     sample_path: Path
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    """Everything a bench run reads besides the suite's models and the target."""
+
+    data_dir: Path
+    calibration_dir: Path | None
+    quantize: QuantizeOptions
+    max_miou_drop: float | None = None  # set: int8-static leaves the fewest nodes in float to stay within it
 
 
 def prepare_eval_sets(suite: Suite, data_dir: Path, workdir: Path) -> dict[tuple, EvalSet]:
@@ -46,90 +59,160 @@ def prepare_eval_sets(suite: Suite, data_dir: Path, workdir: Path) -> dict[tuple
     return sets
 
 
-def run_bench(suite: Suite, target: TargetProfile, data_dir: Path, console=None) -> list[ResultRow]:
-    """Export (cached) and measure every model and variant; a failure becomes that row's status."""
+def calibration_split(suite: Suite, inputs: BenchInputs):
+    if inputs.calibration_dir is None:
+        raise HarnessError("int8-static needs calibration images: set [calibration] dir in the suite or pass --calibration-data")
+    split = find_split(inputs.calibration_dir, "train", suite.ignore_index)
+    if find_split(inputs.data_dir, "val", suite.ignore_index).root.resolve() == split.root.resolve():
+        raise HarnessError(f"calibration data {split.root} is the evaluation data: calibrate on other images")
+    return split
+
+
+def load_calibration(suite: Suite, inputs: BenchInputs, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    return load_split(calibration_split(suite, inputs), spec.input_hw, spec.num_classes, limit=inputs.quantize.calibration_images)
+
+
+def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: ExportedModel, variant: str,
+                 say=lambda message: None) -> VariantModel:
+    """One variant of the export; int8-static with the accuracy fallback when a limit is set."""
+    if variant != "int8-static":
+        return variant_of(exported, variant, inputs.quantize, None)
+    images_u8, masks = load_calibration(suite, inputs, spec)
+    options, note = inputs.quantize, ""
+    if inputs.max_miou_drop is not None:
+        from harness.fallback import find_fallback
+
+        found = find_fallback(exported, options, images_u8, masks, spec.num_classes, suite.ignore_index,
+                              inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"))
+        options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
+    made = variant_of(exported, variant, options, images_u8,
+                      on_progress=lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}"))
+    return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
+
+
+def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None) -> list[ResultRow]:
+    """Export (cached), make each variant (cached), measure each in its own child; failures become rows."""
+    variants = ("fp32",) + tuple(v for v in target.variants if v != "fp32")  # fp32 is every ratio's reference
+    per_variant = 1 + len(target.serving)
     rows: list[ResultRow] = []
-    steps = len(suite.models) * (1 + len(target.variants)) + len({m.input_hw for m in suite.models})
+    steps = len(suite.models) * (1 + per_variant * len(variants)) + len({m.input_hw for m in suite.models})
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp, Progress(*columns, console=console, transient=True) as progress:
         workdir = Path(tmp)
         task = progress.add_task("loading evaluation images", total=steps)
-        eval_sets = prepare_eval_sets(suite, data_dir, workdir)
+        if "int8-static" in variants:  # bad calibration input fails now, before any measuring
+            calibration_split(suite, inputs)
+        eval_sets = prepare_eval_sets(suite, inputs.data_dir, workdir)
         floors: dict[tuple[int, int], Measurement] = {}
+        say = lambda message: progress.update(task, description=message)  # noqa: E731
         for spec in suite.models:
             eval_set = eval_sets[(spec.input_hw, spec.num_classes)]
             if spec.input_hw not in floors:
-                progress.update(task, description=f"runtime floor {spec.input_hw[0]}x{spec.input_hw[1]}")
+                say(f"runtime floor {spec.input_hw[0]}x{spec.input_hw[1]}")
                 floor_onnx = trivial_model(workdir / f"floor_{spec.input_hw[0]}x{spec.input_hw[1]}.onnx", spec.input_hw)
-                floors[spec.input_hw] = run_worker(build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0))
+                floors[spec.input_hw] = run_worker(build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0),
+                                                   memory_cap_mb=target.memory_cap_mb or None)
                 progress.advance(task)
-            progress.update(task, description=f"export {spec.name}")
+            say(f"export {spec.name}")
             try:
                 exported = export_spec(spec, eval_set.images_u8)
             except ParityError as e:
-                rows += [_failed_row(target, spec, v, f"export not faithful: {e}") for v in target.variants]
-                progress.advance(task, 1 + len(target.variants))
+                rows += [_failed_row(target, spec, v, m, f"export not faithful: {e}") for v in variants for m in target.serving]
+                progress.advance(task, 1 + per_variant * len(variants))
                 continue
             progress.advance(task)
-            for variant in target.variants:
-                progress.update(task, description=f"measure {spec.name} {variant} ({target.threads} thread(s))")
-                request = build_request(exported.path, target, eval_set.sample_path, eval_set.eval_path,
-                                        spec.num_classes, suite.ignore_index)
-                measured = run_worker(request)
-                rows.append(_row(target, spec, variant, exported, measured, floors[spec.input_hw], len(eval_set.images_u8)))
+            model_rows: list[tuple[ResultRow, Path | None]] = []
+            for variant in variants:
+                say(f"make {spec.name} {variant}")
+                try:
+                    made = make_variant(suite, inputs, spec, exported, variant, say=say)
+                except VariantError as e:
+                    model_rows += [(_failed_row(target, spec, variant, m, str(e)), None) for m in target.serving]
+                    progress.advance(task, per_variant)
+                    continue
                 progress.advance(task)
+                for serving in target.serving:
+                    say(f"measure {spec.name} {variant}, {target.serving_label(serving)} ({target.threads} thread(s))")
+                    predictions = workdir / f"pred_{len(rows)}_{len(model_rows)}.npy"
+                    request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path,
+                                            spec.num_classes, suite.ignore_index, predictions, serving)
+                    measured = run_worker(request, memory_cap_mb=target.memory_cap_mb or None)
+                    row = _row(target, spec, made, serving, exported, measured, floors[spec.input_hw], len(eval_set.images_u8))
+                    model_rows.append((row, predictions if predictions.is_file() else None))
+                    progress.advance(task)
+            rows += compare_with_fp32(model_rows, target)
     return rows
+
+
+def compare_with_fp32(model_rows: list[tuple[ResultRow, Path | None]], target: TargetProfile) -> list[ResultRow]:
+    """Add speed ratio, mIoU drop and pixel agreement against fp32 (same run, same serving), flags, verdict."""
+    references = {row.serving: (row, pred) for row, pred in model_rows if row.variant == "fp32"}
+    out = []
+    for row, pred_path in model_rows:
+        reference, reference_pred = references.get(row.serving, (None, None))
+        changes, flags = {}, []
+        if reference is not None and row.p50_ms and reference.p50_ms:
+            changes["speedup_vs_fp32"] = reference.p50_ms / row.p50_ms
+            if row.variant != "fp32" and row.p50_ms > reference.p50_ms:
+                flags.append(f"slower than fp32 ({reference.p50_ms / row.p50_ms:.2f}x)")
+        if reference is not None and row.miou_pct is not None and reference.miou_pct is not None:
+            changes["miou_drop_pts"] = reference.miou_pct - row.miou_pct
+        if pred_path is not None and reference_pred is not None:
+            changes["agreement_with_fp32_pct"] = float(100 * (np.load(pred_path) == np.load(reference_pred)).mean())
+        updated = dataclasses.replace(row, flags="; ".join(flags), **changes)
+        out.append(dataclasses.replace(updated, verdict=verdict(updated, target)))
+    return out
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _fingerprint(measured: Measurement) -> MachineFingerprint:
+def _base_row(target: TargetProfile, spec: ModelSpec, variant: str, serving: str, status: str,
+              ort_version: str | None) -> dict:
     import onnxruntime
 
-    return machine_fingerprint(measured.ort_version or onnxruntime.__version__)
+    fp = machine_fingerprint(ort_version or onnxruntime.__version__)
+    fields = {f.name: None for f in dataclasses.fields(ResultRow)}
+    fields.update(
+        target=target.name, model=spec.name, variant=variant, serving=target.serving_label(serving), status=status,
+        verdict="not measured", flags="", recipe="", nodes_in_float_names="", threads=target.threads,
+        images_at_once=target.images_at_once,
+        cpu_mem_arena=target.enable_cpu_mem_arena, cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa,
+        ort_version=fp.ort_version, harness_version=fp.harness_version, measured_at=_now(),
+    )
+    del fields["schema_version"]
+    return fields
 
 
-def _row(target: TargetProfile, spec: ModelSpec, variant: str, exported: ExportedModel, measured: Measurement,
-         floor: Measurement, eval_images: int) -> ResultRow:
-    fp = _fingerprint(measured)
+def _row(target: TargetProfile, spec: ModelSpec, made: VariantModel, serving: str, exported: ExportedModel,
+         measured: Measurement, floor: Measurement, eval_images: int) -> ResultRow:
     status = measured.error or "ok"
     if not measured.error and floor.error:
         status = f"runtime floor not measured: {floor.error}"
+    fields = _base_row(target, spec, made.variant, serving, status, measured.ort_version)
     lat = measured.latency
     scores = scores_from_confusion(measured.confusion) if measured.confusion is not None else None
-    model_mb = None
-    if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
-        model_mb = measured.peak_rss_mb - floor.peak_rss_mb
-    return ResultRow(
-        target=target.name, model=spec.name, variant=variant, status=status,
-        file_mb=exported.file_mb, params_in_graph=exported.params_in_graph,
+    fields.update(
+        recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
+        nodes_in_float=len(made.nodes_in_float) if made.variant == "int8-static" else None,
+        nodes_in_float_names=";".join(made.nodes_in_float),
         parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
         parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
-        p50_ms=lat.p50_ms if lat else None, p95_ms=lat.p95_ms if lat else None, p99_ms=lat.p99_ms if lat else None,
-        latency_stdev_pct=100 * lat.stdev_ms / lat.mean_ms if lat else None, runs=lat.runs if lat else None,
-        peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, model_mb=model_mb,
-        miou_pct=scores.miou_pct if scores else None, pixel_accuracy_pct=scores.pixel_accuracy_pct if scores else None,
-        eval_images=eval_images if scores else None,
-        threads=target.threads, batch_size=target.batch_size, cpu_mem_arena=target.enable_cpu_mem_arena,
-        cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
-        harness_version=fp.harness_version, measured_at=_now(),
+        peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, images_per_s=measured.images_per_s,
     )
+    if lat:
+        fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,
+                      latency_stdev_pct=100 * lat.stdev_ms / lat.mean_ms)
+    if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
+        fields["model_mb"] = measured.peak_rss_mb - floor.peak_rss_mb
+    if scores:
+        fields.update(miou_pct=scores.miou_pct, pixel_accuracy_pct=scores.pixel_accuracy_pct, eval_images=eval_images)
+    return ResultRow(**fields)
 
 
-def _failed_row(target: TargetProfile, spec: ModelSpec, variant: str, reason: str) -> ResultRow:
-    import onnxruntime
-
-    fp = machine_fingerprint(onnxruntime.__version__)
-    return ResultRow(
-        target=target.name, model=spec.name, variant=variant, status=reason, file_mb=None, params_in_graph=None,
-        parity_agreement_pct=None, parity_max_abs_diff=None, p50_ms=None, p95_ms=None, p99_ms=None,
-        latency_stdev_pct=None, runs=None, peak_rss_mb=None, floor_rss_mb=None, model_mb=None, miou_pct=None,
-        pixel_accuracy_pct=None, eval_images=None, threads=target.threads, batch_size=target.batch_size,
-        cpu_mem_arena=target.enable_cpu_mem_arena, cpu_model=fp.cpu_model, cpu_count=fp.cpu_count,
-        cpu_isa=fp.cpu_isa, ort_version=fp.ort_version, harness_version=fp.harness_version, measured_at=_now(),
-    )
+def _failed_row(target: TargetProfile, spec: ModelSpec, variant: str, serving: str, reason: str) -> ResultRow:
+    return ResultRow(**_base_row(target, spec, variant, serving, reason, None))
 
 
 def default_data_dir(suite: Suite, data_arg: str | None) -> Path:

@@ -54,18 +54,17 @@ def _resolve_spec(args, suite):
         import dataclasses
 
         return dataclasses.replace(base, **changes)
+    default_hw = suite.models[0].input_hw
     if args.model.endswith(".onnx"):
         source = {"onnx": Path(args.model)}
     else:
         from harness.registry import get_model_info
 
-        info = get_model_info(args.model)
-        stride = info.input_stride
-        changes.setdefault("input_hw", tuple(-(-side // stride) * stride for side in (180, 240)))
+        stride = get_model_info(args.model).input_stride
+        default_hw = tuple(-(-side // stride) * stride for side in default_hw)
         source = {"arch": args.model}
-    if "num_classes" not in changes:
-        changes["num_classes"] = suite.models[0].num_classes
-    changes.setdefault("input_hw", suite.models[0].input_hw)
+    changes.setdefault("input_hw", default_hw)
+    changes.setdefault("num_classes", suite.models[0].num_classes)
     return ModelSpec(name=Path(args.model).stem, **source, **changes)
 
 
@@ -102,26 +101,76 @@ def dataclasses_replace(obj, **changes):
 
 
 def cmd_bench(args) -> int:
-    from harness.bench import default_data_dir, run_bench
-    from harness.render import make_console, results_table
-    from harness.results import merge_and_write
+    from harness.bench import run_bench
+    from harness.render import make_console, recipes_table, results_table
+    from harness.results import merge_and_write, read_rows
     from harness.spec import load_suite
     from harness.targets import load_target
 
     target = load_target(args.target)
     suite = load_suite(args.suite)
-    data_dir = default_data_dir(suite, args.data)
+    inputs = _bench_inputs(args, suite)
+    csv_path = Path(args.results_dir) / f"{target.name}.csv"
+    if not args.no_write and csv_path.is_file():
+        read_rows(csv_path)  # an unreadable record fails now, not after minutes of measuring
     console = make_console()
-    rows = run_bench(suite, target, data_dir, console=console)
+    rows = run_bench(suite, target, inputs, console=console)
     console.print(results_table(target, rows))
+    console.print(recipes_table(rows))
     if not args.no_write:
-        csv_path = Path(args.results_dir) / f"{target.name}.csv"
         merge_and_write(csv_path, rows)
         console.print(f"wrote {csv_path}")
     failed = [r for r in rows if r.status != "ok"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} rows could not be measured[/red]")
         return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def _bench_inputs(args, suite):
+    from harness.bench import BenchInputs, default_data_dir
+    from harness.quantize import default_options
+
+    calibration = Path(args.calibration_data) if args.calibration_data else suite.calibration_dir
+    options = default_options(
+        calibration_method=args.calibration_method or suite.calibration_method,
+        calibration_images=args.calibration_images or suite.calibration_images,
+        activation_type=args.activation_type,
+    )
+    return BenchInputs(default_data_dir(suite, args.data), calibration, options, args.max_miou_drop)
+
+
+def cmd_quantize(args) -> int:
+    import shutil
+
+    from harness.bench import make_variant
+    from harness.data import find_split, load_split
+    from harness.export import PARITY_IMAGES, export_spec
+    from harness.render import make_console
+    from harness.spec import load_suite
+
+    suite = load_suite(args.suite)
+    spec = _resolve_spec(args, suite)
+    inputs = _bench_inputs(args, suite)
+    images_u8, _ = load_split(find_split(inputs.data_dir, "val", suite.ignore_index), spec.input_hw,
+                              spec.num_classes, limit=PARITY_IMAGES)
+    console = make_console()
+    with console.status(f"exporting {spec.name}"):
+        exported = export_spec(spec, images_u8)
+    variant = {"static": "int8-static", "dynamic": "int8-dynamic", "fp16": "fp16"}[args.method]
+    with console.status(f"making {variant}") as status:
+        made = make_variant(suite, inputs, spec, exported, variant, say=lambda message: status.update(message))
+    out = made.path
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made.path, args.out)
+        out = Path(args.out)
+    console.print(f"{spec.name} {variant}: {out} ({made.file_mb:.2f} MB, fp32 {exported.file_mb:.2f} MB, "
+                  f"{100 * made.file_mb / exported.file_mb:.0f} %){' [cached]' if made.cached else ''}")
+    console.print(f"recipe: {made.recipe}")
+    if made.nodes_in_float:
+        console.print(f"left in float: {', '.join(made.nodes_in_float)}")
+    console.print("accuracy and speed: run harness bench, which measures every variant against fp32 in one run")
     return EXIT_OK
 
 
@@ -145,16 +194,25 @@ def cmd_targets(args) -> int:
     from harness.render import make_console
     from harness.targets import list_target_files, load_target
 
-    table = Table("target", "threads", "batch", "memory budget", "p95 budget", "max mIoU drop", "variants", "file",
-                  title="target profiles", title_justify="left")
+    table = Table("target", "threads", "serving", "memory budget", "memory cap", "p95 budget", "max mIoU drop",
+                  "variants", "file", title="target profiles", title_justify="left")
     for path in list_target_files():
         t = load_target(str(path))
         memory = f"{t.memory_budget_mb:g} MB ({t.memory_quantity})" if t.memory_budget_mb else "none"
-        table.add_row(t.name, str(t.threads), str(t.batch_size), memory,
+        serving = ", ".join(t.serving_label(m) for m in t.serving)
+        cap = f"{t.memory_cap_mb:g} MB RSS" if t.memory_cap_mb else "none"
+        table.add_row(t.name, str(t.threads), serving, memory, cap,
                       f"{t.p95_budget_ms:g} ms" if t.p95_budget_ms else "none", f"{t.max_miou_drop:g} pt",
-                      ", ".join(t.variants), str(path))
+                      ", ".join(t.variants), _short_path(path))
     make_console().print(table)
     return EXIT_OK
+
+
+def _short_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _classes_from_file(data_dir: Path) -> int:
@@ -162,6 +220,27 @@ def _classes_from_file(data_dir: Path) -> int:
     if not names.is_file():
         raise HarnessError(f"no --num-classes given and {names} does not exist: pass --num-classes N")
     return len([line for line in names.read_text().splitlines() if line.strip()])
+
+
+def _add_model_options(p) -> None:
+    p.add_argument("--checkpoint", help="state_dict (or, with --allow-pickle, a whole module) to load")
+    p.add_argument("--allow-pickle", action="store_true", help="let the checkpoint hold a pickled module (trusted files only)")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--input-size", type=_input_size, help="HEIGHTxWIDTH")
+
+
+def _add_data_options(p) -> None:
+    from harness.quantize import CALIBRATION_METHODS
+    from harness.spec import DEFAULT_SUITE
+
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+    p.add_argument("--data", help="evaluation images/ + masks/ folder (default: the suite's)")
+    p.add_argument("--calibration-data", help="int8-static calibration images/ (+ masks/) folder (default: the suite's)")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="default: the suite's (minmax)")
+    p.add_argument("--calibration-images", type=int, help="how many calibration images (default: the suite's, 32)")
+    p.add_argument("--activation-type", choices=["uint8", "int8"], help="int8-static activations (default uint8: see README)")
+    p.add_argument("--max-miou-drop", type=float, metavar="PTS",
+                   help="int8-static: leave the fewest nodes in float until the mIoU drop is within PTS")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint path to write")
     p.add_argument("--num-classes", type=int, help="default: lines in DATA/classes.txt")
     p.add_argument("--ignore-index", type=int, default=255, help="mask value excluded from loss and mIoU")
-    p.add_argument("--input-size", type=_input_size, default=(184, 240), help="HEIGHTxWIDTH the images are fitted to")
+    p.add_argument("--input-size", type=_input_size, default=(192, 240), help="HEIGHTxWIDTH the images are fitted to")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -189,22 +268,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model to ONNX and prove parity on real images")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
-    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
-    p.add_argument("--checkpoint", help="state_dict (or, with --allow-pickle, a whole module) to load")
-    p.add_argument("--allow-pickle", action="store_true", help="let the checkpoint hold a pickled module (trusted files only)")
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--input-size", type=_input_size, help="HEIGHTxWIDTH")
-    p.add_argument("--data", help="images/ + masks/ folder for the parity check (default: the suite's)")
     p.add_argument("--out", help="also copy the ONNX file here")
+    _add_model_options(p)
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+    p.add_argument("--data", help="images/ + masks/ folder for the parity check (default: the suite's)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("bench", help="measure every model of a suite under a target profile")
     p.add_argument("--target", required=True, help="target name (harness targets) or a .toml profile")
-    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
-    p.add_argument("--data", help="evaluation images/ + masks/ folder (default: the suite's)")
+    _add_data_options(p)
     p.add_argument("--results-dir", default="results", help="where <target>.csv is written")
     p.add_argument("--no-write", action="store_true", help="print the table, write no CSV")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("quantize", help="make one int8 or fp16 variant of a model with ONNX Runtime")
+    p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
+    p.add_argument("--method", required=True, choices=["static", "dynamic", "fp16"])
+    p.add_argument("--out", help="also copy the variant's ONNX file here")
+    _add_model_options(p)
+    _add_data_options(p)
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("models", help="list registered model architectures")
     p.add_argument("pattern", nargs="?", default="*")

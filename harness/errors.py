@@ -7,3 +7,7 @@ class HarnessError(Exception):
 
 class ParityError(HarnessError):
     """The exported ONNX model does not reproduce the PyTorch model's output."""
+
+
+class VariantError(HarnessError):
+    """ONNX Runtime could not make a variant (quantization or conversion failed); that row fails."""

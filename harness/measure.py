@@ -53,6 +53,7 @@ class Measurement:
     import_rss_mb: float | None
     threads_in_process: int | None
     cpu_affinity: tuple[int, ...]
+    images_per_s: float | None
     confusion: np.ndarray | None
     ort_version: str | None
     error: str | None = None
@@ -116,19 +117,23 @@ def run_worker(request: dict, memory_cap_mb: float | None = None, timeout_s: flo
         import_rss_mb=reply["import_rss_mb"],
         threads_in_process=reply["threads_in_process"],
         cpu_affinity=tuple(reply["cpu_affinity"]),
+        images_per_s=reply["images_per_s"],
         confusion=np.asarray(reply["confusion"], dtype=np.int64) if "confusion" in reply else None,
         ort_version=reply["ort_version"],
     )
 
 
 def _failed(message: str) -> Measurement:
-    return Measurement(None, None, None, None, (), None, None, error=message)
+    return Measurement(None, None, None, None, (), None, None, None, error=message)
 
 
 def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eval_path: Path | None,
-                  num_classes: int, ignore_index: int) -> dict:
+                  num_classes: int, ignore_index: int, predictions_path: Path | None = None,
+                  serving: str = "batched") -> dict:
     return {
+        "serving": serving,
         "onnx_path": str(onnx_path),
+        "predictions_path": str(predictions_path) if predictions_path else None,
         "sample_path": str(sample_path),
         "eval_path": str(eval_path) if eval_path else None,
         "num_classes": num_classes,
@@ -136,7 +141,7 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
         "threads": target.threads,
         "inter_op_threads": target.inter_op_threads,
         "cpu_affinity": list(target.affinity()),
-        "batch_size": target.batch_size,
+        "images_at_once": target.images_at_once,
         "enable_cpu_mem_arena": target.enable_cpu_mem_arena,
         "enable_mem_pattern": target.enable_mem_pattern,
         "warmup_runs": target.warmup_runs,

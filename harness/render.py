@@ -17,27 +17,54 @@ def _num(value, digits: int = 1) -> str:
 
 
 def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
-    title = (f"target {target.name}: {target.description} — {target.threads} thread(s), batch {target.batch_size}, "
-             f"CPU arena {'on' if target.enable_cpu_mem_arena else 'off'}")
+    budget = []
+    if target.p95_budget_ms:
+        budget.append(f"p95 ≤ {target.p95_budget_ms:g} ms")
+    if target.memory_budget_mb:
+        budget.append(f"{target.memory_quantity} memory ≤ {target.memory_budget_mb:g} MB")
+    budget.append(f"mIoU drop ≤ {target.max_miou_drop:g} pts")
+    title = (f"target {target.name}: {target.description} — {target.threads} thread(s), CPU arena "
+             f"{'on' if target.enable_cpu_mem_arena else 'off'}, memory pattern {'on' if target.enable_mem_pattern else 'off'}"
+             f"{f', cap {target.memory_cap_mb:g} MB RSS' if target.memory_cap_mb else ''}; budgets: {', '.join(budget)}")
     table = Table(title=title, title_justify="left")
-    for header in ("model", "variant", "file MB", "params (graph)", "p50 ms", "p95 ms", "runs",
-                   "peak RSS MB", "floor RSS MB", "model MB", "mIoU %", "status"):
-        table.add_column(header, justify="left" if header in ("model", "variant", "status") else "right")
+    for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
+                   "peak RSS MB", "floor RSS MB", "model MB", "mIoU %", "ΔmIoU pts", "agree %", "verdict", "notes"):
+        table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
         if r.latency_stdev_pct is not None and r.latency_stdev_pct >= 10:
             runs += f" [yellow](unstable: stdev {r.latency_stdev_pct:.0f}%)[/yellow]"
-        status = "[green]ok[/green]" if r.status == "ok" else f"[red]{r.status}[/red]"
+        speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
+        if r.speedup_vs_fp32 is not None and r.speedup_vs_fp32 < 1:
+            speed = f"[red]{speed}[/red]"
+        notes = [] if r.status == "ok" else [f"[red]{r.status}[/red]"]
+        if r.flags:
+            notes.append(f"[yellow]{r.flags}[/yellow]")
+        if r.nodes_in_float:
+            notes.append(f"{r.nodes_in_float} nodes in float")
+        verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
-            r.model, r.variant, _num(r.file_mb, 2),
-            NOT_MEASURED if r.params_in_graph is None else f"{r.params_in_graph / 1e6:.2f} M",
-            _num(r.p50_ms, 2), _num(r.p95_ms, 2), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb),
-            _num(r.model_mb), _num(r.miou_pct, 2), status,
+            r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
+            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _num(r.miou_pct, 2),
+            _num(-r.miou_drop_pts if r.miou_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
+            verdict, "; ".join(notes),
         )
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor RSS = the same for a "
-                     "one-node model under the same runtime, threads and session options; model MB = peak − floor. "
-                     "mIoU is computed from the ONNX model's outputs on the evaluation images, void excluded.")
+                     "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
+                     "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second. "
+                     "vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). mIoU is computed from each ONNX "
+                     "model's outputs on the evaluation images, void excluded; ΔmIoU and agree % are against fp32.")
     table.caption_justify = "left"
+    return table
+
+
+def recipes_table(rows: list[ResultRow]) -> Table:
+    table = Table("model", "variant", "how it was made", title="variants", title_justify="left")
+    for r in rows:
+        recipe = r.recipe or NOT_MEASURED
+        if r.nodes_in_float_names:
+            recipe += f"; left in float: {r.nodes_in_float_names.replace(';', ', ')}"
+        table.add_row(r.model, r.variant, recipe)
     return table
 
 

@@ -49,7 +49,13 @@ class ResultRow:
     target: str
     model: str
     variant: str
+    serving: str  # how images reach the model: "1 image per call", "batch of 10 per call", "10 requests in flight"
     status: str  # "ok", or the reason the row could not be measured
+    verdict: str  # "fits", or each budget the row breaks: over latency / over memory / over accuracy
+    flags: str  # what a reader must not miss: slower than fp32, accuracy drop over the target's limit
+    recipe: str  # how the variant was made (quantization types, calibration)
+    nodes_in_float: int | None  # int8-static: nodes the accuracy fallback left in float
+    nodes_in_float_names: str
     file_mb: float | None
     params_in_graph: int | None
     parity_agreement_pct: float | None
@@ -59,14 +65,18 @@ class ResultRow:
     p99_ms: float | None
     latency_stdev_pct: float | None
     runs: int | None
+    images_per_s: float | None
     peak_rss_mb: float | None
     floor_rss_mb: float | None
     model_mb: float | None
+    speedup_vs_fp32: float | None  # fp32 p50 / this p50, both measured in the same run
     miou_pct: float | None
+    miou_drop_pts: float | None  # fp32 mIoU minus this mIoU, same images
+    agreement_with_fp32_pct: float | None  # pixels whose predicted class equals fp32's
     pixel_accuracy_pct: float | None
     eval_images: int | None
     threads: int
-    batch_size: int
+    images_at_once: int
     cpu_mem_arena: bool
     cpu_model: str
     cpu_count: int
@@ -89,6 +99,11 @@ def _cell(name: str, value) -> str:
     return str(value)
 
 
+def row_key(record: dict[str, str]) -> tuple[str, str, str]:
+    """What identifies a row within one target's CSV."""
+    return record["model"], record["variant"], record["serving"]
+
+
 def row_to_record(row: ResultRow) -> dict[str, str]:
     return {name: _cell(name, value) for name, value in asdict(row).items()}
 
@@ -98,7 +113,7 @@ def records_to_csv_text(records: list[dict[str, str]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     # Stable order, so a diff in review shows only what changed.
-    writer.writerows(sorted(records, key=lambda r: (r["model"], r["variant"])))
+    writer.writerows(sorted(records, key=row_key))
     return buffer.getvalue()
 
 

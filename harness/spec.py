@@ -47,10 +47,14 @@ class Suite:
     models: tuple[ModelSpec, ...]
     data_dir: Path | None
     ignore_index: int
+    calibration_dir: Path | None = None
+    calibration_method: str = "minmax"
+    calibration_images: int = 32
 
 
 _MODEL_KEYS = {"name", "arch", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
 _DATA_KEYS = {"dir", "ignore_index"}
+_CALIBRATION_KEYS = {"dir", "method", "images"}
 
 
 def _check_keys(where: str, table: dict, allowed: set[str]) -> None:
@@ -67,9 +71,11 @@ def load_suite(path: str | Path) -> Suite:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"suite file {path} is not valid TOML: {e}") from e
-    _check_keys(str(path), doc, {"data", "model"})
+    _check_keys(str(path), doc, {"data", "calibration", "model"})
     data = doc.get("data", {})
     _check_keys(f"{path} [data]", data, _DATA_KEYS)
+    calibration = doc.get("calibration", {})
+    _check_keys(f"{path} [calibration]", calibration, _CALIBRATION_KEYS)
     base = path.parent
     models = []
     for i, table in enumerate(doc.get("model", [])):
@@ -99,6 +105,9 @@ def load_suite(path: str | Path) -> Suite:
         models=tuple(models),
         data_dir=base / data["dir"] if "dir" in data else None,
         ignore_index=int(data.get("ignore_index", DEFAULT_IGNORE_INDEX)),
+        calibration_dir=base / calibration["dir"] if "dir" in calibration else None,
+        calibration_method=str(calibration.get("method", "minmax")),
+        calibration_images=int(calibration.get("images", 32)),
     )
 
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.quantize import VARIANTS
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
-KNOWN_VARIANTS = ("fp32",)
+SERVING_MODES = ("batched", "concurrent")  # one call of N images, or N one-image requests in flight
 
 
 def builtin_targets_dir() -> Path:
@@ -27,9 +28,11 @@ class TargetProfile:
     description: str = ""
     inter_op_threads: int = 1
     cpu_affinity: tuple[int, ...] | None = None  # None: the first `threads` CPUs this process may use
-    batch_size: int = 1
+    images_at_once: int = 1
+    serving: tuple[str, ...] = ("batched",)
     memory_quantity: str = "model"
     memory_budget_mb: float = 0.0
+    memory_cap_mb: float = 0.0  # whole-process RSS at which the watchdog ends the child; 0 = no cap
     p95_budget_ms: float = 0.0
     max_miou_drop: float = 1.0
     variants: tuple[str, ...] = ("fp32",)
@@ -49,18 +52,21 @@ class TargetProfile:
             raise HarnessError(f"{where}: threads = {self.threads} but this machine lets the harness use {cores} cores; set threads <= {cores}")
         if self.inter_op_threads < 1:
             raise HarnessError(f"{where}: inter_op_threads must be at least 1")
-        if self.batch_size < 1:
-            raise HarnessError(f"{where}: batch_size must be at least 1")
+        if self.images_at_once < 1:
+            raise HarnessError(f"{where}: images_at_once must be at least 1")
+        bad_modes = [m for m in self.serving if m not in SERVING_MODES]
+        if bad_modes or not self.serving:
+            raise HarnessError(f"{where}: serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if self.memory_quantity not in MEMORY_QUANTITIES:
             raise HarnessError(f"{where}: memory_quantity = '{self.memory_quantity}'; use one of {', '.join(MEMORY_QUANTITIES)}")
-        for key in ("memory_budget_mb", "p95_budget_ms", "max_miou_drop", "min_duration_s"):
+        for key in ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop", "min_duration_s"):
             if getattr(self, key) < 0:
                 raise HarnessError(f"{where}: {key} = {getattr(self, key)} is negative; use 0 for no budget or a positive number")
         if self.warmup_runs < 0 or self.min_runs < 1:
             raise HarnessError(f"{where}: warmup_runs must be >= 0 and min_runs >= 1")
-        unknown = [v for v in self.variants if v not in KNOWN_VARIANTS]
+        unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or not self.variants:
-            raise HarnessError(f"{where}: variants {list(self.variants)}; known variants: {', '.join(KNOWN_VARIANTS)}")
+            raise HarnessError(f"{where}: variants {list(self.variants)}; known variants: {', '.join(VARIANTS)}")
         if self.cpu_affinity is not None:
             allowed = os.sched_getaffinity(0)
             outside = sorted(set(self.cpu_affinity) - allowed)
@@ -68,6 +74,11 @@ class TargetProfile:
                 raise HarnessError(f"{where}: cpu_affinity names CPU {outside[0]}, not available here (available: {sorted(allowed)})")
             if len(self.cpu_affinity) < self.threads:
                 raise HarnessError(f"{where}: cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; list at least {self.threads}")
+
+    def serving_label(self, serving: str) -> str:
+        if serving == "concurrent":
+            return f"{self.images_at_once} requests in flight"
+        return "1 image per call" if self.images_at_once == 1 else f"batch of {self.images_at_once} per call"
 
     def affinity(self) -> tuple[int, ...]:
         return self.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: self.threads])

@@ -126,6 +126,7 @@ def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_miou_
         "num_classes": cfg.num_classes,
         "input_size": list(cfg.input_hw),
         "ignore_index": cfg.ignore_index,
+        "model_kwargs": dict(cfg.model_kwargs or {}),
         "epoch": epoch,
         "val_miou_pct": val_miou_pct,
         "command": command,

@@ -57,19 +57,14 @@ def measure(request: dict) -> dict:
     session = ort.InferenceSession(request["onnx_path"], options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     sample = np.load(request["sample_path"])  # one real image, already fitted and normalised
-    batch = np.ascontiguousarray(np.repeat(sample[None], request["batch_size"], axis=0))
-    feed = {input_name: batch}
-
-    for _ in range(request["warmup_runs"]):
-        session.run(None, feed)
-    latencies_ms = []
-    started = time.perf_counter()
-    while len(latencies_ms) < request["min_runs"] or time.perf_counter() - started < request["min_duration_s"]:
-        t0 = time.perf_counter_ns()
-        session.run(None, feed)
-        latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        if len(latencies_ms) >= request["max_runs"]:
-            break
+    if request["serving"] == "concurrent":
+        latencies_ms, wall_s = _time_concurrent(session, input_name, sample, request)
+        images_per_call = 1
+    else:
+        images_per_call = request["images_at_once"]
+        batch = np.ascontiguousarray(np.repeat(sample[None], images_per_call, axis=0))
+        latencies_ms, wall_s = _time_sequential(session, {input_name: batch}, request)
+    result["images_per_s"] = len(latencies_ms) * images_per_call / wall_s
     result.update(
         latencies_ms=latencies_ms,
         peak_rss_mb=_status_mb("VmHWM"),  # read before evaluation, which holds the eval images too
@@ -81,23 +76,84 @@ def measure(request: dict) -> dict:
     return result
 
 
+def _enough(runs: int, started: float, request: dict) -> bool:
+    elapsed = time.perf_counter() - started
+    return runs >= request["max_runs"] or (runs >= request["min_runs"] and elapsed >= request["min_duration_s"])
+
+
+def _time_sequential(session, feed: dict, request: dict) -> tuple[list[float], float]:
+    """One call at a time: each latency is one call (one image, or one batch)."""
+    for _ in range(request["warmup_runs"]):
+        session.run(None, feed)
+    latencies_ms = []
+    started = time.perf_counter()
+    while not _enough(len(latencies_ms), started, request):
+        t0 = time.perf_counter_ns()
+        session.run(None, feed)
+        latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
+    return latencies_ms, time.perf_counter() - started
+
+
+def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[list[float], float]:
+    """`images_at_once` requests in flight, one image each, sharing the session and its thread pool."""
+    import threading
+
+    feed = {input_name: sample[None]}
+    in_flight = request["images_at_once"]
+    for _ in range(request["warmup_runs"]):
+        session.run(None, feed)
+    latencies_ms: list[float] = []
+    lock = threading.Lock()
+    start_line = threading.Barrier(in_flight + 1)
+
+    def client() -> None:
+        start_line.wait()
+        while True:
+            t0 = time.perf_counter_ns()
+            session.run(None, feed)  # releases the GIL: the calls overlap inside ONNX Runtime
+            with lock:
+                latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
+                if _enough(len(latencies_ms), started, request):
+                    return
+
+    clients = [threading.Thread(target=client) for _ in range(in_flight)]
+    for c in clients:
+        c.start()
+    started = time.perf_counter()
+    start_line.wait()
+    for c in clients:
+        c.join()
+    return latencies_ms, time.perf_counter() - started
+
+
 def _evaluate(session, input_name: str, request: dict) -> list[list[int]]:
+    import numpy as np
+
+    data = np.load(request["eval_path"])
+    conf, predictions = evaluate_session(session, data["images"], data["masks"], request["num_classes"], request["ignore_index"])
+    if request.get("predictions_path"):  # the parent compares variants' predictions pixel by pixel
+        np.save(request["predictions_path"], predictions)
+    return conf.tolist()
+
+
+def evaluate_session(session, images, masks, num_classes: int, ignore_index: int):
+    """Confusion matrix and argmax predictions of an ORT session over normalised NCHW images."""
     import numpy as np
 
     from harness.metrics import confusion_matrix
 
-    data = np.load(request["eval_path"])
-    images, masks = data["images"], data["masks"]
-    n = request["num_classes"]
-    conf = np.zeros((n, n), dtype=np.int64)
-    for image, mask in zip(images, masks):
+    input_name = session.get_inputs()[0].name
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    predictions = np.zeros(masks.shape, dtype=np.uint8)
+    for i, (image, mask) in enumerate(zip(images, masks)):
         logits = session.run(None, {input_name: image[None]})[0]
-        if logits.ndim != 4 or logits.shape[1] != n:
-            raise ValueError(f"model output has shape {list(logits.shape)}; expected (1, {n}, H, W) class logits")
+        if logits.ndim != 4 or logits.shape[1] != num_classes:
+            raise ValueError(f"model output has shape {list(logits.shape)}; expected (1, {num_classes}, H, W) class logits")
         if logits.shape[2:] != mask.shape:
             raise ValueError(f"model output is {logits.shape[2]}x{logits.shape[3]} but masks are {mask.shape[0]}x{mask.shape[1]}")
-        conf += confusion_matrix(logits.argmax(1)[0], mask, n, request["ignore_index"])
-    return conf.tolist()
+        predictions[i] = logits[0].argmax(0)
+        conf += confusion_matrix(predictions[i], mask, num_classes, ignore_index)
+    return conf, predictions
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ import torch
 
 from harness.registry import create_model
 
-from conftest import run_cli
+from conftest import results_csv_text, run_cli
 
 
 def _assert_one_line_error(proc, *fragments):
@@ -67,7 +67,7 @@ def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
     assert proc.returncode == 0, proc.stderr
     assert "tiny_unet" in proc.stdout and "model MB" in proc.stdout
     text = (results / "fast.csv").read_text().splitlines()
-    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,ok,")
+    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,1 image per call,ok,fits,")
 
 
 @pytest.mark.slow
@@ -76,7 +76,7 @@ def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, f
     results = tmp_path / "results"
     results.mkdir()
     record = results / "fast.csv"
-    record.write_bytes(b"target,model\r\nkept,exactly as it was\n")
+    record.write_text(results_csv_text("fast", "kept_model"))
     before = record.read_bytes()
     slow_target = fast_target.read_text().replace("min_duration_s = 0.0", "min_duration_s = 30.0")
     fast_target.write_text(slow_target)
@@ -84,9 +84,9 @@ def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, f
                              str(tiny_suite), "--results-dir", str(results)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not _has_worker_child(proc.pid):
+    while time.time() < deadline and proc.poll() is None and not _has_worker_child(proc.pid):
         time.sleep(0.2)
-    assert _has_worker_child(proc.pid), "bench never started measuring"
+    assert _has_worker_child(proc.pid), f"bench never started measuring: {proc.communicate()}"
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     assert record.read_bytes() == before

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,13 +12,11 @@ from harness.results import COLUMNS, ResultRow, merge_and_write, read_rows, writ
 
 
 def _row(model: str, p50: float) -> ResultRow:
-    return ResultRow(
-        target="watch", model=model, variant="fp32", status="ok", file_mb=1.0, params_in_graph=10,
-        parity_agreement_pct=100.0, parity_max_abs_diff=1e-6, p50_ms=p50, p95_ms=p50 + 1, p99_ms=p50 + 2,
-        latency_stdev_pct=1.0, runs=50, peak_rss_mb=80.0, floor_rss_mb=70.0, model_mb=10.0, miou_pct=40.0,
-        pixel_accuracy_pct=80.0, eval_images=24, threads=1, batch_size=1, cpu_mem_arena=False, cpu_model="cpu",
-        cpu_count=2, cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now",
-    )
+    values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    values.update(target="watch", model=model, variant="fp32", serving="1 image per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
+                  p50_ms=p50, threads=1, images_at_once=1, cpu_mem_arena=False, cpu_model="cpu", cpu_count=2,
+                  cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now")
+    return ResultRow(**values)
 
 
 def test_merge_keeps_other_models_and_sorts_stably(tmp_path):

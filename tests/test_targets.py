@@ -9,7 +9,8 @@ def test_builtin_targets_load():
     assert {"watch", "phone", "cloud"} <= names
     watch = load_target("watch")
     assert watch.threads == 1 and watch.memory_budget_mb == 15 and not watch.enable_cpu_mem_arena
-    assert load_target("cloud").batch_size == 10
+    cloud = load_target("cloud")
+    assert cloud.images_at_once == 10 and cloud.serving == ("batched", "concurrent") and cloud.memory_cap_mb == 512
 
 
 @pytest.mark.parametrize("body, message", [

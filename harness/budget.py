@@ -1,0 +1,52 @@
+"""Budget verdicts: does a measured row fit the target's latency, memory and accuracy budgets?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.results import ResultRow
+from harness.targets import TargetProfile
+
+FITS = "fits"
+
+
+def memory_figure(row: ResultRow, target: TargetProfile) -> float | None:
+    """The memory quantity the target's budget names: model memory or whole-process peak RSS."""
+    return row.model_mb if target.memory_quantity == "model" else row.peak_rss_mb
+
+
+def verdict(row: ResultRow, target: TargetProfile) -> str:
+    """'fits', or every budget the row breaks; a row that could not be measured says so."""
+    reasons = []
+    if row.status.startswith("exceeded memory cap"):
+        return f"over memory ({row.status})"
+    if row.status != "ok":
+        return "not measured"
+    if target.p95_budget_ms and row.p95_ms is not None and row.p95_ms > target.p95_budget_ms:
+        reasons.append(f"over latency (p95 {row.p95_ms:.1f} > {target.p95_budget_ms:g} ms)")
+    memory = memory_figure(row, target)
+    if target.memory_budget_mb and memory is not None and memory > target.memory_budget_mb:
+        reasons.append(f"over memory ({target.memory_quantity} {memory:.1f} > {target.memory_budget_mb:g} MB)")
+    if row.miou_drop_pts is not None and row.miou_drop_pts > target.max_miou_drop:
+        reasons.append(f"over accuracy (mIoU drop {row.miou_drop_pts:.2f} > {target.max_miou_drop:g} pts)")
+    return "; ".join(reasons) or FITS
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    rows: int
+    fitting: int
+    not_measured: int
+
+    def line(self, target: TargetProfile) -> str:
+        over = self.rows - self.fitting - self.not_measured
+        text = f"target {target.name}: {self.fitting} of {self.rows} rows fit every budget"
+        if over:
+            text += f", {over} over a budget"
+        if self.not_measured:
+            text += f", {self.not_measured} not measured"
+        return text
+
+
+def summarize(rows: list[ResultRow]) -> TargetSummary:
+    return TargetSummary(len(rows), sum(r.verdict == FITS for r in rows), sum(r.verdict == "not measured" for r in rows))

@@ -1,0 +1,241 @@
+"""Variants of an exported model made with ONNX Runtime: static int8 (calibrated), dynamic int8, fp16.
+
+Static quantization is QDQ with uint8 activations and int8 per-channel weights (U8S8), after
+`quant_pre_process`. Measured here (ORT 1.32, x86 with VNNI): with int8 activations (S8S8) ORT fused
+only 7 of PSPNet's 16 convolutions into QLinearConv and int8 ran no faster than fp32; U8S8 fused all
+16 and ran 2.1x faster. Without VNNI, U8S8 can saturate, so weights then use reduce_range. Calibration runs once per model, method and
+calibration set, with a progress bar, in strides so intermediate tensors never pile up; its ranges are
+cached so re-quantizing with other nodes left in float (the accuracy fallback) costs no recalibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.errors import HarnessError, VariantError
+from harness.export import ExportedModel, cache_dir
+
+VARIANTS = ("fp32", "int8-static", "int8-dynamic", "fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_STRIDE = 8  # images per collect_data call: bounds the intermediate tensors held at once
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How `int8-static` is made. The defaults are the measured best on the shipped model (README)."""
+
+    calibration_method: str = "minmax"
+    calibration_images: int = 32
+    activation_type: str = "uint8"
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: avoids U8S8 saturation on CPUs without VNNI
+    entropy_bins: int = 2048  # ORT's default of 128 gives MinMax's scales, silently
+    percentile: float = 99.999
+    nodes_to_exclude: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise HarnessError(f"calibration method '{self.calibration_method}' is unknown; use one of {', '.join(CALIBRATION_METHODS)}")
+        if self.calibration_images < 1:
+            raise HarnessError(f"calibration images = {self.calibration_images}; use at least 1 (about 32-100 is typical)")
+        if self.activation_type not in ("uint8", "int8"):
+            raise HarnessError(f"activation type '{self.activation_type}' is unknown; use uint8 (default) or int8")
+        if self.entropy_bins < 128 or not 50 < self.percentile <= 100:
+            raise HarnessError("entropy bins must be >= 128 and the percentile in (50, 100]")
+
+    def describe(self) -> str:
+        method = {"minmax": "MinMax", "entropy": f"Entropy ({self.entropy_bins} bins)",
+                  "percentile": f"Percentile {self.percentile}"}[self.calibration_method]
+        weights = f"int8 {'per-channel' if self.per_channel else 'per-tensor'}{', reduce_range' if self.reduce_range else ''}"
+        return f"QDQ, activations {self.activation_type}, weights {weights}; {method} calibration on {self.calibration_images} images"
+
+
+def default_options(**overrides) -> QuantizeOptions:
+    """The defaults, with reduce_range switched on where this CPU lacks VNNI (U8S8 saturation)."""
+    from harness.results import machine_fingerprint
+
+    has_vnni = "vnni" in machine_fingerprint("").cpu_isa
+    return QuantizeOptions(**{"reduce_range": not has_vnni, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass(frozen=True)
+class VariantModel:
+    """One variant's ONNX file and how it was made."""
+
+    variant: str
+    path: Path
+    file_mb: float
+    recipe: str
+    nodes_in_float: tuple[str, ...]
+    cached: bool
+
+
+def variant_of(exported: ExportedModel, variant: str, options: QuantizeOptions,
+               calibration_images: np.ndarray | None, on_progress: Callable[[int, int], None] | None = None) -> VariantModel:
+    """The variant's ONNX file, made now or taken from the cache."""
+    if variant not in VARIANTS:
+        raise HarnessError(f"variant '{variant}' is unknown; use one of {', '.join(VARIANTS)}")
+    if variant == "fp32":
+        return VariantModel("fp32", exported.path, exported.file_mb, "the export, unchanged", (), True)
+    if variant == "int8-static":
+        if calibration_images is None or len(calibration_images) == 0:
+            raise HarnessError("int8-static needs calibration images: the suite's [calibration] dir, or --calibration-data")
+        if len(calibration_images) < options.calibration_images:
+            raise HarnessError(f"{options.calibration_images} calibration images asked for, {len(calibration_images)} available; "
+                               f"lower --calibration-images or add images")
+    key_parts = {"sha": exported.sha256, "variant": variant}
+    if variant == "int8-static":
+        key_parts.update(asdict(options), calib=_array_digest(calibration_images[:options.calibration_images]))
+    target = cache_dir() / "variants" / hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
+    if (target / "meta.json").is_file():
+        meta = json.loads((target / "meta.json").read_text())
+        return VariantModel(variant, target / "model.onnx", meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), True)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        out = staging / "model.onnx"
+        pre, pre_note = preprocess(exported.path, staging)
+        try:
+            recipe = _make(variant, pre, out, exported, options, calibration_images, on_progress, pre_note)
+        except HarnessError:
+            raise
+        except Exception as e:  # ORT's quantizers raise many types; the row says which and why
+            raise VariantError(f"{variant} could not be made: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        pre.unlink()
+        meta = {"file_mb": os.path.getsize(out) / 1e6, "recipe": recipe, "nodes_in_float": list(options.nodes_to_exclude)
+                if variant == "int8-static" else []}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        return VariantModel(variant, target / "model.onnx", meta["file_mb"], recipe, tuple(meta["nodes_in_float"]), False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make(variant: str, pre: Path, out: Path, exported: ExportedModel, options: QuantizeOptions,
+          calibration_images, on_progress, pre_note: str) -> str:
+    """Write the variant to `out`; return how it was made."""
+    if variant == "int8-static":
+        ranges = calibrate(pre, calibration_images[:options.calibration_images], options, exported.sha256, on_progress)
+        quantize_static_with(pre, out, ranges, options)
+        return f"{options.describe()}; {pre_note}"
+    if variant == "int8-dynamic":
+        _quantize_dynamic(pre, out)
+        return (f"dynamic: weights uint8 (int8 weights make ORT's CPU ConvInteger refuse to load), "
+                f"activations quantized per call; {pre_note}")
+    _to_fp16(pre, out)
+    return "fp16 weights and activations, float32 input/output (onnxruntime.transformers.float16)"
+
+
+def _array_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def preprocess(source: Path, workdir: Path) -> tuple[Path, str]:
+    """ORT's quant_pre_process (shape inference, Conv+BN folding), dropping the steps that fail.
+
+    Returns the pre-processed file and a note saying which steps ran.
+    """
+    from onnxruntime.quantization import quant_pre_process
+
+    out = workdir / "pre.onnx"
+    attempts = (
+        ({}, "pre-processed (symbolic shape inference + graph optimisation)"),
+        ({"skip_symbolic_shape": True}, "pre-processed with ONNX shape inference + graph optimisation (symbolic shape inference failed)"),
+        ({"skip_symbolic_shape": True, "skip_optimization": True},
+         "pre-processed with ONNX shape inference only (symbolic shape inference and the optimizer failed)"),
+    )
+    errors = []
+    for kwargs, note in attempts:
+        try:
+            quant_pre_process(str(source), str(out), **kwargs)
+            return out, note
+        except Exception as e:  # ORT raises bare Exception here; try the next, lighter pre-processing
+            errors.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    raise VariantError(f"quant_pre_process failed on {source}: {errors[-1]}")
+
+
+def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_sha: str,
+              on_progress: Callable[[int, int], None] | None) -> Path:
+    """Tensor ranges for `pre` from the calibration images, cached as ORT's JSON calibration file."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    from harness.data import normalize
+
+    settings = {"method": options.calibration_method, "bins": options.entropy_bins, "pct": options.percentile,
+                "images": _array_digest(images_u8), "model": model_sha}
+    path = cache_dir() / "calibration" / (hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20] + ".json")
+    if path.is_file():
+        return path
+    method, extra = {
+        "minmax": (CalibrationMethod.MinMax, {}),
+        "entropy": (CalibrationMethod.Entropy, {"num_bins": options.entropy_bins, "num_quantized_bins": 128}),
+        "percentile": (CalibrationMethod.Percentile, {"num_bins": options.entropy_bins, "percentile": options.percentile}),
+    }[options.calibration_method]
+    import onnx
+
+    input_name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, chunk: np.ndarray, done_before: int):
+            self.chunk, self.index, self.done_before = chunk, 0, done_before
+
+        def get_next(self):
+            if self.index >= len(self.chunk):
+                return None
+            image = normalize(self.chunk[self.index:self.index + 1])
+            self.index += 1
+            if on_progress:
+                on_progress(self.done_before + self.index, len(images_u8))
+            return {input_name: image}
+
+    with tempfile.TemporaryDirectory(prefix="harness-calib-") as tmp:
+        calibrator = create_calibrator(str(pre), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=method, extra_options=extra)
+        for start in range(0, len(images_u8), CALIBRATION_STRIDE):
+            calibrator.collect_data(Reader(images_u8[start:start + CALIBRATION_STRIDE], start))
+        ranges = calibrator.compute_data()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_suffix(".tmp")
+    save_tensors_data(ranges, tmp_path)
+    os.replace(tmp_path, path)
+    return path
+
+
+def quantize_static_with(pre: Path, out: Path, ranges: Path, options: QuantizeOptions) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[options.calibration_method]
+    quantize_static(
+        str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
+        reduce_range=options.reduce_range, weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8,
+        nodes_to_exclude=list(options.nodes_to_exclude), calibrate_method=method, calibration_cache_path=str(ranges),
+    )
+
+
+def _quantize_dynamic(pre: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(pre), str(out), weight_type=QuantType.QUInt8)
+
+
+def _to_fp16(pre: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # onnxconverter_common's converter fails on PSPNet with keep_io_types (see NOTES); ORT's own works.
+    onnx.save(convert_float_to_float16(onnx.load(str(pre)), keep_io_types=True), str(out))
