@@ -15,7 +15,7 @@ from harness.data import find_split, load_split, normalize
 from harness.budget import verdict
 from harness.errors import HarnessError, ParityError, VariantError
 from harness.export import ExportedModel, export_spec
-from harness.measure import Measurement, build_request, run_worker, trivial_model
+from harness.measure import Measurement, build_request, reference_model, run_worker, trivial_model
 from harness.metrics import scores_from_confusion
 from harness.quantize import QuantizeOptions, VariantModel, variant_of
 from harness.results import ResultRow, machine_fingerprint
@@ -110,8 +110,10 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
             if spec.input_hw not in floors:
                 say(f"runtime floor {spec.input_hw[0]}x{spec.input_hw[1]}")
                 floor_onnx = trivial_model(workdir / f"floor_{spec.input_hw[0]}x{spec.input_hw[1]}.onnx", spec.input_hw)
-                floors[spec.input_hw] = run_worker(build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0),
-                                                   memory_cap_mb=target.memory_cap_mb or None)
+                reference = reference_model(workdir / "reference.onnx")
+                floors[spec.input_hw] = run_worker(
+                    build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0, reference_path=reference),
+                    memory_cap_mb=target.memory_cap_mb or None)
                 progress.advance(task)
             say(f"export {spec.name}")
             try:
@@ -200,6 +202,7 @@ def _row(target: TargetProfile, spec: ModelSpec, made: VariantModel, serving: st
         parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
         parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
         peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, images_per_s=measured.images_per_s,
+        reference_ms=floor.reference_ms,
     )
     if lat:
         fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,

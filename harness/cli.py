@@ -102,28 +102,53 @@ def dataclasses_replace(obj, **changes):
 
 def cmd_bench(args) -> int:
     from harness.bench import run_bench
-    from harness.render import make_console, recipes_table, results_table
-    from harness.results import merge_and_write, read_rows
+    from harness.budget import summarize
+    from harness.gate import check_schema, run_gate
+    from harness.render import gate_table, make_console, recipes_table, results_table
+    from harness.results import merge_and_write, read_rows, row_to_record
     from harness.spec import load_suite
     from harness.targets import load_target
 
     target = load_target(args.target)
     suite = load_suite(args.suite)
     inputs = _bench_inputs(args, suite)
-    csv_path = Path(args.results_dir) / f"{target.name}.csv"
-    if not args.no_write and csv_path.is_file():
-        read_rows(csv_path)  # an unreadable record fails now, not after minutes of measuring
+    record_path = Path(args.results_dir) / f"{target.name}.csv"
+    recorded = None
+    if record_path.is_file():  # an unreadable record fails now, not after minutes of measuring
+        recorded = read_rows(record_path)
+        check_schema(recorded, str(record_path))
     console = make_console()
     rows = run_bench(suite, target, inputs, console=console)
     console.print(results_table(target, rows))
     console.print(recipes_table(rows))
-    if not args.no_write:
-        merge_and_write(csv_path, rows)
-        console.print(f"wrote {csv_path}")
-    failed = [r for r in rows if r.status != "ok"]
-    if failed:
-        console.print(f"[red]{len(failed)} of {len(rows)} rows could not be measured[/red]")
-        return EXIT_GATE_FAILED
+    console.print(summarize(rows).line(target))
+
+    latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
+    merge_and_write(latest, rows)  # this run, beside the record: harness compare RECORD LATEST shows the change
+    if args.update or recorded is None:
+        merge_and_write(record_path, rows)
+        console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
+                      f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
+    records = [row_to_record(r) for r in rows]
+    report = run_gate(records, [] if args.update or recorded is None else recorded, target)
+    if recorded is not None and not args.update:
+        console.print(gate_table(report, records, record_path))
+    console.print(report.summary(target.name) + ("" if recorded is not None and not args.update else " (budgets only)"))
+    if args.no_gate:
+        console.print("--no-gate: reporting only, exit 0")
+        return EXIT_OK
+    return EXIT_OK if report.passed else EXIT_GATE_FAILED
+
+
+def cmd_compare(args) -> int:
+    from harness.gate import check_schema
+    from harness.render import compare_table, make_console
+    from harness.results import read_rows
+
+    old, new = read_rows(Path(args.old)), read_rows(Path(args.new))
+    check_schema(old, args.old)
+    check_schema(new, args.new)
+    make_console().print(compare_table(old, new, args.old, args.new))
     return EXIT_OK
 
 
@@ -277,9 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure every model of a suite under a target profile")
     p.add_argument("--target", required=True, help="target name (harness targets) or a .toml profile")
     _add_data_options(p)
-    p.add_argument("--results-dir", default="results", help="where <target>.csv is written")
-    p.add_argument("--no-write", action="store_true", help="print the table, write no CSV")
+    p.add_argument("--results-dir", default="results", help="where the record <target>.csv lives")
+    p.add_argument("--update", action="store_true", help="rewrite the record with this run (other models' rows kept)")
+    p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compare", help="show the differences between two results CSVs")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("quantize", help="make one int8 or fp16 variant of a model with ONNX Runtime")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")

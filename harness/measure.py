@@ -54,6 +54,8 @@ class Measurement:
     threads_in_process: int | None
     cpu_affinity: tuple[int, ...]
     images_per_s: float | None
+    max_in_flight: int | None
+    reference_ms: float | None
     confusion: np.ndarray | None
     ort_version: str | None
     error: str | None = None
@@ -118,20 +120,23 @@ def run_worker(request: dict, memory_cap_mb: float | None = None, timeout_s: flo
         threads_in_process=reply["threads_in_process"],
         cpu_affinity=tuple(reply["cpu_affinity"]),
         images_per_s=reply["images_per_s"],
+        max_in_flight=reply.get("max_in_flight"),
+        reference_ms=reply.get("reference_ms"),
         confusion=np.asarray(reply["confusion"], dtype=np.int64) if "confusion" in reply else None,
         ort_version=reply["ort_version"],
     )
 
 
 def _failed(message: str) -> Measurement:
-    return Measurement(None, None, None, None, (), None, None, None, error=message)
+    return Measurement(None, None, None, None, (), None, None, None, None, None, error=message)
 
 
 def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eval_path: Path | None,
                   num_classes: int, ignore_index: int, predictions_path: Path | None = None,
-                  serving: str = "batched") -> dict:
+                  serving: str = "batched", reference_path: Path | None = None) -> dict:
     return {
         "serving": serving,
+        "reference_path": str(reference_path) if reference_path else None,
         "onnx_path": str(onnx_path),
         "predictions_path": str(predictions_path) if predictions_path else None,
         "sample_path": str(sample_path),
@@ -149,6 +154,28 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
         "min_duration_s": target.min_duration_s,
         "max_runs": MAX_RUNS,
     }
+
+
+def reference_model(path: Path) -> Path:
+    """A fixed small workload (three 3x3 convolutions, 32 channels, 64x64): the machine's yardstick.
+
+    Measured beside every run, it lets latency recorded on another machine be compared as a ratio.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights, previous, in_ch = [], [], "x", 3
+    for i in range(3):
+        weights.append(numpy_helper.from_array((rng.standard_normal((32, in_ch, 3, 3)) * 0.1).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [f"y{i}"], pads=[1, 1, 1, 1]))
+        previous, in_ch = f"y{i}", 32
+    graph = helper.make_graph(nodes, "reference", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [1, 32, 64, 64])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
 
 
 def trivial_model(path: Path, input_hw: tuple[int, int]) -> Path:

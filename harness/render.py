@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.export import ExportedModel
+from harness.measure import UNSTABLE_STDEV_PCT
 from harness.results import ResultRow
 from harness.targets import TargetProfile
 
@@ -23,17 +24,17 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     if target.memory_budget_mb:
         budget.append(f"{target.memory_quantity} memory ≤ {target.memory_budget_mb:g} MB")
     budget.append(f"mIoU drop ≤ {target.max_miou_drop:g} pts")
-    title = (f"target {target.name}: {target.description} — {target.threads} thread(s), CPU arena "
+    title = (f"target {target.name}{f': {target.description}' if target.description else ''} — {target.threads} thread(s), CPU arena "
              f"{'on' if target.enable_cpu_mem_arena else 'off'}, memory pattern {'on' if target.enable_mem_pattern else 'off'}"
              f"{f', cap {target.memory_cap_mb:g} MB RSS' if target.memory_cap_mb else ''}; budgets: {', '.join(budget)}")
     table = Table(title=title, title_justify="left")
     for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
-                   "peak RSS MB", "floor RSS MB", "model MB", "mIoU %", "ΔmIoU pts", "agree %", "verdict", "notes"):
+                   "peak RSS MB", "floor MB", "model MB", "mIoU %", "ΔmIoU", "agree %", "verdict", "notes"):
         table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
-        if r.latency_stdev_pct is not None and r.latency_stdev_pct >= 10:
-            runs += f" [yellow](unstable: stdev {r.latency_stdev_pct:.0f}%)[/yellow]"
+        if r.latency_stdev_pct is not None and r.latency_stdev_pct >= UNSTABLE_STDEV_PCT:
+            runs += " [yellow]![/yellow]"
         speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
         if r.speedup_vs_fp32 is not None and r.speedup_vs_fp32 < 1:
             speed = f"[red]{speed}[/red]"
@@ -49,9 +50,10 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
             _num(-r.miou_drop_pts if r.miou_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
             verdict, "; ".join(notes),
         )
-    table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor RSS = the same for a "
+    table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
                      "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
-                     "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second. "
+                     "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second; "
+                     f"runs marked ! were unstable (stdev ≥ {UNSTABLE_STDEV_PCT:g} % of the mean: rerun on a quieter machine).\n"
                      "vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). mIoU is computed from each ONNX "
                      "model's outputs on the evaluation images, void excluded; ΔmIoU and agree % are against fp32.")
     table.caption_justify = "left"
@@ -84,6 +86,46 @@ def export_table(exported: ExportedModel) -> Table:
         table.add_row("max |logit diff|", f"{p.max_abs_logit_diff:.2e}")
         table.add_row("verdict", "[green]faithful[/green]" if p.passed else "[red]NOT faithful[/red]")
     table.add_row("cache", "re-used" if exported.cached else "exported now")
+    return table
+
+
+def gate_table(report, records: list[dict[str, str]], record_path) -> Table:
+    table = Table("model", "variant", "serving", "gate", "why", title=f"gate against {record_path}", title_justify="left")
+    for check in report.checks:
+        colour = {"pass": "green", "fail": "red", "new": "yellow"}[check.outcome]
+        why = list(check.reasons) + [f"[dim]{n}[/dim]" for n in check.notes]
+        table.add_row(*check.key, f"[{colour}]{check.outcome}[/{colour}]", "\n".join(why))
+    for key in report.missing:
+        table.add_row(*key, "[yellow]missing[/yellow]", "recorded, but this run did not produce it")
+    return table
+
+
+COMPARED = (("file_mb", "file MB"), ("params_in_graph", "params"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
+            ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("miou_pct", "mIoU %"), ("images_per_s", "img/s"))
+
+
+def compare_table(old: list[dict[str, str]], new: list[dict[str, str]], old_name: str, new_name: str) -> Table:
+    from harness.results import row_key
+
+    table = Table("model", "variant", "serving", "quantity", old_name, new_name, "change",
+                  title=f"{old_name} → {new_name}", title_justify="left")
+    old_rows, new_rows = {row_key(r): r for r in old}, {row_key(r): r for r in new}
+    for key in sorted(set(old_rows) | set(new_rows)):
+        a, b = old_rows.get(key), new_rows.get(key)
+        if a is None or b is None:
+            table.add_row(*key, "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
+            continue
+        for name, label in COMPARED:
+            if a[name] == b[name]:
+                continue
+            if a[name] and b[name]:
+                x, y = float(a[name]), float(b[name])
+                change = f"{100 * (y / x - 1):+.1f} %" if x else f"{y - x:+g}"
+            else:
+                change = "measured now" if b[name] else "no longer measured"
+            table.add_row(*key, label, a[name] or "n/a", b[name] or "n/a", change)
+        if a["verdict"] != b["verdict"]:
+            table.add_row(*key, "verdict", a["verdict"], b["verdict"], "")
     return table
 
 

@@ -49,7 +49,7 @@ class ResultRow:
     target: str
     model: str
     variant: str
-    serving: str  # how images reach the model: "1 image per call", "batch of 10 per call", "10 requests in flight"
+    serving: str  # how images reach the model: "1 per call", "batch of 10" (one call), "10 in flight" (requests)
     status: str  # "ok", or the reason the row could not be measured
     verdict: str  # "fits", or each budget the row breaks: over latency / over memory / over accuracy
     flags: str  # what a reader must not miss: slower than fp32, accuracy drop over the target's limit
@@ -78,6 +78,7 @@ class ResultRow:
     threads: int
     images_at_once: int
     cpu_mem_arena: bool
+    reference_ms: float | None  # the fixed reference workload, same run: the machine's yardstick
     cpu_model: str
     cpu_count: int
     cpu_isa: str
@@ -88,7 +89,7 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
-_FLOAT_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4}
+_FLOAT_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4, "reference_ms": 4}
 
 
 def _cell(name: str, value) -> str:

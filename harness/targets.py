@@ -41,6 +41,12 @@ class TargetProfile:
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
+    # Regression rules of the gate (harness.gate): how far a figure may move against the record.
+    gate_file_tolerance_pct: float = 1.0
+    gate_miou_tolerance_pts: float = 0.1
+    gate_model_mb_tolerance: float = 4.0
+    gate_latency_tolerance_pct: float = 10.0
+    gate_latency_noise_sigmas: float = 3.0
     source: Path | None = None
 
     def __post_init__(self):
@@ -59,7 +65,9 @@ class TargetProfile:
             raise HarnessError(f"{where}: serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if self.memory_quantity not in MEMORY_QUANTITIES:
             raise HarnessError(f"{where}: memory_quantity = '{self.memory_quantity}'; use one of {', '.join(MEMORY_QUANTITIES)}")
-        for key in ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop", "min_duration_s"):
+        for key in ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop", "min_duration_s",
+                    "gate_file_tolerance_pct", "gate_miou_tolerance_pts", "gate_model_mb_tolerance",
+                    "gate_latency_tolerance_pct", "gate_latency_noise_sigmas"):
             if getattr(self, key) < 0:
                 raise HarnessError(f"{where}: {key} = {getattr(self, key)} is negative; use 0 for no budget or a positive number")
         if self.warmup_runs < 0 or self.min_runs < 1:
@@ -77,8 +85,8 @@ class TargetProfile:
 
     def serving_label(self, serving: str) -> str:
         if serving == "concurrent":
-            return f"{self.images_at_once} requests in flight"
-        return "1 image per call" if self.images_at_once == 1 else f"batch of {self.images_at_once} per call"
+            return f"{self.images_at_once} in flight"
+        return "1 per call" if self.images_at_once == 1 else f"batch of {self.images_at_once}"
 
     def affinity(self) -> tuple[int, ...]:
         return self.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: self.threads])

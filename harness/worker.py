@@ -58,7 +58,7 @@ def measure(request: dict) -> dict:
     input_name = session.get_inputs()[0].name
     sample = np.load(request["sample_path"])  # one real image, already fitted and normalised
     if request["serving"] == "concurrent":
-        latencies_ms, wall_s = _time_concurrent(session, input_name, sample, request)
+        latencies_ms, wall_s, result["max_in_flight"] = _time_concurrent(session, input_name, sample, request)
         images_per_call = 1
     else:
         images_per_call = request["images_at_once"]
@@ -73,7 +73,25 @@ def measure(request: dict) -> dict:
     )
     if request.get("eval_path"):
         result["confusion"] = _evaluate(session, input_name, request)
+    if request.get("reference_path"):
+        result["reference_ms"] = _reference_ms(ort, options, request["reference_path"])
     return result
+
+
+def _reference_ms(ort, options, path: str) -> float:
+    """Median latency of the fixed reference workload under the same session options."""
+    import numpy as np
+
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ones((1, 3, 64, 64), dtype=np.float32)}
+    for _ in range(5):
+        session.run(None, feed)
+    samples = []
+    for _ in range(40):
+        t0 = time.perf_counter_ns()
+        session.run(None, feed)
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return float(np.median(samples))
 
 
 def _enough(runs: int, started: float, request: dict) -> bool:
@@ -94,7 +112,7 @@ def _time_sequential(session, feed: dict, request: dict) -> tuple[list[float], f
     return latencies_ms, time.perf_counter() - started
 
 
-def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[list[float], float]:
+def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[list[float], float, int]:
     """`images_at_once` requests in flight, one image each, sharing the session and its thread pool."""
     import threading
 
@@ -105,13 +123,18 @@ def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[l
     latencies_ms: list[float] = []
     lock = threading.Lock()
     start_line = threading.Barrier(in_flight + 1)
+    running = [0, 0]  # calls inside session.run now, most seen at once
 
     def client() -> None:
         start_line.wait()
         while True:
+            with lock:
+                running[0] += 1
+                running[1] = max(running)
             t0 = time.perf_counter_ns()
             session.run(None, feed)  # releases the GIL: the calls overlap inside ONNX Runtime
             with lock:
+                running[0] -= 1
                 latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
                 if _enough(len(latencies_ms), started, request):
                     return
@@ -123,7 +146,7 @@ def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[l
     start_line.wait()
     for c in clients:
         c.join()
-    return latencies_ms, time.perf_counter() - started
+    return latencies_ms, time.perf_counter() - started, running[1]
 
 
 def _evaluate(session, input_name: str, request: dict) -> list[list[int]]:

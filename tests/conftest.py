@@ -86,7 +86,7 @@ def results_csv_text(target: str, model: str) -> str:
     from harness.results import ResultRow, records_to_csv_text, row_to_record
 
     values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
-    values.update(target=target, model=model, variant="fp32", serving="1 image per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
+    values.update(target=target, model=model, variant="fp32", serving="1 per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
                   p50_ms=12.5, threads=1, images_at_once=1, cpu_mem_arena=False, cpu_model="cpu", cpu_count=2,
                   cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="2026-01-01T00:00:00Z")
     return records_to_csv_text([row_to_record(ResultRow(**values))])

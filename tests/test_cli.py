@@ -67,7 +67,7 @@ def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
     assert proc.returncode == 0, proc.stderr
     assert "tiny_unet" in proc.stdout and "model MB" in proc.stdout
     text = (results / "fast.csv").read_text().splitlines()
-    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,1 image per call,ok,fits,")
+    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,1 per call,ok,fits,")
 
 
 @pytest.mark.slow
@@ -102,3 +102,26 @@ def _has_worker_child(pid: int) -> bool:
         return any("harness.worker" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
     except psutil.Error:
         return False
+
+
+@pytest.mark.slow
+def test_tight_model_budget_is_reported_over_memory(tmp_path):
+    target = tmp_path / "tiny_watch.toml"
+    target.write_text('threads = 1\nmemory_quantity = "model"\nmemory_budget_mb = 5\nvariants = ["fp32"]\n'
+                      'min_runs = 20\nmin_duration_s = 0.5\n')
+    proc = run_cli("bench", "--target", str(target), "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 1, proc.stderr
+    row = (tmp_path / "results" / "tiny_watch.csv").read_text().splitlines()[1]
+    assert row.startswith("tiny_watch,pspnet_resnet18,fp32,1 per call,ok,over memory (model ")
+    assert "target tiny_watch: 0 of 1 rows fit every budget, 1 over a budget" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cap_below_the_floor_ends_the_child_and_the_run_finishes(tmp_path, tiny_suite):
+    target = tmp_path / "capped.toml"
+    target.write_text("threads = 1\nmemory_cap_mb = 20\nmin_runs = 5\nmin_duration_s = 0.0\n")
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 1, proc.stderr
+    assert "gate capped: FAILED — 1 of 1 rows failed" in proc.stdout
+    row = (tmp_path / "r" / "capped.csv").read_text().splitlines()[1]
+    assert ",exceeded memory cap (" in row and ",over memory (exceeded memory cap (" in row

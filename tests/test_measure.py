@@ -37,6 +37,25 @@ def _model_holding(path: Path, megabytes: int) -> Path:
     return path
 
 
+def _conv_stack(path: Path, channels: int = 64, layers: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    nodes, inits, previous, in_ch = [], [], "image", 3
+    for i in range(layers):
+        out_ch = 3 if i == layers - 1 else channels
+        w = rng.standard_normal((out_ch, in_ch, 3, 3)).astype(np.float32) * 0.05
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        name = "logits" if i == layers - 1 else f"h{i}"
+        nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [name], pads=[1, 1, 1, 1]))
+        previous, in_ch = name, out_ch
+    graph = helper.make_graph(nodes, "convs",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, *HW])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 @pytest.fixture
 def sample(tmp_path) -> Path:
     path = tmp_path / "sample.npy"
@@ -82,3 +101,13 @@ def test_latency_stats_flag_a_large_spread():
     noisy = LatencyStats.from_samples([10.0, 30.0, 10.0, 12.0])
     assert steady.p50_ms == pytest.approx(10.0) and not steady.unstable
     assert noisy.unstable and noisy.p95_ms > noisy.p50_ms
+
+
+def test_concurrent_serving_keeps_requests_in_flight(tmp_path, sample):
+    model = _conv_stack(tmp_path / "convs.onnx")  # a few ms per call: long enough for calls to overlap
+    request = build_request(model, _target(threads=2, images_at_once=4, min_runs=40), sample, None, 1, 0,
+                            serving="concurrent")
+    measured = run_worker(request)
+    assert measured.error is None
+    assert measured.latency.runs >= 40 and measured.images_per_s > 0
+    assert 2 <= measured.max_in_flight <= 4

@@ -13,7 +13,7 @@ from harness.results import COLUMNS, ResultRow, merge_and_write, read_rows, writ
 
 def _row(model: str, p50: float) -> ResultRow:
     values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
-    values.update(target="watch", model=model, variant="fp32", serving="1 image per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
+    values.update(target="watch", model=model, variant="fp32", serving="1 per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
                   p50_ms=p50, threads=1, images_at_once=1, cpu_mem_arena=False, cpu_model="cpu", cpu_count=2,
                   cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now")
     return ResultRow(**values)

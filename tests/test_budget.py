@@ -1,0 +1,47 @@
+import dataclasses
+
+from harness.budget import summarize, verdict
+from harness.results import ResultRow
+from harness.targets import TargetProfile
+
+TARGET = TargetProfile(name="watch", threads=1, memory_quantity="model", memory_budget_mb=15, p95_budget_ms=100,
+                       max_miou_drop=1.0)
+
+
+def _row(**changes) -> ResultRow:
+    values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    values.update(target="watch", model="m", variant="fp32", serving="1 per call", status="ok", verdict="",
+                  flags="", recipe="", nodes_in_float_names="", threads=1, images_at_once=1, cpu_mem_arena=False,
+                  cpu_model="cpu", cpu_count=2, cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now",
+                  p95_ms=50.0, model_mb=10.0, peak_rss_mb=400.0, miou_drop_pts=0.2)
+    values.update(changes)
+    return ResultRow(**values)
+
+
+def test_a_row_within_every_budget_fits():
+    assert verdict(_row(), TARGET) == "fits"
+
+
+def test_each_broken_budget_is_named():
+    assert verdict(_row(model_mb=16.0), TARGET) == "over memory (model 16.0 > 15 MB)"
+    assert verdict(_row(p95_ms=120.0), TARGET).startswith("over latency (p95 120.0 > 100 ms)")
+    assert verdict(_row(miou_drop_pts=1.5), TARGET).startswith("over accuracy")
+    both = verdict(_row(model_mb=20.0, p95_ms=120.0), TARGET)
+    assert "over latency" in both and "over memory" in both
+
+
+def test_process_budget_reads_peak_rss():
+    process = dataclasses.replace(TARGET, memory_quantity="process", memory_budget_mb=300)
+    assert verdict(_row(), process).startswith("over memory (process 400.0 > 300 MB)")
+
+
+def test_cap_and_failures():
+    assert verdict(_row(status="exceeded memory cap (90 MB > 20 MB)"), TARGET).startswith("over memory")
+    assert verdict(_row(status="worker failed: boom"), TARGET) == "not measured"
+
+
+def test_summary_counts():
+    rows = [dataclasses.replace(_row(), verdict=v) for v in ("fits", "fits", "over memory (x)", "not measured")]
+    summary = summarize(rows)
+    assert (summary.rows, summary.fitting, summary.not_measured) == (4, 2, 1)
+    assert summary.line(TARGET) == "target watch: 2 of 4 rows fit every budget, 1 over a budget, 1 not measured"

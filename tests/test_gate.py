@@ -1,0 +1,201 @@
+"""Gate rules on a committed record fixture, then the real command against a real record."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.gate import check_row, check_schema, run_gate
+from harness.results import read_rows
+from harness.spec import ASSETS_DIR
+from harness.targets import TargetProfile
+
+from conftest import run_cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TARGET = TargetProfile(name="watch", threads=1)
+
+
+@pytest.fixture
+def record():
+    return read_rows(FIXTURES / "gate_record.csv")
+
+
+def _changed(row: dict, **changes) -> dict:
+    return {**row, **{k: str(v) for k, v in changes.items()}}
+
+
+def test_unchanged_rows_pass(record):
+    report = run_gate(record, record, TARGET)
+    assert report.passed and [c.outcome for c in report.checks] == ["pass", "pass"]
+
+
+def test_bigger_file_and_more_parameters_fail_with_reasons(record):
+    check = check_row(_changed(record[0], file_mb=0.3, params_in_graph=60000), record[0], TARGET)
+    assert check.outcome == "fail"
+    assert any(r.startswith("file 0.155 → 0.3 MB") for r in check.reasons)
+    assert any(r.startswith("parameters 29855 → 60000") for r in check.reasons)
+
+
+def test_lower_miou_fails_but_tiny_changes_pass(record):
+    worse = check_row(_changed(record[0], miou_pct=0.1), record[0], TARGET)
+    assert worse.outcome == "fail" and "mIoU 0.29 → 0.10 %" in worse.reasons[0]
+    assert check_row(_changed(record[0], miou_pct=0.25), record[0], TARGET).outcome == "pass"
+
+
+def test_model_memory_within_tolerance_passes(record):
+    assert check_row(_changed(record[0], model_mb=9.0), record[0], TARGET).outcome == "pass"
+    assert check_row(_changed(record[0], model_mb=20.0), record[0], TARGET).outcome == "fail"
+
+
+def test_latency_regression_must_beat_threshold_and_noise(record):
+    steady = _changed(record[0], latency_stdev_pct=2.0)
+    base = _changed(record[0], latency_stdev_pct=2.0, p50_ms=2.0)
+    assert check_row(_changed(steady, p50_ms=2.15), base, TARGET).outcome == "pass"  # +7.5 % < 10 %
+    slower = check_row(_changed(steady, p50_ms=3.0), base, TARGET)
+    assert slower.outcome == "fail" and slower.reasons[0].startswith("p50 2.00 → 3.00 ms (+50 %")
+    noisy = _changed(record[0], latency_stdev_pct=40.0, p50_ms=3.0)  # spread measured by the run itself
+    assert check_row(noisy, base, TARGET).outcome == "pass"
+
+
+def test_other_machine_is_not_failed_on_latency(record):
+    elsewhere = _changed(record[0], cpu_model="Some ARM core", cpu_isa="neon", p50_ms=500.0)
+    check = check_row(elsewhere, record[0], TARGET)
+    assert check.outcome == "pass"
+    assert check.notes[0].startswith("latency not comparable: recorded on Intel")
+
+
+def test_same_isa_other_cpu_scales_by_the_reference_workload(record):
+    twice_as_slow_machine = _changed(record[0], cpu_model="Older Xeon", reference_ms=2 * float(record[0]["reference_ms"]),
+                                     p50_ms=2 * float(record[0]["p50_ms"]), latency_stdev_pct=1.0)
+    check = check_row(twice_as_slow_machine, _changed(record[0], latency_stdev_pct=1.0), TARGET)
+    assert check.outcome == "pass" and "x2.00" in check.notes[0]
+
+
+def test_budget_breaking_row_fails_even_without_regression(record):
+    over = _changed(record[0], verdict="over memory (model 20.0 > 15 MB)")
+    assert check_row(over, record[0], TARGET).reasons == ("budget: over memory (model 20.0 > 15 MB)",)
+
+
+def test_new_and_missing_rows_are_reported_not_failed(record):
+    report = run_gate(record[:1], record, TARGET)
+    assert report.passed and report.missing == (("tiny_unet", "int8-static", "1 per call"),)
+    fresh = run_gate([_changed(record[0], model="other")], record, TARGET)
+    assert fresh.checks[0].outcome == "new"
+
+
+def test_old_or_foreign_csv_gets_a_clear_message(record):
+    with pytest.raises(HarnessError, match="lacks column 'serving'"):
+        read_rows(FIXTURES / "old_schema.csv")
+    with pytest.raises(HarnessError, match="schema version 0"):
+        check_schema([_changed(record[0], schema_version=0)], "x.csv")
+
+
+# --- the real command ---------------------------------------------------------------------------
+
+SUITE = """
+[data]
+dir = "{data}"
+ignore_index = 11
+
+[[model]]
+name = "pspnet"
+arch = "pspnet_resnet18"
+num_classes = 11
+input_size = [192, 240]
+checkpoint = "{checkpoint}"
+"""
+
+GATE_TARGET = """
+threads = 1
+min_runs = 30
+min_duration_s = 1.0
+variants = ["fp32"]
+memory_budget_mb = 0
+gate_latency_tolerance_pct = 50  # this test is about size and accuracy; latency rules are tested above
+"""
+
+
+@pytest.fixture
+def gate_setup(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(ASSETS_DIR / "checkpoints" / "pspnet_resnet18_camvid.pt", checkpoint)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.format(data=ASSETS_DIR / "camvid_val24", checkpoint=checkpoint))
+    target = tmp_path / "gate.toml"
+    target.write_text(GATE_TARGET)
+    results = tmp_path / "results"
+    return suite, target, results, checkpoint
+
+
+def _bench(suite, target, results, *extra):
+    return run_cli("bench", "--target", str(target), "--suite", str(suite), "--results-dir", str(results), *extra)
+
+
+@pytest.mark.slow
+def test_gate_passes_unchanged_fails_worse_and_passes_again(gate_setup):
+    suite, target, results, checkpoint = gate_setup
+    first = _bench(suite, target, results)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "first record" in first.stdout
+    record_bytes = (results / "gate.csv").read_bytes()
+
+    again = _bench(suite, target, results)
+    assert again.returncode == 0, again.stdout
+    assert "gate gate: passed" in again.stdout
+    assert (results / "gate.csv").read_bytes() == record_bytes  # the record changes only with --update
+
+    good = torch.load(checkpoint, weights_only=True)
+    worse = dict(good, state_dict=dict(good["state_dict"]))
+    head = worse["state_dict"]["segmentation_head.0.weight"]
+    worse["state_dict"]["segmentation_head.0.weight"] = head + 2.0 * head.std() * torch.randn_like(head)
+    torch.save(worse, checkpoint)
+    failed = _bench(suite, target, results)
+    assert failed.returncode == 1, failed.stdout
+    assert "mIoU" in failed.stdout and "gate gate: FAILED" in failed.stdout
+
+    torch.save(good, checkpoint)
+    restored = _bench(suite, target, results)
+    assert restored.returncode == 0, restored.stdout
+
+
+@pytest.mark.slow
+def test_wider_decoder_fails_on_size(gate_setup, tmp_path):
+    _, target, results, _ = gate_setup
+    suite = tmp_path / "tiny.toml"
+    tiny = ('[data]\ndir = "{data}"\nignore_index = 11\n[[model]]\nname = "tiny"\narch = "unet_small"\n'
+            'num_classes = 11\ninput_size = [96, 128]\nkwargs = {{ width = {width} }}\n')
+    suite.write_text(tiny.format(data=ASSETS_DIR / "camvid_val24", width=0.125))
+    assert _bench(suite, target, results).returncode == 0
+    suite.write_text(tiny.format(data=ASSETS_DIR / "camvid_val24", width=0.25))
+    wider = _bench(suite, target, results, "--no-gate")
+    assert wider.returncode == 0 and "gate gate: FAILED" in wider.stdout  # --no-gate reports, exits 0
+    assert "file 0.155" in wider.stdout and "parameters" in wider.stdout
+    assert _bench(suite, target, results).returncode == 1
+
+
+@pytest.mark.slow
+def test_kill_9_during_update_leaves_the_record_byte_identical(gate_setup):
+    suite, target, results, _ = gate_setup
+    assert _bench(suite, target, results).returncode == 0
+    before = (results / "gate.csv").read_bytes()
+    target.write_text(GATE_TARGET.replace("min_duration_s = 1.0", "min_duration_s = 30.0"))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite", str(suite),
+                             "--results-dir", str(results), "--update"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import psutil
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any("harness.worker" in " ".join(c.cmdline()) for c in psutil.Process(proc.pid).children()):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (results / "gate.csv").read_bytes() == before
+    assert not [p for p in results.iterdir() if p.name.startswith(".")]
