@@ -15,7 +15,7 @@ from harness.data import find_split, load_split, normalize
 from harness.budget import verdict
 from harness.errors import HarnessError, ParityError, VariantError
 from harness.export import ExportedModel, export_spec
-from harness.measure import Measurement, build_request, reference_model, run_worker, trivial_model
+from harness.measure import Measurement, build_request, combine, reference_model, run_worker, trivial_model
 from harness.metrics import scores_from_confusion
 from harness.quantize import QuantizeOptions, VariantModel, variant_of
 from harness.results import ResultRow, machine_fingerprint
@@ -91,11 +91,11 @@ def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: E
 
 
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None) -> list[ResultRow]:
-    """Export (cached), make each variant (cached), measure each in its own child; failures become rows."""
+    """Export (cached), make each variant (cached), measure each in child processes; failures become rows."""
     variants = ("fp32",) + tuple(v for v in target.variants if v != "fp32")  # fp32 is every ratio's reference
-    per_variant = 1 + len(target.serving)
+    children_per_round = 1 + len(variants) * len(target.serving)
+    steps = len(suite.models) * (1 + len(variants) + target.processes * children_per_round)
     rows: list[ResultRow] = []
-    steps = len(suite.models) * (1 + per_variant * len(variants)) + len({m.input_hw for m in suite.models})
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp, Progress(*columns, console=console, transient=True) as progress:
         workdir = Path(tmp)
@@ -103,47 +103,75 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
         if "int8-static" in variants:  # bad calibration input fails now, before any measuring
             calibration_split(suite, inputs)
         eval_sets = prepare_eval_sets(suite, inputs.data_dir, workdir)
-        floors: dict[tuple[int, int], Measurement] = {}
+        reference = reference_model(workdir / "reference.onnx")
         say = lambda message: progress.update(task, description=message)  # noqa: E731
         for spec in suite.models:
             eval_set = eval_sets[(spec.input_hw, spec.num_classes)]
-            if spec.input_hw not in floors:
-                say(f"runtime floor {spec.input_hw[0]}x{spec.input_hw[1]}")
-                floor_onnx = trivial_model(workdir / f"floor_{spec.input_hw[0]}x{spec.input_hw[1]}.onnx", spec.input_hw)
-                reference = reference_model(workdir / "reference.onnx")
-                floors[spec.input_hw] = run_worker(
-                    build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0, reference_path=reference),
-                    memory_cap_mb=target.memory_cap_mb or None)
-                progress.advance(task)
             say(f"export {spec.name}")
             try:
                 exported = export_spec(spec, eval_set.images_u8)
             except ParityError as e:
                 rows += [_failed_row(target, spec, v, m, f"export not faithful: {e}") for v in variants for m in target.serving]
-                progress.advance(task, 1 + per_variant * len(variants))
+                progress.advance(task, 1 + len(variants) + target.processes * children_per_round)
                 continue
             progress.advance(task)
+            made: dict[str, VariantModel] = {}
             model_rows: list[tuple[ResultRow, Path | None]] = []
             for variant in variants:
                 say(f"make {spec.name} {variant}")
                 try:
-                    made = make_variant(suite, inputs, spec, exported, variant, say=say)
+                    made[variant] = make_variant(suite, inputs, spec, exported, variant, say=say)
                 except VariantError as e:
                     model_rows += [(_failed_row(target, spec, variant, m, str(e)), None) for m in target.serving]
-                    progress.advance(task, per_variant)
-                    continue
                 progress.advance(task)
-                for serving in target.serving:
-                    say(f"measure {spec.name} {variant}, {target.serving_label(serving)} ({target.threads} thread(s))")
-                    predictions = workdir / f"pred_{len(rows)}_{len(model_rows)}.npy"
-                    request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path,
-                                            spec.num_classes, suite.ignore_index, predictions, serving)
-                    measured = run_worker(request, memory_cap_mb=target.memory_cap_mb or None)
-                    row = _row(target, spec, made, serving, exported, measured, floors[spec.input_hw], len(eval_set.images_u8))
-                    model_rows.append((row, predictions if predictions.is_file() else None))
-                    progress.advance(task)
+            floor_onnx = trivial_model(workdir / "floor.onnx", spec.input_hw)
+            measured = measure_alternating(spec, target, made, floor_onnx, reference, eval_set, suite.ignore_index,
+                                           workdir, say, lambda: progress.advance(task))
+            floor = measured[("floor", "")][0]
+            for (variant, serving), (measurement, predictions) in measured.items():
+                if variant != "floor":
+                    row = _row(target, spec, made[variant], serving, exported, measurement, floor, len(eval_set.images_u8))
+                    model_rows.append((row, predictions))
+            progress.advance(task, target.processes * (len(variants) - len(made)) * len(target.serving))
+            model_rows.sort(key=lambda pair: (variants.index(pair[0].variant), pair[0].serving))
             rows += compare_with_fp32(model_rows, target)
     return rows
+
+
+def measure_alternating(spec: ModelSpec, target: TargetProfile, made: dict[str, VariantModel], floor_onnx: Path,
+                        reference: Path, eval_set: EvalSet, ignore_index: int, workdir: Path, say, advance):
+    """Each variant (and the runtime floor) in `target.processes` child processes, in rounds.
+
+    Alternating rounds (floor, fp32, int8, ..., floor, fp32, int8, ...) let every variant see the same
+    machine: on a shared host whose speed drifts over minutes, a ratio against fp32 stays honest.
+    Accuracy and predictions come from the first round's children.
+    """
+    cap = target.memory_cap_mb or None
+    children: dict[tuple[str, str], list[Measurement]] = {("floor", ""): []}
+    predictions: dict[tuple[str, str], Path | None] = {("floor", ""): None}
+    for round_index in range(target.processes):
+        say(f"runtime floor {spec.name} (round {round_index + 1}/{target.processes})")
+        floor_request = build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0, reference_path=reference)
+        floor_request.update(warmup_runs=1, min_runs=1, min_duration_s=0.0)  # the floor's peak needs no timing
+        children[("floor", "")].append(run_worker(floor_request, memory_cap_mb=cap))
+        advance()
+        for variant, model in made.items():
+            for serving in target.serving:
+                key = (variant, serving)
+                if children.get(key) and children[key][-1].error:  # a child that failed once fails again
+                    advance()
+                    continue
+                say(f"measure {spec.name} {variant}, {target.serving_label(serving)}, {target.threads} thread(s) "
+                    f"(round {round_index + 1}/{target.processes})")
+                first = round_index == 0
+                pred_path = workdir / f"pred_{spec.name}_{variant}_{serving}.npy" if first else None
+                request = build_request(model.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
+                                        spec.num_classes, ignore_index, pred_path, serving)
+                children.setdefault(key, []).append(run_worker(request, memory_cap_mb=cap))
+                if first:
+                    predictions[key] = pred_path if pred_path.is_file() else None
+                advance()
+    return {key: (combine(ms), predictions[key]) for key, ms in children.items()}
 
 
 def compare_with_fp32(model_rows: list[tuple[ResultRow, Path | None]], target: TargetProfile) -> list[ResultRow]:

@@ -37,6 +37,7 @@ class TargetSummary:
     rows: int
     fitting: int
     not_measured: int
+    fitting_names: tuple[str, ...]  # "model variant (serving)" of each row that fits
 
     def line(self, target: TargetProfile) -> str:
         over = self.rows - self.fitting - self.not_measured
@@ -45,8 +46,12 @@ class TargetSummary:
             text += f", {over} over a budget"
         if self.not_measured:
             text += f", {self.not_measured} not measured"
+        if self.fitting_names:
+            text += f" — fits: {', '.join(self.fitting_names)}"
         return text
 
 
 def summarize(rows: list[ResultRow]) -> TargetSummary:
-    return TargetSummary(len(rows), sum(r.verdict == FITS for r in rows), sum(r.verdict == "not measured" for r in rows))
+    fits = [r for r in rows if r.verdict == FITS]
+    return TargetSummary(len(rows), len(fits), sum(r.verdict == "not measured" for r in rows),
+                         tuple(f"{r.model} {r.variant} ({r.serving})" for r in fits))

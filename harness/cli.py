@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def _input_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not HEIGHTxWIDTH, e.g. 184x240") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not HEIGHTxWIDTH, e.g. 192x240") from None
     return h, w
 
 
@@ -51,8 +52,6 @@ def _resolve_spec(args, suite):
         "allow_pickle": True if args.allow_pickle else None,
     }.items() if v is not None}
     if base is not None:
-        import dataclasses
-
         return dataclasses.replace(base, **changes)
     default_hw = suite.models[0].input_hw
     if args.model.endswith(".onnx"):
@@ -89,15 +88,9 @@ def cmd_export(args) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(exported.path, args.out)
-        exported = dataclasses_replace(exported, path=Path(args.out))
+        exported = dataclasses.replace(exported, path=Path(args.out))
     console.print(export_table(exported))
     return EXIT_OK
-
-
-def dataclasses_replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def cmd_bench(args) -> int:
@@ -105,7 +98,7 @@ def cmd_bench(args) -> int:
     from harness.budget import summarize
     from harness.gate import check_schema, run_gate
     from harness.render import gate_table, make_console, recipes_table, results_table
-    from harness.results import merge_and_write, read_rows, row_to_record
+    from harness.results import merge_and_write, read_rows, records_to_csv_text, row_to_record, write_csv_atomic
     from harness.spec import load_suite
     from harness.targets import load_target
 
@@ -123,16 +116,16 @@ def cmd_bench(args) -> int:
     console.print(recipes_table(rows))
     console.print(summarize(rows).line(target))
 
+    records = [row_to_record(r) for r in rows]
     latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
-    merge_and_write(latest, rows)  # this run, beside the record: harness compare RECORD LATEST shows the change
+    write_csv_atomic(latest, records_to_csv_text(records))  # harness compare RECORD LATEST shows the change
     if args.update or recorded is None:
         merge_and_write(record_path, rows)
         console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
                       f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
-    records = [row_to_record(r) for r in rows]
     report = run_gate(records, [] if args.update or recorded is None else recorded, target)
     if recorded is not None and not args.update:
-        console.print(gate_table(report, records, record_path))
+        console.print(gate_table(report, record_path))
     console.print(report.summary(target.name) + ("" if recorded is not None and not args.update else " (budgets only)"))
     if args.no_gate:
         console.print("--no-gate: reporting only, exit 0")

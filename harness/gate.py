@@ -89,12 +89,14 @@ def latency_baseline(new: dict[str, str], old: dict[str, str]) -> tuple[float | 
 
 def check_row(new: dict[str, str], old: dict[str, str] | None, target: TargetProfile) -> RowCheck:
     reasons, notes = [], []
-    if new["status"] != "ok":
+    if not target.ships(new["variant"]):
+        notes.append("comparison only: budgets not gated (not in the target's ship list)")
+    elif new["status"] != "ok":
         reasons.append(f"not measured: {new['status']}")
     elif new["verdict"] != "fits":
         reasons.append(f"budget: {new['verdict']}")
     if old is None:
-        return RowCheck(row_key(new), FAIL if reasons else NEW, tuple(reasons), ("no recorded row",))
+        return RowCheck(row_key(new), FAIL if reasons else NEW, tuple(reasons), tuple(notes) + ("no recorded row",))
 
     def grew(name: str, label: str, unit: str, limit: float) -> None:
         a, b = _num(old, name), _num(new, name)

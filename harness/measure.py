@@ -46,8 +46,9 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one worker reported; `error` set means the row could not be measured."""
+    """What one or more workers reported; `error` set means the row could not be measured."""
 
+    latencies_ms: tuple[float, ...]
     latency: LatencyStats | None
     peak_rss_mb: float | None
     import_rss_mb: float | None
@@ -114,6 +115,7 @@ def run_worker(request: dict, memory_cap_mb: float | None = None, timeout_s: flo
     if not reply["ok"]:
         return _failed(reply["error"])
     return Measurement(
+        latencies_ms=tuple(reply["latencies_ms"]),
         latency=LatencyStats.from_samples(reply["latencies_ms"]),
         peak_rss_mb=reply["peak_rss_mb"],
         import_rss_mb=reply["import_rss_mb"],
@@ -128,7 +130,37 @@ def run_worker(request: dict, memory_cap_mb: float | None = None, timeout_s: flo
 
 
 def _failed(message: str) -> Measurement:
-    return Measurement(None, None, None, None, (), None, None, None, None, None, error=message)
+    return Measurement((), None, None, None, None, (), None, None, None, None, None, error=message)
+
+
+def combine(children: list[Measurement]) -> Measurement:
+    """One figure from several child processes of the same variant, measured in alternation.
+
+    Latencies are pooled (each child saw the machine at a different moment, so slow drift of a shared
+    host averages out instead of landing on one variant); memory and throughput are medians.
+    """
+    failed = next((m for m in children if m.error), None)
+    if failed is not None:
+        return failed
+    pooled = tuple(x for m in children for x in m.latencies_ms)
+
+    def median(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+
+    return Measurement(
+        latencies_ms=pooled,
+        latency=LatencyStats.from_samples(pooled),
+        peak_rss_mb=median(m.peak_rss_mb for m in children),
+        import_rss_mb=median(m.import_rss_mb for m in children),
+        threads_in_process=max(m.threads_in_process for m in children),
+        cpu_affinity=children[0].cpu_affinity,
+        images_per_s=median(m.images_per_s for m in children),
+        max_in_flight=max((m.max_in_flight for m in children if m.max_in_flight is not None), default=None),
+        reference_ms=median(m.reference_ms for m in children),
+        confusion=next((m.confusion for m in children if m.confusion is not None), None),
+        ort_version=children[0].ort_version,
+    )
 
 
 def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eval_path: Path | None,

@@ -10,6 +10,7 @@ cached so re-quantizing with other nodes left in float (the accuracy fallback) c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ class QuantizeOptions:
     activation_type: str = "uint8"
     per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights: avoids U8S8 saturation on CPUs without VNNI
+    keep_output_float: bool = True  # leave the node that writes the logits unquantized (see output_nodes)
     entropy_bins: int = 2048  # ORT's default of 128 gives MinMax's scales, silently
     percentile: float = 99.999
     nodes_to_exclude: tuple[str, ...] = ()
@@ -56,7 +58,9 @@ class QuantizeOptions:
         method = {"minmax": "MinMax", "entropy": f"Entropy ({self.entropy_bins} bins)",
                   "percentile": f"Percentile {self.percentile}"}[self.calibration_method]
         weights = f"int8 {'per-channel' if self.per_channel else 'per-tensor'}{', reduce_range' if self.reduce_range else ''}"
-        return f"QDQ, activations {self.activation_type}, weights {weights}; {method} calibration on {self.calibration_images} images"
+        output = "; output node kept float" if self.keep_output_float else ""
+        return (f"QDQ, activations {self.activation_type}, weights {weights}; {method} calibration on "
+                f"{self.calibration_images} images{output}")
 
 
 def default_options(**overrides) -> QuantizeOptions:
@@ -159,7 +163,10 @@ def preprocess(source: Path, workdir: Path) -> tuple[Path, str]:
     errors = []
     for kwargs, note in attempts:
         try:
-            quant_pre_process(str(source), str(out), **kwargs)
+            # ORT's symbolic shape inference leaves temp files (sym_shape_infer_temp.onnx, UUID.data) in
+            # the working directory when it fails: run it from the scratch folder.
+            with contextlib.chdir(workdir):
+                quant_pre_process(str(Path(source).resolve()), str(out.resolve()), **kwargs)
             return out, note
         except Exception as e:  # ORT raises bare Exception here; try the next, lighter pre-processing
             errors.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -214,16 +221,33 @@ def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_
     return path
 
 
+def output_nodes(model_path: Path) -> list[str]:
+    """Nodes that write a graph output.
+
+    Quantizing the logits rounds nearly tied classes together and costs a Quantize/Dequantize pass
+    over the full-resolution output; kept float, PSPNet-R18's final Resize also ran faster here
+    (int8-static 2.34x fp32 instead of 2.26x, 1 thread).
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if outputs & set(n.output)]
+
+
 def quantize_static_with(pre: Path, out: Path, ranges: Path, options: QuantizeOptions) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    excluded = list(options.nodes_to_exclude)
+    if options.keep_output_float:
+        excluded += [n for n in output_nodes(pre) if n not in excluded]
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[options.calibration_method]
     quantize_static(
         str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=options.per_channel,
         reduce_range=options.reduce_range, weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8 if options.activation_type == "uint8" else QuantType.QInt8,
-        nodes_to_exclude=list(options.nodes_to_exclude), calibrate_method=method, calibration_cache_path=str(ranges),
+        nodes_to_exclude=excluded, calibrate_method=method, calibration_cache_path=str(ranges),
     )
 
 

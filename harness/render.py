@@ -43,6 +43,8 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
             notes.append(f"[yellow]{r.flags}[/yellow]")
         if r.nodes_in_float:
             notes.append(f"{r.nodes_in_float} nodes in float")
+        if not target.ships(r.variant):
+            notes.append("[dim]comparison only (not shipped)[/dim]")
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
             r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
@@ -89,7 +91,7 @@ def export_table(exported: ExportedModel) -> Table:
     return table
 
 
-def gate_table(report, records: list[dict[str, str]], record_path) -> Table:
+def gate_table(report, record_path) -> Table:
     table = Table("model", "variant", "serving", "gate", "why", title=f"gate against {record_path}", title_justify="left")
     for check in report.checks:
         colour = {"pass": "green", "fail": "red", "new": "yellow"}[check.outcome]

@@ -36,11 +36,13 @@ class TargetProfile:
     p95_budget_ms: float = 0.0
     max_miou_drop: float = 1.0
     variants: tuple[str, ...] = ("fp32",)
+    ship: tuple[str, ...] | None = None  # variants whose budgets gate the run; None: all of `variants`
     enable_cpu_mem_arena: bool = True
     enable_mem_pattern: bool = True
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
+    processes: int = 3  # child processes per variant, run in alternation (pyperf-style); latencies pooled
     # Regression rules of the gate (harness.gate): how far a figure may move against the record.
     gate_file_tolerance_pct: float = 1.0
     gate_miou_tolerance_pts: float = 0.1
@@ -70,11 +72,13 @@ class TargetProfile:
                     "gate_latency_tolerance_pct", "gate_latency_noise_sigmas"):
             if getattr(self, key) < 0:
                 raise HarnessError(f"{where}: {key} = {getattr(self, key)} is negative; use 0 for no budget or a positive number")
-        if self.warmup_runs < 0 or self.min_runs < 1:
-            raise HarnessError(f"{where}: warmup_runs must be >= 0 and min_runs >= 1")
+        if self.warmup_runs < 0 or self.min_runs < 1 or self.processes < 1:
+            raise HarnessError(f"{where}: warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or not self.variants:
             raise HarnessError(f"{where}: variants {list(self.variants)}; known variants: {', '.join(VARIANTS)}")
+        if self.ship is not None and (not self.ship or set(self.ship) - set(self.variants) - {"fp32"}):
+            raise HarnessError(f"{where}: ship {list(self.ship)} must name one or more of the variants {list(self.variants)}")
         if self.cpu_affinity is not None:
             allowed = os.sched_getaffinity(0)
             outside = sorted(set(self.cpu_affinity) - allowed)
@@ -82,6 +86,10 @@ class TargetProfile:
                 raise HarnessError(f"{where}: cpu_affinity names CPU {outside[0]}, not available here (available: {sorted(allowed)})")
             if len(self.cpu_affinity) < self.threads:
                 raise HarnessError(f"{where}: cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; list at least {self.threads}")
+
+    def ships(self, variant: str) -> bool:
+        """Whether this variant's budgets gate the run (the others are measured for comparison)."""
+        return self.ship is None or variant in self.ship
 
     def serving_label(self, serving: str) -> str:
         if serving == "concurrent":

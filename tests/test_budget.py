@@ -44,4 +44,5 @@ def test_summary_counts():
     rows = [dataclasses.replace(_row(), verdict=v) for v in ("fits", "fits", "over memory (x)", "not measured")]
     summary = summarize(rows)
     assert (summary.rows, summary.fitting, summary.not_measured) == (4, 2, 1)
-    assert summary.line(TARGET) == "target watch: 2 of 4 rows fit every budget, 1 over a budget, 1 not measured"
+    assert summary.line(TARGET) == ("target watch: 2 of 4 rows fit every budget, 1 over a budget, 1 not measured"
+                                    " — fits: m fp32 (1 per call), m fp32 (1 per call)")

@@ -10,7 +10,7 @@ import torch
 
 from harness.registry import create_model
 
-from conftest import results_csv_text, run_cli
+from conftest import SAMPLE_DIR, results_csv_text, run_cli
 
 
 def _assert_one_line_error(proc, *fragments):
@@ -125,3 +125,29 @@ def test_cap_below_the_floor_ends_the_child_and_the_run_finishes(tmp_path, tiny_
     assert "gate capped: FAILED — 1 of 1 rows failed" in proc.stdout
     row = (tmp_path / "r" / "capped.csv").read_text().splitlines()[1]
     assert ",exceeded memory cap (" in row and ",over memory (exceeded memory cap (" in row
+
+
+def test_compare_prints_the_differences(tmp_path):
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.write_text(results_csv_text("watch", "m"))
+    new.write_text(results_csv_text("watch", "m").replace(",12.500,", ",15.000,"))
+    proc = run_cli("compare", str(old), str(new))
+    assert proc.returncode == 0, proc.stderr
+    assert "p50 ms" in proc.stdout and "12.500" in proc.stdout and "+20.0 %" in proc.stdout
+
+
+def test_compare_refuses_an_old_schema():
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "old_schema.csv"
+    _assert_one_line_error(run_cli("compare", str(fixture), str(fixture)), "lacks column", "harness bench")
+
+
+@pytest.mark.slow
+def test_quantize_command_makes_a_static_variant(tmp_path, tiny_suite):
+    tiny_suite.write_text(tiny_suite.read_text().replace(
+        "[[model]]", f'[calibration]\ndir = "{SAMPLE_DIR.parent / "camvid_train32"}"\nimages = 8\n\n[[model]]'))
+    out = tmp_path / "int8.onnx"
+    proc = run_cli("quantize", "tiny_unet", "--suite", str(tiny_suite), "--method", "static", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and "int8-static" in proc.stdout and "MinMax calibration on 8 images" in proc.stdout

@@ -1,5 +1,6 @@
 """Gate rules on a committed record fixture, then the real command against a real record."""
 
+import dataclasses
 import shutil
 import signal
 import subprocess
@@ -81,6 +82,15 @@ def test_same_isa_other_cpu_scales_by_the_reference_workload(record):
 def test_budget_breaking_row_fails_even_without_regression(record):
     over = _changed(record[0], verdict="over memory (model 20.0 > 15 MB)")
     assert check_row(over, record[0], TARGET).reasons == ("budget: over memory (model 20.0 > 15 MB)",)
+
+
+def test_only_shipped_variants_gate_budgets(record):
+    over = _changed(record[0], verdict="over memory (model 20.0 > 15 MB)")  # record[0] is fp32
+    watch = dataclasses.replace(TARGET, variants=("fp32", "int8-static"), ship=("int8-static",))
+    check = check_row(over, record[0], watch)
+    assert check.outcome == "pass" and "comparison only" in check.notes[0]
+    bigger = check_row(_changed(over, file_mb=1.0), record[0], watch)  # regressions still gate every row
+    assert bigger.outcome == "fail"
 
 
 def test_new_and_missing_rows_are_reported_not_failed(record):

@@ -8,7 +8,8 @@ def test_builtin_targets_load():
     names = {p.stem for p in list_target_files()}
     assert {"watch", "phone", "cloud"} <= names
     watch = load_target("watch")
-    assert watch.threads == 1 and watch.memory_budget_mb == 15 and not watch.enable_cpu_mem_arena
+    assert watch.threads == 1 and watch.memory_budget_mb == 15 and not watch.enable_mem_pattern
+    assert watch.ships("int8-static") and not watch.ships("fp16")
     cloud = load_target("cloud")
     assert cloud.images_at_once == 10 and cloud.serving == ("batched", "concurrent") and cloud.memory_cap_mb == 512
 
