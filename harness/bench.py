@@ -73,7 +73,7 @@ def load_calibration(suite: Suite, inputs: BenchInputs, spec: ModelSpec) -> tupl
 
 
 def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: ExportedModel, variant: str,
-                 say=lambda message: None) -> VariantModel:
+                 say=lambda message: None, on_calibration=None) -> VariantModel:
     """One variant of the export; int8-static with the accuracy fallback when a limit is set."""
     if variant != "int8-static":
         return variant_of(exported, variant, inputs.quantize, None)
@@ -86,7 +86,7 @@ def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: E
                               inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"))
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
     made = variant_of(exported, variant, options, images_u8,
-                      on_progress=lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}"))
+                      on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")))
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
 
 
@@ -120,7 +120,8 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
             for variant in variants:
                 say(f"make {spec.name} {variant}")
                 try:
-                    made[variant] = make_variant(suite, inputs, spec, exported, variant, say=say)
+                    made[variant] = make_variant(suite, inputs, spec, exported, variant, say=say,
+                                                 on_calibration=calibration_bar(progress, spec.name))
                 except VariantError as e:
                     model_rows += [(_failed_row(target, spec, variant, m, str(e)), None) for m in target.serving]
                 progress.advance(task)
@@ -136,6 +137,22 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
             model_rows.sort(key=lambda pair: (variants.index(pair[0].variant), pair[0].serving))
             rows += compare_with_fp32(model_rows, target)
     return rows
+
+
+def calibration_bar(progress: Progress, name: str):
+    """A second bar, over the calibration images, shown while they are fed and removed after."""
+    task_id = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task_id
+        if task_id is None:
+            task_id = progress.add_task(f"calibrate {name}", total=total)
+        progress.update(task_id, completed=done)
+        if done >= total:
+            progress.remove_task(task_id)
+            task_id = None
+
+    return update
 
 
 def measure_alternating(spec: ModelSpec, target: TargetProfile, made: dict[str, VariantModel], floor_onnx: Path,

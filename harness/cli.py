@@ -154,6 +154,7 @@ def _bench_inputs(args, suite):
         calibration_method=args.calibration_method or suite.calibration_method,
         calibration_images=args.calibration_images or suite.calibration_images,
         activation_type=args.activation_type,
+        keep_output_float=False if args.quantize_output else None,
     )
     return BenchInputs(default_data_dir(suite, args.data), calibration, options, args.max_miou_drop)
 
@@ -161,7 +162,7 @@ def _bench_inputs(args, suite):
 def cmd_quantize(args) -> int:
     import shutil
 
-    from harness.bench import make_variant
+    from harness.bench import calibration_bar, make_variant
     from harness.data import find_split, load_split
     from harness.export import PARITY_IMAGES, export_spec
     from harness.render import make_console
@@ -176,8 +177,13 @@ def cmd_quantize(args) -> int:
     with console.status(f"exporting {spec.name}"):
         exported = export_spec(spec, images_u8)
     variant = {"static": "int8-static", "dynamic": "int8-dynamic", "fp16": "fp16"}[args.method]
-    with console.status(f"making {variant}") as status:
-        made = make_variant(suite, inputs, spec, exported, variant, say=lambda message: status.update(message))
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"make {variant}", total=None)
+        made = make_variant(suite, inputs, spec, exported, variant,
+                            say=lambda message: progress.update(task, description=message),
+                            on_calibration=calibration_bar(progress, spec.name))
     out = made.path
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +263,8 @@ def _add_data_options(p) -> None:
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="default: the suite's (minmax)")
     p.add_argument("--calibration-images", type=int, help="how many calibration images (default: the suite's, 32)")
     p.add_argument("--activation-type", choices=["uint8", "int8"], help="int8-static activations (default uint8: see README)")
+    p.add_argument("--quantize-output", action="store_true",
+                   help="int8-static: quantize the node that writes the logits too (ORT's plain default; off by default)")
     p.add_argument("--max-miou-drop", type=float, metavar="PTS",
                    help="int8-static: leave the fewest nodes in float until the mIoU drop is within PTS")
 
