@@ -127,10 +127,34 @@ def cmd_bench(args) -> int:
     if recorded is not None and not args.update:
         console.print(gate_table(report, record_path))
     console.print(report.summary(target.name) + ("" if recorded is not None and not args.update else " (budgets only)"))
+    if args.report:
+        from harness.report import load_target_results, render_report
+
+        baseline = record_path if recorded is not None and not args.update else None
+        files = render_report([load_target_results(latest, baseline)], Path(args.report))
+        console.print(f"report written: {files.html} ({len(files.pngs)} PNG figures beside it)")
     if args.no_gate:
         console.print("--no-gate: reporting only, exit 0")
         return EXIT_OK
     return EXIT_OK if report.passed else EXIT_GATE_FAILED
+
+
+def cmd_report(args) -> int:
+    from harness.report import load_target_results, render_report
+
+    results_dir = Path(args.results_dir)
+    names = args.target or sorted(p.stem for p in results_dir.glob("*.csv"))
+    if not names:
+        raise HarnessError(f"no results CSVs in {results_dir}: run harness bench --target NAME first, or pass --results-dir")
+    baseline_dir = Path(args.baseline) if args.baseline else None
+    targets = []
+    for name in names:
+        csv_path = Path(name) if name.endswith(".csv") else results_dir / f"{name}.csv"
+        baseline = baseline_dir / csv_path.name if baseline_dir and (baseline_dir / csv_path.name).is_file() else None
+        targets.append(load_target_results(csv_path, baseline))
+    files = render_report(targets, Path(args.out))
+    print(f"report written: {files.html} ({len(files.pngs)} PNG figures beside it)")
+    return EXIT_OK
 
 
 def cmd_compare(args) -> int:
@@ -260,7 +284,7 @@ def _add_data_options(p) -> None:
     p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
     p.add_argument("--data", help="evaluation images/ + masks/ folder (default: the suite's)")
     p.add_argument("--calibration-data", help="int8-static calibration images/ (+ masks/) folder (default: the suite's)")
-    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="default: the suite's (minmax)")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="default: the suite's (percentile)")
     p.add_argument("--calibration-images", type=int, help="how many calibration images (default: the suite's, 32)")
     p.add_argument("--activation-type", choices=["uint8", "int8"], help="int8-static activations (default uint8: see README)")
     p.add_argument("--quantize-output", action="store_true",
@@ -306,7 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="where the record <target>.csv lives")
     p.add_argument("--update", action="store_true", help="rewrite the record with this run (other models' rows kept)")
     p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
+    p.add_argument("--report", nargs="?", const="report", metavar="DIR",
+                   help="also write the HTML report of this run (default folder: report)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="write an HTML page and PNG figures of the trade-offs from results CSVs")
+    p.add_argument("--target", action="append", help="target name (or a results CSV); repeat for several; default: all")
+    p.add_argument("--results-dir", default="results", help="where <target>.csv files are read")
+    p.add_argument("--baseline", help="a folder of earlier results CSVs to show as the committed baseline")
+    p.add_argument("--out", default="report", help="folder for index.html and the PNGs")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="show the differences between two results CSVs")
     p.add_argument("old")

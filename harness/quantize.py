@@ -34,7 +34,7 @@ CALIBRATION_STRIDE = 8  # images per collect_data call: bounds the intermediate 
 class QuantizeOptions:
     """How `int8-static` is made. The defaults are the measured best on the shipped model (README)."""
 
-    calibration_method: str = "minmax"
+    calibration_method: str = "percentile"  # measured best: benchmarks/calibration_methods.py, README
     calibration_images: int = 32
     activation_type: str = "uint8"
     per_channel: bool = True

@@ -42,7 +42,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         if r.flags:
             notes.append(f"[yellow]{r.flags}[/yellow]")
         if r.nodes_in_float:
-            notes.append(f"{r.nodes_in_float} nodes in float")
+            notes.append(f"{r.nodes_in_float} node(s) left in float")
         if not target.ships(r.variant):
             notes.append("[dim]comparison only (not shipped)[/dim]")
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"

@@ -48,7 +48,7 @@ class Suite:
     data_dir: Path | None
     ignore_index: int
     calibration_dir: Path | None = None
-    calibration_method: str = "minmax"
+    calibration_method: str = "percentile"
     calibration_images: int = 32
 
 
@@ -106,7 +106,7 @@ def load_suite(path: str | Path) -> Suite:
         data_dir=base / data["dir"] if "dir" in data else None,
         ignore_index=int(data.get("ignore_index", DEFAULT_IGNORE_INDEX)),
         calibration_dir=base / calibration["dir"] if "dir" in calibration else None,
-        calibration_method=str(calibration.get("method", "minmax")),
+        calibration_method=str(calibration.get("method", "percentile")),
         calibration_images=int(calibration.get("images", 32)),
     )
 

@@ -150,4 +150,4 @@ def test_quantize_command_makes_a_static_variant(tmp_path, tiny_suite):
     out = tmp_path / "int8.onnx"
     proc = run_cli("quantize", "tiny_unet", "--suite", str(tiny_suite), "--method", "static", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert out.is_file() and "int8-static" in proc.stdout and "MinMax calibration on 8 images" in proc.stdout
+    assert out.is_file() and "int8-static" in proc.stdout and "Percentile 99.999 calibration on 8 images" in proc.stdout

@@ -42,7 +42,7 @@ def _run(path, images):
 
 def test_static_int8_is_smaller_and_close_to_fp32(exported, calibration_images):
     seen = []
-    made = variant_of(exported, "int8-static", QuantizeOptions(calibration_images=8), calibration_images,
+    made = variant_of(exported, "int8-static", QuantizeOptions(calibration_method="minmax", calibration_images=8), calibration_images,
                       on_progress=lambda done, total: seen.append((done, total)))
     assert made.file_mb < 0.4 * exported.file_mb
     assert seen[-1] == (8, 8)  # the progress callback saw every calibration image
@@ -53,7 +53,7 @@ def test_static_int8_is_smaller_and_close_to_fp32(exported, calibration_images):
     assert int8.shape == fp32.shape
     # an untrained model's logits nearly tie, so compare the logits themselves, not the argmax
     assert np.corrcoef(int8.ravel(), fp32.ravel())[0, 1] > 0.95
-    again = variant_of(exported, "int8-static", QuantizeOptions(calibration_images=8), calibration_images)
+    again = variant_of(exported, "int8-static", QuantizeOptions(calibration_method="minmax", calibration_images=8), calibration_images)
     assert again.cached and again.path == made.path
 
 

@@ -1,0 +1,57 @@
+"""The report: frontier on a hand-made case, a page that lists every row, PNGs that decode."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from harness.errors import HarnessError
+from harness.report import load_target_results, pareto_front, render_report
+
+from conftest import run_cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_pareto_front_on_a_hand_made_case():
+    points = [(10.0, 50.0),  # 0: fastest, least accurate: on the front
+              (20.0, 60.0),  # 1: on the front
+              (25.0, 55.0),  # 2: slower and worse than 1: dominated
+              (30.0, 61.0),  # 3: most accurate: on the front
+              (20.0, 58.0),  # 4: as fast as 1 but worse: dominated
+              (10.0, 50.0)]  # 5: ties 0 exactly: kept, nothing beats it
+    assert pareto_front(points) == [0, 5, 1, 3]
+
+
+def test_report_lists_every_row_and_draws_decodable_pngs(tmp_path):
+    results = load_target_results(FIXTURES / "gate_record.csv")
+    files = render_report([results], tmp_path / "report")
+    page = files.html.read_text()
+    for model, variant in (("tiny_unet", "fp32"), ("tiny_unet", "int8-static")):
+        assert f"<td>{model}</td><td>{variant}</td>" in page
+    assert "Intel(R) Xeon(R) Processor" in page and "2026-11-26T10:40:06Z" in page
+    assert "src='data:image/png;base64," in page and "<script" not in page and "http" not in page
+    assert {p.name for p in files.pngs} == {"trade_off_watch.png", "variants_watch_tiny_unet.png"}
+    for png in files.pngs:
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            assert image.width >= 800 and image.height >= 300
+
+
+def test_report_with_a_baseline_marks_it(tmp_path):
+    results = load_target_results(FIXTURES / "gate_record.csv", FIXTURES / "gate_record.csv")
+    files = render_report([results], tmp_path)
+    assert files.html.is_file()
+
+
+@pytest.mark.parametrize("fixture, message", [("old_schema.csv", "lacks column"), ("empty.csv", "has no rows")])
+def test_bad_results_files_are_refused(tmp_path, fixture, message):
+    path = FIXTURES / fixture
+    if fixture == "empty.csv":
+        path = tmp_path / "empty.csv"
+        path.write_text((FIXTURES / "gate_record.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(HarnessError, match=message):
+        load_target_results(path)
+    proc = run_cli("report", "--target", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
