@@ -126,7 +126,11 @@ def cmd_bench(args) -> int:
     report = run_gate(records, [] if args.update or recorded is None else recorded, target)
     if recorded is not None and not args.update:
         console.print(gate_table(report, record_path))
-    console.print(report.summary(target.name) + ("" if recorded is not None and not args.update else " (budgets only)"))
+    if recorded is None or args.update:
+        console.print(f"budgets of {target.name}: " + ("all shipped rows fit" if report.passed else
+                      f"{len(report.failed)} row(s) over a budget or not measured"))
+    else:
+        console.print(report.summary(target.name))
     if args.report:
         from harness.report import load_target_results, render_report
 
