@@ -13,8 +13,45 @@ from harness.registry import create_model, get_model_info
 from harness.spec import ModelSpec
 
 
+def import_factory(spec: ModelSpec):
+    """The callable a `factory = "package.module:function"` names, importable from the suite's folder."""
+    import importlib
+    import sys
+
+    module_name, _, function_name = spec.factory.partition(":")
+    added = spec.search_path is not None and str(spec.search_path) not in sys.path
+    if added:
+        sys.path.insert(0, str(spec.search_path))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # a user's module can fail in any way on import
+        raise HarnessError(f"model '{spec.name}': cannot import {module_name} ({type(e).__name__}: {e}); "
+                           f"put it beside the suite file or on PYTHONPATH") from e
+    finally:
+        if added:
+            sys.path.remove(str(spec.search_path))
+    factory = getattr(module, function_name, None)
+    if not callable(factory):
+        raise HarnessError(f"model '{spec.name}': {module_name} has no function {function_name}")
+    return factory
+
+
+def factory_source_digest(spec: ModelSpec) -> str:
+    """A hash of the factory module's source, so editing the user's model triggers a new export."""
+    import hashlib
+    import inspect
+
+    module = inspect.getmodule(import_factory(spec))
+    try:
+        return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return "no-source"
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """The spec's module in eval mode, with its checkpoint loaded when it names one."""
+    if spec.factory is not None:
+        return _build_from_factory(spec)
     info = get_model_info(spec.arch)
     h, w = spec.input_hw
     if h % info.input_stride or w % info.input_stride:
@@ -62,7 +99,7 @@ def load_state(model: nn.Module, state: dict, spec: ModelSpec) -> None:
     for key, tensor in state.items():
         if key in own and own[key].shape != tensor.shape:
             raise HarnessError(
-                f"checkpoint {spec.checkpoint} does not fit {spec.arch} with {spec.num_classes} classes: "
+                f"checkpoint {spec.checkpoint} does not fit {spec.arch or spec.factory} with {spec.num_classes} classes: "
                 f"{key} is {list(tensor.shape)} in the checkpoint but {list(own[key].shape)} in the model; "
                 f"check num_classes and the architecture"
             )
@@ -71,7 +108,23 @@ def load_state(model: nn.Module, state: dict, spec: ModelSpec) -> None:
     if missing or unexpected:
         which = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise HarnessError(
-            f"checkpoint {spec.checkpoint} does not fit {spec.arch}: {len(missing)} missing and "
+            f"checkpoint {spec.checkpoint} does not fit {spec.arch or spec.factory}: {len(missing)} missing and "
             f"{len(unexpected)} unexpected keys ({which}); is it for another architecture?"
         )
     model.load_state_dict(state)
+
+
+def _build_from_factory(spec: ModelSpec) -> nn.Module:
+    factory = import_factory(spec)
+    try:
+        model = factory(**spec.model_kwargs)
+    except Exception as e:
+        raise HarnessError(f"model '{spec.name}': {spec.factory}(**{spec.model_kwargs}) failed: {type(e).__name__}: {e}") from e
+    if not isinstance(model, nn.Module):
+        raise HarnessError(f"model '{spec.name}': {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
+    if spec.checkpoint is not None:
+        loaded = read_checkpoint(spec.checkpoint, spec.allow_pickle)
+        if isinstance(loaded, nn.Module):
+            return loaded.eval()
+        load_state(model, loaded, spec)
+    return model.eval()

@@ -64,8 +64,13 @@ def _file_sha256(path: Path) -> str:
 def export_key(spec: ModelSpec) -> str:
     import torch
 
+    factory = None
+    if spec.factory is not None:
+        from harness.checkpoint import factory_source_digest
+
+        factory = [spec.factory, factory_source_digest(spec)]
     parts = {
-        "arch": spec.arch, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
+        "arch": spec.arch, "factory": factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
         "kwargs": spec.model_kwargs, "checkpoint": _file_sha256(spec.checkpoint) if spec.checkpoint else None,
         "torch": torch.__version__, "harness": __version__, "exporter": "dynamo-opset20-inlined",
         "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
@@ -118,7 +123,7 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
         exported = ExportedModel(spec.name, target / "model.onnx", _file_sha256(onnx_path),
                                  os.path.getsize(onnx_path) / 1e6, params_in_graph(onnx_path), parity, cached=False)
         meta = {"sha256": exported.sha256, "file_mb": exported.file_mb, "params_in_graph": exported.params_in_graph,
-                "parity": asdict(parity), "spec": {"arch": spec.arch, "checkpoint": str(spec.checkpoint)}}
+                "parity": asdict(parity), "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
         (staging / "export.json").write_text(json.dumps(meta, indent=2))
         if target.exists():
             shutil.rmtree(target)

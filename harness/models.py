@@ -95,3 +95,47 @@ class UNetSmall(nn.Module):
 def unet_small(num_classes: int, width: float = 1.0, **kwargs) -> nn.Module:
     """Plain 3-level UNet (two 3x3 conv+ReLU per level, 64/128/256 x width)."""
     return UNetSmall(num_classes, width=width, **kwargs)
+
+
+def _upsample_block(in_ch: int, out_ch: int, dropout: bool) -> nn.Sequential:
+    """pix2pix's upsample: transposed conv (x2) -> batch-norm -> dropout -> ReLU."""
+    layers = [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(out_ch)]
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MobileNetV2Pix2Pix(nn.Module):
+    """The clothing-segmentation report's model: MobileNetV2 encoder, pix2pix upsampling decoder with skips."""
+
+    SKIPS = (1, 3, 6, 13)  # torchvision features indices at strides 2, 4, 8, 16 (16, 24, 32, 96 channels)
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        self.encoder = mobilenet_v2(weights=None).features[:17]  # up to stride 32, 160 channels
+        self.up = nn.ModuleList([
+            _upsample_block(160, 512, dropout=True),
+            _upsample_block(512 + 96, 256, dropout=False),
+            _upsample_block(256 + 32, 128, dropout=False),
+            _upsample_block(128 + 24, 64, dropout=False),
+        ])
+        self.head = nn.ConvTranspose2d(64 + 16, num_classes, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for index, layer in enumerate(self.encoder):
+            x = layer(x)
+            if index in self.SKIPS:
+                skips.append(x)
+        for block, skip in zip(self.up, reversed(skips)):
+            x = torch.cat([block(x), skip], dim=1)
+        return self.head(x)
+
+
+@register_model(input_stride=32)
+def mobilenet_v2_pix2pix(num_classes: int, **kwargs) -> nn.Module:
+    """MobileNetV2 encoder + pix2pix decoder (transposed conv, batch-norm, dropout, ReLU)."""
+    return MobileNetV2Pix2Pix(num_classes, **kwargs)

@@ -15,20 +15,26 @@ DEFAULT_IGNORE_INDEX = 255
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model to measure: a registry architecture (+ checkpoint) or a ready ONNX file."""
+    """One model to measure: a registry architecture, an importable factory (+ checkpoint), or an ONNX file."""
 
     name: str
     num_classes: int
     input_hw: tuple[int, int]
     arch: str | None = None
+    factory: str | None = None  # "package.module:function", called with model_kwargs
+    search_path: Path | None = None  # where the factory's module may live (the suite's folder)
     checkpoint: Path | None = None
     onnx: Path | None = None
     allow_pickle: bool = False
     model_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if (self.arch is None) == (self.onnx is None):
-            raise HarnessError(f"model '{self.name}': give exactly one of arch = \"<registry name>\" or onnx = \"file.onnx\"")
+        sources = [k for k in ("arch", "factory", "onnx") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise HarnessError(f"model '{self.name}': give exactly one of arch = \"<registry name>\", "
+                               f"factory = \"package.module:function\" or onnx = \"file.onnx\"")
+        if self.factory is not None and (":" not in self.factory or self.factory.startswith(":") or self.factory.endswith(":")):
+            raise HarnessError(f"model '{self.name}': factory = \"{self.factory}\" is not \"package.module:function\"")
         if self.num_classes < 1:
             raise HarnessError(f"model '{self.name}': num_classes must be at least 1, got {self.num_classes}")
         if len(self.input_hw) != 2 or min(self.input_hw) < 1:
@@ -52,7 +58,7 @@ class Suite:
     calibration_images: int = 32
 
 
-_MODEL_KEYS = {"name", "arch", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
+_MODEL_KEYS = {"name", "arch", "factory", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
 _DATA_KEYS = {"dir", "ignore_index"}
 _CALIBRATION_KEYS = {"dir", "method", "images"}
 
@@ -87,6 +93,8 @@ def load_suite(path: str | Path) -> Suite:
         models.append(ModelSpec(
             name=str(table["name"]),
             arch=table.get("arch"),
+            factory=table.get("factory"),
+            search_path=base,
             num_classes=int(table["num_classes"]),
             input_hw=tuple(int(v) for v in table["input_size"]),
             checkpoint=base / table["checkpoint"] if "checkpoint" in table else None,
