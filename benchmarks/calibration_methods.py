@@ -26,7 +26,8 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "harness", "bench", "--target", "watch", "--no-gate", "--results-dir", tmp,
                             "--calibration-method", method], check=True, stdout=subprocess.DEVNULL)
             seconds = time.perf_counter() - started
-            rows = {r["variant"]: r for r in csv.DictReader(open(Path(tmp) / "watch.csv"))}
+            with open(Path(tmp) / "watch.csv", newline="") as f:
+                rows = {r["variant"]: r for r in csv.DictReader(f)}
         int8 = rows["int8-static"]
         print(f"{method:<11} {float(int8['miou_pct']):>7.2f} {float(int8['miou_drop_pts']):>6.2f} "
               f"{float(int8['agreement_with_fp32_pct']):>8.2f} {float(int8['p50_ms']):>7.2f} {seconds:>12.0f}")

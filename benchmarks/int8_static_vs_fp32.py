@@ -24,7 +24,8 @@ def one_run() -> dict[str, dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "harness", "bench", "--target", "watch", "--no-gate", "--results-dir", tmp],
                        check=True, stdout=subprocess.DEVNULL)
-        rows = list(csv.DictReader(open(Path(tmp) / "watch.csv")))
+        with open(Path(tmp) / "watch.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
     return {r["variant"]: r for r in rows if r["model"] == "pspnet_resnet18"}
 
 

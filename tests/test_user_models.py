@@ -92,3 +92,13 @@ def test_mobilenet_v2_pix2pix_exports_with_parity():
     spec = ModelSpec(name="p2p", arch="mobilenet_v2_pix2pix", num_classes=11, input_hw=(96, 128))
     images, _ = load_split(find_split(SAMPLE_DIR, "val", 11), (96, 128), 11, limit=2)
     assert export_spec(spec, images).parity.passed
+
+
+def test_unfaithful_export_fails_with_exit_1(user_suite):
+    # A model that stays random at inference: PyTorch and ONNX Runtime cannot agree, so parity must fail.
+    module = user_suite.parent / "my_models.py"
+    module.write_text(USER_MODEL.replace("return self.body(x)",
+                                         "return torch.nn.functional.dropout(self.body(x), 0.5, training=True)"))
+    proc = run_cli("export", "mine", "--suite", str(user_suite))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "not faithful" in proc.stderr and "Traceback" not in proc.stderr
