@@ -29,7 +29,7 @@ def main() -> int:
             with open(Path(tmp) / "watch.csv", newline="") as f:
                 rows = {r["variant"]: r for r in csv.DictReader(f)}
         int8 = rows["int8-static"]
-        print(f"{method:<11} {float(int8['miou_pct']):>7.2f} {float(int8['miou_drop_pts']):>6.2f} "
+        print(f"{method:<11} {float(int8['miou_pct']):>7.2f} {float(int8['quality_drop_pts']):>6.2f} "
               f"{float(int8['agreement_with_fp32_pct']):>8.2f} {float(int8['p50_ms']):>7.2f} {seconds:>12.0f}")
     print(f"fp32 mIoU {float(rows['fp32']['miou_pct']):.2f} %; machine {rows['fp32']['cpu_model']}, ORT {rows['fp32']['ort_version']}")
     return 0

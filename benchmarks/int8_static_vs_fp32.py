@@ -39,7 +39,7 @@ def main() -> int:
         fp32, int8 = rows["fp32"], rows["int8-static"]
         speedup = float(fp32["p50_ms"]) / float(int8["p50_ms"])
         file_share = float(int8["file_mb"]) / float(fp32["file_mb"])
-        drop = float(fp32["miou_pct"]) - float(int8["miou_pct"])
+        drop = float(fp32["quality_pct"]) - float(int8["quality_pct"])
         ok = speedup >= MIN_SPEEDUP and file_share <= MAX_FILE_SHARE and drop <= MAX_MIOU_DROP
         failures += not ok
         print(f"run {i + 1}: fp32 p50 {float(fp32['p50_ms']):.2f} ms, int8-static p50 {float(int8['p50_ms']):.2f} ms "

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.data import find_split, load_split, normalize
+from harness.data import find_class_split, find_split, load_eval_split, normalize
 from harness.budget import verdict
 from harness.errors import HarnessError, ParityError, VariantError
 from harness.export import ExportedModel, export_spec
 from harness.measure import Measurement, build_request, combine, reference_model, run_worker, trivial_model
-from harness.metrics import scores_from_confusion
+from harness.metrics import quality_from_confusion
 from harness.quantize import QuantizeOptions, VariantModel, variant_of
 from harness.results import ResultRow, machine_fingerprint
 from harness.spec import ModelSpec, Suite
@@ -43,17 +43,16 @@ class BenchInputs:
 
 
 def prepare_eval_sets(suite: Suite, data_dir: Path, workdir: Path) -> dict[tuple, EvalSet]:
-    split = find_split(data_dir, "val", suite.ignore_index)
     sets = {}
     for spec in suite.models:
         key = (spec.input_hw, spec.num_classes)
         if key in sets:
             continue
-        images_u8, masks = load_split(split, spec.input_hw, spec.num_classes)
+        images_u8, masks = load_eval_split(data_dir, "val", suite.task, suite.ignore_index, spec.input_hw, spec.num_classes)
         tag = f"{spec.input_hw[0]}x{spec.input_hw[1]}_{spec.num_classes}"
         eval_path, sample_path = workdir / f"eval_{tag}.npz", workdir / f"sample_{tag}.npy"
         images = normalize(images_u8)
-        np.savez(eval_path, images=images, masks=masks.astype(np.int16))
+        np.savez(eval_path, images=images, masks=masks.astype(np.int16))  # masks, or labels (N,) for classification
         np.save(sample_path, images[0])
         sets[key] = EvalSet(images_u8, eval_path, sample_path)
     return sets
@@ -62,14 +61,21 @@ def prepare_eval_sets(suite: Suite, data_dir: Path, workdir: Path) -> dict[tuple
 def calibration_split(suite: Suite, inputs: BenchInputs):
     if inputs.calibration_dir is None:
         raise HarnessError("int8-static needs calibration images: set [calibration] dir in the suite or pass --calibration-data")
-    split = find_split(inputs.calibration_dir, "train", suite.ignore_index)
-    if find_split(inputs.data_dir, "val", suite.ignore_index).root.resolve() == split.root.resolve():
+    if suite.task == "classification":
+        split, evaluation = find_class_split(inputs.calibration_dir, "train"), find_class_split(inputs.data_dir, "val")
+    else:
+        split = find_split(inputs.calibration_dir, "train", suite.ignore_index)
+        evaluation = find_split(inputs.data_dir, "val", suite.ignore_index)
+    if evaluation.root.resolve() == split.root.resolve():
         raise HarnessError(f"calibration data {split.root} is the evaluation data: calibrate on other images")
     return split
 
 
 def load_calibration(suite: Suite, inputs: BenchInputs, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    return load_split(calibration_split(suite, inputs), spec.input_hw, spec.num_classes, limit=inputs.quantize.calibration_images)
+    """Calibration images and their targets (masks or labels: the accuracy fallback scores on them)."""
+    calibration_split(suite, inputs)
+    return load_eval_split(inputs.calibration_dir, "train", suite.task, suite.ignore_index, spec.input_hw,
+                           spec.num_classes, limit=inputs.quantize.calibration_images)
 
 
 def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: ExportedModel, variant: str,
@@ -83,7 +89,8 @@ def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: E
         from harness.fallback import find_fallback
 
         found = find_fallback(exported, options, images_u8, masks, spec.num_classes, suite.ignore_index,
-                              inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"))
+                              inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"),
+                              task=spec.task)
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
     made = variant_of(exported, variant, options, images_u8,
                       on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")))
@@ -202,8 +209,8 @@ def compare_with_fp32(model_rows: list[tuple[ResultRow, Path | None]], target: T
             changes["speedup_vs_fp32"] = reference.p50_ms / row.p50_ms
             if row.variant != "fp32" and row.p50_ms > reference.p50_ms:
                 flags.append(f"slower than fp32 ({reference.p50_ms / row.p50_ms:.2f}x)")
-        if reference is not None and row.miou_pct is not None and reference.miou_pct is not None:
-            changes["miou_drop_pts"] = reference.miou_pct - row.miou_pct
+        if reference is not None and row.quality_pct is not None and reference.quality_pct is not None:
+            changes["quality_drop_pts"] = reference.quality_pct - row.quality_pct
         if pred_path is not None and reference_pred is not None:
             changes["agreement_with_fp32_pct"] = float(100 * (np.load(pred_path) == np.load(reference_pred)).mean())
         updated = dataclasses.replace(row, flags="; ".join(flags), **changes)
@@ -224,6 +231,7 @@ def _base_row(target: TargetProfile, spec: ModelSpec, variant: str, serving: str
     fields.update(
         target=target.name, model=spec.name, variant=variant, serving=target.serving_label(serving), status=status,
         verdict="not measured", flags="", recipe="", nodes_in_float_names="", threads=target.threads,
+        quality_metric="top-1" if spec.task == "classification" else "mIoU", per_class_pct="",
         images_at_once=target.images_at_once,
         cpu_mem_arena=target.enable_cpu_mem_arena, cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa,
         ort_version=fp.ort_version, harness_version=fp.harness_version, measured_at=_now(),
@@ -239,7 +247,7 @@ def _row(target: TargetProfile, spec: ModelSpec, made: VariantModel, serving: st
         status = f"runtime floor not measured: {floor.error}"
     fields = _base_row(target, spec, made.variant, serving, status, measured.ort_version)
     lat = measured.latency
-    scores = scores_from_confusion(measured.confusion) if measured.confusion is not None else None
+    quality = quality_from_confusion(measured.confusion, spec.task) if measured.confusion is not None else None
     fields.update(
         recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
         nodes_in_float=len(made.nodes_in_float) if made.variant == "int8-static" else None,
@@ -254,8 +262,9 @@ def _row(target: TargetProfile, spec: ModelSpec, made: VariantModel, serving: st
                       latency_stdev_pct=100 * lat.stdev_ms / lat.mean_ms)
     if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
         fields["model_mb"] = measured.peak_rss_mb - floor.peak_rss_mb
-    if scores:
-        fields.update(miou_pct=scores.miou_pct, pixel_accuracy_pct=scores.pixel_accuracy_pct, eval_images=eval_images)
+    if quality:
+        fields.update(quality_pct=quality.pct, pixel_accuracy_pct=quality.pixel_accuracy_pct, per_class_pct=quality.per_class,
+                      eval_images=eval_images)
     return ResultRow(**fields)
 
 

@@ -27,8 +27,8 @@ def verdict(row: ResultRow, target: TargetProfile) -> str:
     memory = memory_figure(row, target)
     if target.memory_budget_mb and memory is not None and memory > target.memory_budget_mb:
         reasons.append(f"over memory ({target.memory_quantity} {memory:.1f} > {target.memory_budget_mb:g} MB)")
-    if row.miou_drop_pts is not None and row.miou_drop_pts > target.max_miou_drop:
-        reasons.append(f"over accuracy (mIoU drop {row.miou_drop_pts:.2f} > {target.max_miou_drop:g} pts)")
+    if row.quality_drop_pts is not None and row.quality_drop_pts > target.max_miou_drop:
+        reasons.append(f"over accuracy ({row.quality_metric} drop {row.quality_drop_pts:.2f} > {target.max_miou_drop:g} pts)")
     return "; ".join(reasons) or FITS
 
 

@@ -131,3 +131,59 @@ def load_split(split: SegmentationSplit, input_hw: tuple[int, int], num_classes:
         images.append(image)
         masks.append(mask)
     return np.stack(images), np.stack(masks)
+
+
+TASKS = ("segmentation", "classification")
+
+
+@dataclass(frozen=True)
+class ClassificationSplit:
+    """A folder per class (ImageFolder layout): DIR/<class>/*.png, classes in sorted name order."""
+
+    root: Path
+    classes: tuple[str, ...]
+    items: tuple[tuple[Path, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def find_class_split(path: str | Path, split: str) -> ClassificationSplit:
+    """Accept a split folder of class folders, or a dataset root holding <split>/ with them."""
+    root = Path(path)
+    if not root.is_dir():
+        raise HarnessError(f"data folder {root} does not exist: pass --data a folder with one sub-folder of images per class")
+    if (root / split).is_dir() and any(p.is_dir() for p in (root / split).iterdir()):
+        root = root / split
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    if len(classes) < 2:
+        raise HarnessError(f"data folder {root} holds {len(classes)} class folder(s): a classification split needs "
+                           f"one sub-folder of images per class, at least two")
+    items = []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        items += [(f, label) for f in files]
+    if not items:
+        raise HarnessError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders of {root}")
+    return ClassificationSplit(root, classes, tuple(items))
+
+
+def load_class_split(split: ClassificationSplit, input_hw: tuple[int, int], num_classes: int, limit: int | None = None):
+    """All images fitted to input_hw, (N,H,W,3) uint8, and their labels (N,) int64."""
+    if len(split.classes) != num_classes:
+        raise HarnessError(f"{split.root} has {len(split.classes)} class folders but the model has {num_classes} classes; "
+                           f"make them agree")
+    items = split.items
+    if limit:  # take images from every class in turn, so a short sample still covers them all
+        by_class = [[it for it in items if it[1] == c] for c in range(num_classes)]
+        items = [it for group in zip(*[g + [None] * (len(items) - len(g)) for g in by_class]) for it in group if it][:limit]
+    images = [fit_to_input(read_rgb(path), None, input_hw, 0)[0] for path, _ in items]
+    return np.stack(images), np.array([label for _, label in items], dtype=np.int64)
+
+
+def load_eval_split(path: str | Path, split: str, task: str, ignore_index: int, input_hw: tuple[int, int],
+                    num_classes: int, limit: int | None = None):
+    """Images and their targets (masks, or labels) for either task; the one entry point for benches."""
+    if task == "classification":
+        return load_class_split(find_class_split(path, split), input_hw, num_classes, limit)
+    return load_split(find_split(path, split, ignore_index), input_hw, num_classes, limit)

@@ -37,17 +37,17 @@ class FallbackResult:
 
     def describe(self) -> str:
         verdict = "reached" if self.reached else "NOT reached by any fallback set tried"
-        return (f"fallback to within {self.max_drop_pts:g} mIoU pts {verdict} on the calibration images: "
+        return (f"fallback to within {self.max_drop_pts:g} quality pts {verdict} on the calibration images: "
                 f"fp32 {self.fp32_miou_pct:.2f}%, all-int8 {self.int8_miou_pct:.2f}%, with {len(self.nodes_in_float)} "
                 f"node(s) in float {self.final_miou_pct:.2f}% ({self.trials} trial quantizations)")
 
 
 def find_fallback(exported: ExportedModel, options: QuantizeOptions, images_u8: np.ndarray, masks: np.ndarray,
                   num_classes: int, ignore_index: int, max_drop_pts: float,
-                  on_progress: Callable[[str], None] | None = None) -> FallbackResult:
+                  on_progress: Callable[[str], None] | None = None, task: str = "segmentation") -> FallbackResult:
     """The smallest set of nodes to keep in float found by sensitivity ranking; cached."""
     key = hashlib.sha256(json.dumps({
-        "sha": exported.sha256, "options": dataclasses.asdict(options), "drop": max_drop_pts,
+        "sha": exported.sha256, "options": dataclasses.asdict(options), "drop": max_drop_pts, "task": task,
         "images": hashlib.sha256(images_u8.tobytes() + masks.tobytes()).hexdigest(),
     }, sort_keys=True).encode()).hexdigest()[:20]
     record = cache_dir() / "fallback" / f"{key}.json"
@@ -70,11 +70,11 @@ def find_fallback(exported: ExportedModel, options: QuantizeOptions, images_u8: 
         trials = 0
 
         def miou(path: Path) -> float:
-            from harness.metrics import scores_from_confusion
+            from harness.metrics import quality_from_confusion
 
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             conf, _ = evaluate_session(session, images, masks, num_classes, ignore_index)
-            return scores_from_confusion(conf).miou_pct
+            return quality_from_confusion(conf, task).pct
 
         def quantized_miou(excluded: tuple[str, ...]) -> float:
             nonlocal trials

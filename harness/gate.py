@@ -1,7 +1,7 @@
 """The gate: compare a run with the committed record (results/<target>.csv) and decide pass or fail.
 
 A row fails when it breaks a budget, could not be measured, or regressed against its recorded row.
-Deterministic figures (file size, parameters, mIoU, parity) compare tightly; model memory within an
+Deterministic figures (file size, parameters, quality (mIoU or top-1), parity) compare tightly; model memory within an
 absolute tolerance; latency only beyond both a relative threshold and the noise the runs measured,
 and only between comparable machines (see `latency_baseline`).
 """
@@ -112,7 +112,7 @@ def check_row(new: dict[str, str], old: dict[str, str] | None, target: TargetPro
     model_mb = _num(old, "model_mb")
     if model_mb is not None:
         grew("model_mb", "model memory", "MB", model_mb + target.gate_model_mb_tolerance)
-    for name, label, tolerance in (("miou_pct", "mIoU", target.gate_miou_tolerance_pts),
+    for name, label, tolerance in (("quality_pct", new.get("quality_metric") or "quality", target.gate_miou_tolerance_pts),
                                    ("parity_agreement_pct", "parity agreement", PARITY_TOLERANCE_PTS)):
         a, b = _num(old, name), _num(new, name)
         if a is not None and b is not None and b < a - tolerance:

@@ -35,3 +35,37 @@ def scores_from_confusion(conf: np.ndarray) -> SegmentationScores:
     total = conf.sum()
     pixel_acc = float(100 * tp.sum() / total) if total > 0 else float("nan")
     return SegmentationScores(miou, pixel_acc, tuple(per_class))
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The quality figure a row reports, whatever the task."""
+
+    metric: str  # "mIoU" or "top-1"
+    pct: float
+    pixel_accuracy_pct: float | None  # segmentation only
+    per_class: str  # "class: IoU" (segmentation) or "class: precision/recall" (classification), '; '-joined
+
+
+def classification_scores(conf: np.ndarray) -> tuple[float, list[float | None], list[float | None]]:
+    """Top-1 accuracy and per-class precision and recall (None where a class was never predicted / present)."""
+    conf = conf.astype(np.float64)
+    tp = np.diag(conf)
+    predicted, actual = conf.sum(0), conf.sum(1)
+    precision = [float(100 * tp[c] / predicted[c]) if predicted[c] else None for c in range(len(tp))]
+    recall = [float(100 * tp[c] / actual[c]) if actual[c] else None for c in range(len(tp))]
+    total = conf.sum()
+    return (float(100 * tp.sum() / total) if total else float("nan")), precision, recall
+
+
+def quality_from_confusion(conf: np.ndarray, task: str) -> Quality:
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    if task == "classification":
+        top1, precision, recall = classification_scores(conf)
+        per_class = "; ".join(f"{c}: {fmt(p)}/{fmt(r)}" for c, (p, r) in enumerate(zip(precision, recall)))
+        return Quality("top-1", top1, None, per_class)
+    scores = scores_from_confusion(conf)
+    per_class = "; ".join(f"{c}: {fmt(v)}" for c, v in enumerate(scores.per_class_iou_pct))
+    return Quality("mIoU", scores.miou_pct, scores.pixel_accuracy_pct, per_class)

@@ -17,19 +17,26 @@ def _num(value, digits: int = 1) -> str:
     return NOT_MEASURED if value is None else f"{value:.{digits}f}"
 
 
+def _metric(rows) -> str:
+    """The quality column's name: mIoU or top-1 when all rows share it."""
+    metrics = {r.quality_metric if isinstance(r, ResultRow) else r["quality_metric"] for r in rows}
+    return metrics.pop() if len(metrics) == 1 else "quality"
+
+
 def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     budget = []
     if target.p95_budget_ms:
         budget.append(f"p95 ≤ {target.p95_budget_ms:g} ms")
     if target.memory_budget_mb:
         budget.append(f"{target.memory_quantity} memory ≤ {target.memory_budget_mb:g} MB")
-    budget.append(f"mIoU drop ≤ {target.max_miou_drop:g} pts")
+    metric = _metric(rows)
+    budget.append(f"{metric} drop ≤ {target.max_miou_drop:g} pts")
     title = (f"target {target.name}{f': {target.description}' if target.description else ''} — {target.threads} thread(s), CPU arena "
              f"{'on' if target.enable_cpu_mem_arena else 'off'}, memory pattern {'on' if target.enable_mem_pattern else 'off'}"
              f"{f', cap {target.memory_cap_mb:g} MB RSS' if target.memory_cap_mb else ''}; budgets: {', '.join(budget)}")
     table = Table(title=title, title_justify="left")
     for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
-                   "peak RSS MB", "floor MB", "model MB", "mIoU %", "ΔmIoU", "agree %", "verdict", "notes"):
+                   "peak RSS MB", "floor MB", "model MB", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
         table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
@@ -48,16 +55,17 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
             r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
-            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _num(r.miou_pct, 2),
-            _num(-r.miou_drop_pts if r.miou_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
+            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _num(r.quality_pct, 2),
+            _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
             verdict, "; ".join(notes),
         )
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
                      "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
                      "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second; "
                      f"runs marked ! were unstable (stdev ≥ {UNSTABLE_STDEV_PCT:g} % of the mean: rerun on a quieter machine).\n"
-                     "vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). mIoU is computed from each ONNX "
-                     "model's outputs on the evaluation images, void excluded; ΔmIoU and agree % are against fp32.")
+                     f"vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). {metric} is computed from each ONNX "
+                     f"model's outputs on the evaluation images{', void excluded' if metric == 'mIoU' else ''}; "
+                     f"Δ{metric} and agree % (predicted classes equal to fp32's) are against fp32.")
     table.caption_justify = "left"
     return table
 
@@ -103,7 +111,7 @@ def gate_table(report, record_path) -> Table:
 
 
 COMPARED = (("file_mb", "file MB"), ("params_in_graph", "params"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
-            ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("miou_pct", "mIoU %"), ("images_per_s", "img/s"))
+            ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("quality_pct", "quality %"), ("images_per_s", "img/s"))
 
 
 def compare_table(old: list[dict[str, str]], new: list[dict[str, str]], old_name: str, new_name: str) -> Table:

@@ -19,8 +19,8 @@ from harness.targets import TargetProfile
 VARIANT_COLOURS = {"fp32": "#1f77b4", "int8-static": "#2ca02c", "int8-dynamic": "#ff7f0e", "fp16": "#9467bd"}
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
                  ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),
-                 ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("miou_pct", "mIoU %"),
-                 ("miou_drop_pts", "mIoU drop"), ("verdict", "verdict"))
+                 ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("quality_metric", "quality"),
+                 ("quality_pct", "quality %"), ("quality_drop_pts", "quality drop"), ("verdict", "verdict"))
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _measured(records) -> list[dict[str, str]]:
-    return [r for r in records if _num(r, "p50_ms") is not None and _num(r, "miou_pct") is not None]
+    return [r for r in records if _num(r, "p50_ms") is not None and _num(r, "quality_pct") is not None]
 
 
 def trade_off_figure(results: TargetResults, out: Path) -> Path:
-    """p50 latency against mIoU for every row; size = model memory, budget lines, Pareto frontier."""
+    """p50 latency against quality (mIoU or top-1) for every row; size = model memory, budget lines, frontier."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +90,7 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
 
     rows = _measured(results.records)
     fig, ax = plt.subplots(figsize=(12, 5.5), dpi=110)
-    points = [(_num(r, "p50_ms"), _num(r, "miou_pct")) for r in rows]
+    points = [(_num(r, "p50_ms"), _num(r, "quality_pct")) for r in rows]
     memories = [max(_num(r, "model_mb") or 0.0, 0.0) for r in rows]
     biggest = max(memories, default=1.0) or 1.0
     several_models = len({r["model"] for r in rows}) > 1
@@ -124,11 +124,12 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
         for model in sorted({r["model"] for r in rows}):
             fp32 = next((r for r in rows if r["model"] == model and r["variant"] == "fp32"), None)
             if fp32 is not None:
-                floor = _num(fp32, "miou_pct") - profile.max_miou_drop
+                floor = _num(fp32, "quality_pct") - profile.max_miou_drop
                 ax.axhline(floor, color="#d62728", lw=1, ls=":",
                            label=f"{model}: accuracy budget (fp32 − {profile.max_miou_drop:g} pts = {floor:.1f} %)")
     ax.set_xlabel("p50 latency per call, ms (whisker: to p95)")
-    ax.set_ylabel("mIoU on the evaluation images, %")
+    metrics = sorted({r["quality_metric"] for r in rows}) or ["quality"]
+    ax.set_ylabel(f"{' / '.join(metrics)} on the evaluation images, %")
     memory_note = ""
     if profile is not None and profile.memory_budget_mb:
         memory_note = f"; red edge: over a budget (memory budget {profile.memory_budget_mb:g} MB {profile.memory_quantity})"
@@ -168,7 +169,7 @@ def _place_labels(ax, points: list[tuple[float, float]], labels: list[str], radi
 
 
 def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
-    """One model's variants side by side: file size, p50, model memory, mIoU; baseline as outlines."""
+    """One model's variants side by side: file size, p50, model memory, quality; baseline as outlines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,7 +181,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
     baseline = {row_key(r): r for r in results.baseline or ()}
     labels = [f"{r['variant']}\n{r['serving']}" for r in rows]
     quantities = (("file_mb", "file, MB"), ("p50_ms", "p50 latency, ms"), ("model_mb", "model memory, MB"),
-                  ("miou_pct", "mIoU, %"))
+                  ("quality_pct", f"{rows[0]['quality_metric'] if rows else 'quality'}, %"))
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.8), dpi=110)
     for ax, (name, title) in zip(axes, quantities):
         values = [_num(r, name) for r in rows]
@@ -188,7 +189,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
         positions = range(len(rows))
         ax.bar(positions, [v or 0.0 for v in values], color=colours, alpha=0.8)
         for x, v in zip(positions, values):
-            text = "n/a" if v is None else (f"{v:.2f}" if name == "miou_pct" else f"{v:.3g}")
+            text = "n/a" if v is None else (f"{v:.2f}" if name == "quality_pct" else f"{v:.3g}")
             ax.text(x, v or 0.0, text, ha="center", va="bottom", fontsize=7.5)
         profile = results.profile
         if name == "model_mb" and profile is not None and profile.memory_quantity == "model" and profile.memory_budget_mb:
@@ -215,7 +216,7 @@ def _png_data_uri(path: Path) -> str:
 
 def _table_html(results: TargetResults) -> str:
     rows = _measured(results.records)
-    front_keys = {row_key(rows[i]) for i in pareto_front([(_num(r, "p50_ms"), _num(r, "miou_pct")) for r in rows])}
+    front_keys = {row_key(rows[i]) for i in pareto_front([(_num(r, "p50_ms"), _num(r, "quality_pct")) for r in rows])}
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in TABLE_COLUMNS) + "<th>frontier</th>"
     body = []
     for r in results.records:
@@ -256,7 +257,7 @@ def render_report(targets: list[TargetResults], out_dir: Path) -> ReportFiles:
         if results.profile is not None:
             p = results.profile
             parts.append(f"<p>{html.escape(p.description)}: {p.threads} thread(s); budgets: p95 ≤ {p.p95_budget_ms:g} ms, "
-                         f"{p.memory_quantity} memory ≤ {p.memory_budget_mb:g} MB, mIoU drop ≤ {p.max_miou_drop:g} pts "
+                         f"{p.memory_quantity} memory ≤ {p.memory_budget_mb:g} MB, quality drop ≤ {p.max_miou_drop:g} pts "
                          f"(0 = no budget)</p>")
         parts.append(f"<img alt='speed against accuracy, target {html.escape(results.name)}' src='{_png_data_uri(trade_off)}'>")
         parts.append(_table_html(results))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,12 @@ class ResultRow:
     floor_rss_mb: float | None
     model_mb: float | None
     speedup_vs_fp32: float | None  # fp32 p50 / this p50, both measured in the same run
-    miou_pct: float | None
-    miou_drop_pts: float | None  # fp32 mIoU minus this mIoU, same images
+    quality_metric: str  # "mIoU" (segmentation, void excluded) or "top-1" (classification)
+    quality_pct: float | None
+    quality_drop_pts: float | None  # fp32's quality minus this one, same images
     agreement_with_fp32_pct: float | None  # pixels whose predicted class equals fp32's
-    pixel_accuracy_pct: float | None
+    pixel_accuracy_pct: float | None  # segmentation: share of labelled pixels right
+    per_class_pct: str  # segmentation: IoU per class; classification: precision/recall per class
     eval_images: int | None
     threads: int
     images_at_once: int
@@ -145,6 +147,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             rows = [{c: r.get(c) or "" for c in COLUMNS} for r in reader]
     except OSError as e:
         raise HarnessError(f"cannot read results file {path}: {e.strerror}") from e
+    versions = {r.get("schema_version") for r in rows} - {str(SCHEMA_VERSION)}
+    if "schema_version" in header and versions:
+        raise HarnessError(f"results file {path} has schema version {sorted(v or 'none' for v in versions)[0]}; this harness "
+                           f"writes {SCHEMA_VERSION}: move the file aside and re-record with harness bench")
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise HarnessError(f"results file {path} lacks column '{missing[0]}' (schema {SCHEMA_VERSION} expected); "

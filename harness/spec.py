@@ -27,8 +27,13 @@ class ModelSpec:
     onnx: Path | None = None
     allow_pickle: bool = False
     model_kwargs: dict = field(default_factory=dict)
+    task: str = "segmentation"  # or "classification": what the outputs mean, which quality is measured
 
     def __post_init__(self):
+        from harness.data import TASKS
+
+        if self.task not in TASKS:
+            raise HarnessError(f"model '{self.name}': task '{self.task}' is unknown; use one of {', '.join(TASKS)}")
         sources = [k for k in ("arch", "factory", "onnx") if getattr(self, k) is not None]
         if len(sources) != 1:
             raise HarnessError(f"model '{self.name}': give exactly one of arch = \"<registry name>\", "
@@ -53,13 +58,14 @@ class Suite:
     models: tuple[ModelSpec, ...]
     data_dir: Path | None
     ignore_index: int
+    task: str = "segmentation"
     calibration_dir: Path | None = None
     calibration_method: str = "percentile"
     calibration_images: int = 32
 
 
 _MODEL_KEYS = {"name", "arch", "factory", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
-_DATA_KEYS = {"dir", "ignore_index"}
+_DATA_KEYS = {"dir", "ignore_index", "task"}
 _CALIBRATION_KEYS = {"dir", "method", "images"}
 
 
@@ -83,6 +89,7 @@ def load_suite(path: str | Path) -> Suite:
     calibration = doc.get("calibration", {})
     _check_keys(f"{path} [calibration]", calibration, _CALIBRATION_KEYS)
     base = path.parent
+    task = str(data.get("task", "segmentation"))
     models = []
     for i, table in enumerate(doc.get("model", [])):
         where = f"{path} [[model]] #{i + 1}"
@@ -101,6 +108,7 @@ def load_suite(path: str | Path) -> Suite:
             onnx=base / table["onnx"] if "onnx" in table else None,
             allow_pickle=bool(table.get("allow_pickle", False)),
             model_kwargs=dict(table.get("kwargs", {})),
+            task=task,
         ))
     if not models:
         raise HarnessError(f"suite file {path} lists no models: add at least one [[model]] table")
@@ -113,6 +121,7 @@ def load_suite(path: str | Path) -> Suite:
         models=tuple(models),
         data_dir=base / data["dir"] if "dir" in data else None,
         ignore_index=int(data.get("ignore_index", DEFAULT_IGNORE_INDEX)),
+        task=task,
         calibration_dir=base / calibration["dir"] if "dir" in calibration else None,
         calibration_method=str(calibration.get("method", "percentile")),
         calibration_images=int(calibration.get("images", 32)),

@@ -159,23 +159,27 @@ def _evaluate(session, input_name: str, request: dict) -> list[list[int]]:
     return conf.tolist()
 
 
-def evaluate_session(session, images, masks, num_classes: int, ignore_index: int):
-    """Confusion matrix and argmax predictions of an ORT session over normalised NCHW images."""
+def evaluate_session(session, images, targets, num_classes: int, ignore_index: int):
+    """Confusion matrix and argmax predictions of an ORT session over normalised NCHW images.
+
+    Targets are masks (N,H,W) for segmentation or labels (N,) for classification.
+    """
     import numpy as np
 
     from harness.metrics import confusion_matrix
 
+    classification = targets.ndim == 1
     input_name = session.get_inputs()[0].name
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-    predictions = np.zeros(masks.shape, dtype=np.uint8)
-    for i, (image, mask) in enumerate(zip(images, masks)):
+    predictions = np.zeros(targets.shape, dtype=np.uint8 if num_classes <= 256 else np.int32)
+    for i, (image, target) in enumerate(zip(images, targets)):
         logits = session.run(None, {input_name: image[None]})[0]
-        if logits.ndim != 4 or logits.shape[1] != num_classes:
-            raise ValueError(f"model output has shape {list(logits.shape)}; expected (1, {num_classes}, H, W) class logits")
-        if logits.shape[2:] != mask.shape:
-            raise ValueError(f"model output is {logits.shape[2]}x{logits.shape[3]} but masks are {mask.shape[0]}x{mask.shape[1]}")
+        want = (1, num_classes) if classification else (1, num_classes, *target.shape)
+        if tuple(logits.shape) != want:
+            kind = "class scores" if classification else "class logits per pixel"
+            raise ValueError(f"model output has shape {list(logits.shape)}; expected {list(want)} ({kind})")
         predictions[i] = logits[0].argmax(0)
-        conf += confusion_matrix(predictions[i], mask, num_classes, ignore_index)
+        conf += confusion_matrix(np.atleast_1d(predictions[i]), np.atleast_1d(target), num_classes, ignore_index)
     return conf, predictions
 
 

@@ -13,7 +13,7 @@ def _row(**changes) -> ResultRow:
     values.update(target="watch", model="m", variant="fp32", serving="1 per call", status="ok", verdict="",
                   flags="", recipe="", nodes_in_float_names="", threads=1, images_at_once=1, cpu_mem_arena=False,
                   cpu_model="cpu", cpu_count=2, cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now",
-                  p95_ms=50.0, model_mb=10.0, peak_rss_mb=400.0, miou_drop_pts=0.2)
+                  p95_ms=50.0, model_mb=10.0, peak_rss_mb=400.0, quality_drop_pts=0.2)
     values.update(changes)
     return ResultRow(**values)
 
@@ -25,7 +25,7 @@ def test_a_row_within_every_budget_fits():
 def test_each_broken_budget_is_named():
     assert verdict(_row(model_mb=16.0), TARGET) == "over memory (model 16.0 > 15 MB)"
     assert verdict(_row(p95_ms=120.0), TARGET).startswith("over latency (p95 120.0 > 100 ms)")
-    assert verdict(_row(miou_drop_pts=1.5), TARGET).startswith("over accuracy")
+    assert verdict(_row(quality_drop_pts=1.5), TARGET).startswith("over accuracy")
     both = verdict(_row(model_mb=20.0, p95_ms=120.0), TARGET)
     assert "over latency" in both and "over memory" in both
 

@@ -45,9 +45,9 @@ def test_bigger_file_and_more_parameters_fail_with_reasons(record):
 
 
 def test_lower_miou_fails_but_tiny_changes_pass(record):
-    worse = check_row(_changed(record[0], miou_pct=0.1), record[0], TARGET)
+    worse = check_row(_changed(record[0], quality_pct=0.1), record[0], TARGET)
     assert worse.outcome == "fail" and "mIoU 0.29 → 0.10 %" in worse.reasons[0]
-    assert check_row(_changed(record[0], miou_pct=0.25), record[0], TARGET).outcome == "pass"
+    assert check_row(_changed(record[0], quality_pct=0.25), record[0], TARGET).outcome == "pass"
 
 
 def test_model_memory_within_tolerance_passes(record):

@@ -21,3 +21,20 @@ def test_class_absent_everywhere_is_left_out_of_the_mean():
     scores = scores_from_confusion(conf)
     assert scores.miou_pct == 100.0
     assert scores.per_class_iou_pct[1:] == (None, None, None)
+
+
+def test_top1_and_per_class_precision_recall_match_a_hand_computed_case():
+    from harness.metrics import classification_scores, quality_from_confusion
+
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    conf = confusion_matrix(predicted, labels, num_classes=3, ignore_index=-1)
+    assert conf.tolist() == [[2, 1, 0], [0, 2, 0], [0, 1, 0]]
+    top1, precision, recall = classification_scores(conf)
+    assert np.isclose(top1, 100 * 4 / 6)
+    # precision: class 0 = 2/2, class 1 = 2/4, class 2 never predicted; recall: 2/3, 2/2, 0/1
+    assert precision[0] == 100.0 and precision[1] == 50.0 and precision[2] is None
+    assert np.allclose(recall, [200 / 3, 100.0, 0.0])
+    quality = quality_from_confusion(conf, "classification")
+    assert quality.metric == "top-1" and quality.per_class == "0: 100.0/66.7; 1: 50.0/100.0; 2: n/a/0.0"
+    assert quality_from_confusion(conf, "segmentation").metric == "mIoU"
