@@ -58,6 +58,23 @@ def prepare_eval_sets(suite: Suite, data_dir: Path, workdir: Path) -> dict[tuple
     return sets
 
 
+def check_batch_feedable(suite: Suite, target: TargetProfile) -> None:
+    """A user's ONNX file with a fixed batch axis cannot take the target's batched calls."""
+    from harness.export import check_onnx_input, onnx_batch_dim
+
+    if "batched" not in target.serving or target.images_at_once == 1:
+        return
+    for spec in suite.models:
+        if spec.onnx is None:
+            continue
+        check_onnx_input(spec.onnx, spec)
+        fixed = onnx_batch_dim(spec.onnx)
+        if fixed is not None and fixed != target.images_at_once:
+            raise HarnessError(f"{spec.onnx} has a fixed batch of {fixed} but target {target.name} sends batches of "
+                               f"{target.images_at_once}: export it with a dynamic batch axis, or use a target without "
+                               f"batched serving")
+
+
 def calibration_split(suite: Suite, inputs: BenchInputs):
     if inputs.calibration_dir is None:
         raise HarnessError("int8-static needs calibration images: set [calibration] dir in the suite or pass --calibration-data")
@@ -109,6 +126,7 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
         task = progress.add_task("loading evaluation images", total=steps)
         if "int8-static" in variants:  # bad calibration input fails now, before any measuring
             calibration_split(suite, inputs)
+        check_batch_feedable(suite, target)
         eval_sets = prepare_eval_sets(suite, inputs.data_dir, workdir)
         reference = reference_model(workdir / "reference.onnx")
         say = lambda message: progress.update(task, description=message)  # noqa: E731

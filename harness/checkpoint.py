@@ -53,6 +53,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.factory is not None:
         return _build_from_factory(spec)
     info = get_model_info(spec.arch)
+    if info.task != spec.task:
+        raise HarnessError(f"model '{spec.name}': {spec.arch} is a {info.task} model but the suite's data is for "
+                           f"{spec.task}; set [data] task = \"{info.task}\" with matching data, or pick another model")
     h, w = spec.input_hw
     if h % info.input_stride or w % info.input_stride:
         raise HarnessError(

@@ -25,18 +25,18 @@ def _input_size(text: str) -> tuple[int, int]:
 def cmd_train(args) -> int:
     from harness.train import TrainConfig, train
 
-    num_classes = args.num_classes or _classes_from_file(Path(args.data))
+    num_classes = args.num_classes or _classes_from_file(Path(args.data), args.task)
     cfg = TrainConfig(
         arch=args.model, data_dir=Path(args.data), out_path=Path(args.out), num_classes=num_classes,
         input_hw=args.input_size, ignore_index=args.ignore_index, max_epochs=args.epochs,
         patience_epochs=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        model_kwargs={"width": args.width} if args.width is not None else None,
+        model_kwargs={"width": args.width} if args.width is not None else None, task=args.task,
     )
     from harness.registry import get_model_info
 
     get_model_info(cfg.arch)  # unknown names fail before data loading
     result = train(cfg, "harness " + shlex.join(sys.argv[1:]))
-    print(f"best val mIoU {result.best_val_miou_pct:.2f}% at epoch {result.best_epoch} "
+    print(f"best val {'top-1' if args.task == 'classification' else 'mIoU'} {result.best_val_quality_pct:.2f}% at epoch {result.best_epoch} "
           f"({result.epochs_run} epochs, {result.seconds:.0f} s); checkpoint {result.out_path}")
     return EXIT_OK
 
@@ -232,10 +232,10 @@ def cmd_models(args) -> int:
     from harness.registry import get_model_info, list_models
     from harness.render import make_console
 
-    table = Table("model", "input sides divisible by", "description", title="registered models", title_justify="left")
+    table = Table("model", "task", "input sides divisible by", "description", title="registered models", title_justify="left")
     for name in list_models(args.pattern):
         info = get_model_info(name)
-        table.add_row(name, str(info.input_stride), info.description)
+        table.add_row(name, info.task, str(info.input_stride), info.description)
     make_console().print(table)
     return EXIT_OK
 
@@ -267,7 +267,11 @@ def _short_path(path: Path) -> str:
         return str(path)
 
 
-def _classes_from_file(data_dir: Path) -> int:
+def _classes_from_file(data_dir: Path, task: str = "segmentation") -> int:
+    if task == "classification":
+        from harness.data import find_class_split
+
+        return len(find_class_split(data_dir, "train").classes)
     names = data_dir / "classes.txt"
     if not names.is_file():
         raise HarnessError(f"no --num-classes given and {names} does not exist: pass --num-classes N")
@@ -315,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--width", type=float, help="width multiplier (unet_small)")
+    p.add_argument("--width", type=float, help="width multiplier (unet_small, mobilenet_v2)")
+    p.add_argument("--task", choices=["segmentation", "classification"], default="segmentation",
+                   help="classification: DATA/train and DATA/val hold one folder of images per class")
     p.set_defaults(func=cmd_train)
 
     from harness.spec import DEFAULT_SUITE

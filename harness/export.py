@@ -181,6 +181,16 @@ def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
     return ParityReport(len(images_u8), max_diff, agreement, passed)
 
 
+def onnx_batch_dim(onnx_path: Path) -> int | None:
+    """The input's fixed batch size, or None when the batch axis is dynamic."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    first = inputs[0].type.tensor_type.shape.dim[0]
+    return first.dim_value if first.HasField("dim_value") else None
+
+
 def check_onnx_input(onnx_path: Path, spec: ModelSpec) -> None:
     """A user's ONNX file must take one NCHW 3-channel image of the spec's size."""
     import onnx

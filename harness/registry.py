@@ -16,17 +16,18 @@ class RegisteredModel:
     factory: Callable
     input_stride: int  # both input sides must be multiples of this
     description: str
+    task: str = "segmentation"  # or "classification": (N, C, H, W) logits, or (N, C) scores
 
 
 _MODELS: dict[str, RegisteredModel] = {}
 
 
-def register_model(input_stride: int):
+def register_model(input_stride: int, task: str = "segmentation"):
     """Register `factory(num_classes, **kwargs) -> torch.nn.Module` under its own name."""
 
     def wrap(factory: Callable) -> Callable:
         doc = (factory.__doc__ or "").strip().splitlines()
-        _MODELS[factory.__name__] = RegisteredModel(factory.__name__, factory, input_stride, doc[0] if doc else "")
+        _MODELS[factory.__name__] = RegisteredModel(factory.__name__, factory, input_stride, doc[0] if doc else "", task)
         return factory
 
     return wrap

@@ -12,8 +12,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness import __version__
-from harness.data import find_split, load_split, normalize
-from harness.metrics import confusion_matrix, scores_from_confusion
+from harness.data import load_eval_split, normalize
+from harness.errors import HarnessError
+from harness.metrics import confusion_matrix, quality_from_confusion
 from harness.registry import create_model, get_model_info
 
 
@@ -32,45 +33,46 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     model_kwargs: dict | None = None
+    task: str = "segmentation"
 
 
 @dataclass(frozen=True)
 class TrainResult:
     out_path: Path
     best_epoch: int
-    best_val_miou_pct: float
+    best_val_quality_pct: float  # mIoU, or top-1 for a classifier
     epochs_run: int
     seconds: float
 
 
-def evaluate_torch(model, images_u8: np.ndarray, masks: np.ndarray, num_classes: int, ignore_index: int, batch_size: int = 8):
+def evaluate_torch(model, images_u8: np.ndarray, targets: np.ndarray, num_classes: int, ignore_index: int,
+                   task: str = "segmentation", batch_size: int = 8):
+    """mIoU (or top-1) of a PyTorch model on fitted images and their masks (or labels)."""
     model.eval()
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     with torch.inference_mode():
         for i in range(0, len(images_u8), batch_size):
             logits = model(torch.from_numpy(normalize(images_u8[i:i + batch_size])))
-            conf += confusion_matrix(logits.argmax(1).numpy(), masks[i:i + batch_size], num_classes, ignore_index)
-    return scores_from_confusion(conf)
+            conf += confusion_matrix(logits.argmax(1).numpy(), targets[i:i + batch_size], num_classes, ignore_index)
+    return quality_from_confusion(conf, task)
 
 
 def train(cfg: TrainConfig, command: str) -> TrainResult:
     """Train from scratch; keep the checkpoint of the best val mIoU; stop after `patience` flat epochs."""
     info = get_model_info(cfg.arch)
+    if info.task != cfg.task:
+        raise HarnessError(f"{cfg.arch} is a {info.task} model: pass --task {info.task} with matching data")
     if cfg.input_hw[0] % info.input_stride or cfg.input_hw[1] % info.input_stride:
-        from harness.errors import HarnessError
-
         raise HarnessError(f"--input-size {cfg.input_hw[0]}x{cfg.input_hw[1]}: both sides must be divisible by {info.input_stride} for {cfg.arch}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    train_split = find_split(cfg.data_dir, "train", cfg.ignore_index)
-    val_split = find_split(cfg.data_dir, "val", cfg.ignore_index)
-    if train_split.root == val_split.root:
-        from harness.errors import HarnessError
-
-        raise HarnessError(f"--data {cfg.data_dir} must hold train/ and val/ split folders, each with images/ and masks/")
-    train_x, train_y = load_split(train_split, cfg.input_hw, cfg.num_classes)
-    val_x, val_y = load_split(val_split, cfg.input_hw, cfg.num_classes)
+    for split in ("train", "val"):
+        if not (Path(cfg.data_dir) / split).is_dir():
+            layout = "one folder per class" if cfg.task == "classification" else "images/ and masks/"
+            raise HarnessError(f"--data {cfg.data_dir} must hold train/ and val/ split folders, each with {layout}")
+    train_x, train_y = load_eval_split(cfg.data_dir, "train", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
+    val_x, val_y = load_eval_split(cfg.data_dir, "val", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
 
     model = create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {}))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -95,7 +97,8 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
                 x, y = train_x[idx], train_y[idx]
                 flip = rng.random(len(idx)) < 0.5  # horizontal flip keeps labels valid
                 x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-                y = np.where(flip[:, None, None], y[:, :, ::-1], y)
+                if y.ndim == 3:  # masks flip with their images; class labels do not change
+                    y = np.where(flip[:, None, None], y[:, :, ::-1], y)
                 logits = model(torch.from_numpy(normalize(x)))
                 loss = loss_fn(logits, torch.from_numpy(np.ascontiguousarray(y)))
                 optimizer.zero_grad(set_to_none=True)
@@ -104,21 +107,22 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
                 loss_sum += loss.item()
                 progress.update(batch_task, advance=1, status=f"loss {loss_sum / (step + 1):.3f}")
             scheduler.step()
-            scores = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index)
-            if scores.miou_pct > best_miou:
-                best_miou, best_epoch = scores.miou_pct, epoch
-                save_checkpoint(model, cfg, command, epoch, scores.miou_pct)
+            quality = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index, cfg.task)
+            if quality.pct > best_miou:
+                best_miou, best_epoch = quality.pct, epoch
+                save_checkpoint(model, cfg, command, epoch, quality.pct)
             progress.update(epochs_task, advance=1,
-                            status=f"val mIoU {scores.miou_pct:.1f}% (best {best_miou:.1f}% @ {best_epoch})")
-            progress.console.log(f"epoch {epoch}: loss {loss_sum / steps_per_epoch:.3f}, val mIoU {scores.miou_pct:.2f}%, "
-                                 f"pixel acc {scores.pixel_accuracy_pct:.1f}%")
+                            status=f"val {quality.metric} {quality.pct:.1f}% (best {best_miou:.1f}% @ {best_epoch})")
+            pixel = f", pixel acc {quality.pixel_accuracy_pct:.1f}%" if quality.pixel_accuracy_pct is not None else ""
+            progress.console.log(f"epoch {epoch}: loss {loss_sum / steps_per_epoch:.3f}, val {quality.metric} "
+                                 f"{quality.pct:.2f}%{pixel}")
             if epoch - best_epoch >= cfg.patience_epochs:
-                progress.console.log(f"val mIoU has not improved for {cfg.patience_epochs} epochs: stopping")
+                progress.console.log(f"val {quality.metric} has not improved for {cfg.patience_epochs} epochs: stopping")
                 break
     return TrainResult(cfg.out_path, best_epoch, best_miou, epoch, time.perf_counter() - started)
 
 
-def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_miou_pct: float) -> None:
+def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quality_pct: float) -> None:
     cfg.out_path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -128,7 +132,8 @@ def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_miou_
         "ignore_index": cfg.ignore_index,
         "model_kwargs": dict(cfg.model_kwargs or {}),
         "epoch": epoch,
-        "val_miou_pct": val_miou_pct,
+        "task": cfg.task,
+        "val_quality_pct": val_quality_pct,  # mIoU, or top-1 for a classifier
         "command": command,
         "harness_version": __version__,
         "torch_version": str(torch.__version__),

@@ -4,7 +4,8 @@ import torch
 from harness.errors import HarnessError
 from harness.registry import create_model, get_model_info, list_models
 
-REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "unet_mobilenet_v2", "unet_small"}
+REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "unet_mobilenet_v2", "unet_small",
+            "mobilenet_v2_pix2pix", "alexnet", "mobilenet_v2"}
 
 
 def test_required_models_are_registered():
@@ -14,12 +15,12 @@ def test_required_models_are_registered():
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_every_model_maps_an_image_to_class_logits(name):
-    stride = get_model_info(name).input_stride
+    info = get_model_info(name)
     model = create_model(name, num_classes=5).eval()
     with torch.inference_mode():
         out = model(torch.zeros(1, 3, 2 * 32, 3 * 32))
-    assert out.shape == (1, 5, 64, 96)
-    assert 64 % stride == 0
+    assert out.shape == ((1, 5) if info.task == "classification" else (1, 5, 64, 96))
+    assert 64 % info.input_stride == 0
 
 
 def test_unknown_name_suggests_close_ones():

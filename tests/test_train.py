@@ -35,7 +35,7 @@ def test_train_saves_a_weights_only_checkpoint_that_exports(tmp_path, tiny_root)
     saved = torch.load(out, weights_only=True)
     assert saved["arch"] == "unet_small" and saved["num_classes"] == 11 and saved["epoch"] in (1, 2)
     assert saved["command"].startswith("harness train unet_small")
-    assert 0 < saved["val_miou_pct"] <= 100
+    assert 0 < saved["val_quality_pct"] <= 100
     spec = ModelSpec(name="t", arch="unet_small", num_classes=11, input_hw=(184, 240), checkpoint=out,
                      model_kwargs={"width": 0.125})
     images, _ = load_split(find_split(tiny_root, "val", CAMVID_IGNORE), (184, 240), 11, limit=2)
