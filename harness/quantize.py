@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -208,7 +209,8 @@ def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_
                 on_progress(self.done_before + self.index, len(images_u8))
             return {input_name: image}
 
-    with tempfile.TemporaryDirectory(prefix="harness-calib-") as tmp:
+    # ORT's histogram calibrators print progress lines of their own; the harness shows its own bar.
+    with tempfile.TemporaryDirectory(prefix="harness-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
         calibrator = create_calibrator(str(pre), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=method, extra_options=extra)
         for start in range(0, len(images_u8), CALIBRATION_STRIDE):

@@ -55,3 +55,13 @@ def test_bad_results_files_are_refused(tmp_path, fixture, message):
         load_target_results(path)
     proc = run_cli("report", "--target", str(path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_report_flag_writes_the_page_and_says_where(tmp_path, tiny_suite, fast_target):
+    out = tmp_path / "page"
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite),
+                   "--results-dir", str(tmp_path / "results"), "--report", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"report written: {out / 'index.html'}" in proc.stdout
+    assert "tiny_unet" in (out / "index.html").read_text()
