@@ -102,6 +102,7 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
         ax.scatter([x], [y], s=60 + 540 * mb / biggest, color=colour, alpha=0.75,
                    edgecolors="#d62728" if over else "black", linewidths=2.0 if over else 0.6, zorder=3)
     ax.margins(x=0.3, y=0.2)
+    ax.set_xlim(left=0)  # latency cannot be negative; the margin would otherwise show it
     fig.canvas.draw()  # fixes the axes limits, so label positions can be checked in pixels
     labels = [(f"{r['model']} " if several_models else "") + f"{r['variant']} · {r['serving']}" for r in rows]
     _place_labels(ax, points, labels, [(60 + 540 * mb / biggest) ** 0.5 / 2 for mb in memories])
@@ -155,7 +156,7 @@ def _place_labels(ax, points: list[tuple[float, float]], labels: list[str], radi
         px, py = centres[index]
         width, height = 4.6 * len(labels[index]) * scale, 11 * scale
         gap = radii_pt[index] + 4
-        for dx, dy in [(gap, 2), (gap, -16), (gap, 18), (gap, -30), (gap, 32), (gap, -44), (gap, 46), (gap, 2)]:
+        for dx, dy in [(gap, 8), (gap, -16), (gap, 20), (gap, -30), (gap, 32), (gap, -44), (gap, 46), (gap, 8)]:
             x0, y0 = px + dx * scale, py + dy * scale - 2 * scale
             box = (x0, y0, x0 + width, y0 + height)
             free = all(box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3] for b in boxes)
