@@ -64,16 +64,21 @@ def build_model(spec: ModelSpec) -> nn.Module:
         )
     if spec.checkpoint is None:
         return create_model(spec.arch, spec.num_classes, **spec.model_kwargs).eval()
-    loaded = read_checkpoint(spec.checkpoint, spec.allow_pickle)
+    loaded, reductions = read_checkpoint(spec.checkpoint, spec.allow_pickle)
     if isinstance(loaded, nn.Module):
         return loaded.eval()
     model = create_model(spec.arch, spec.num_classes, **spec.model_kwargs)
+    if reductions:
+        from harness.reduce import rebuild
+
+        rebuild(model, reductions, loaded)
     load_state(model, loaded, spec)
     return model.eval()
 
 
 def read_checkpoint(path: Path, allow_pickle: bool):
-    """A state_dict (bare, or under 'state_dict'/'model'), or a whole module when pickles are allowed."""
+    """A state_dict (bare, or under 'state_dict'/'model') or a whole module when pickles are allowed,
+    and the reductions the checkpoint records (see harness.reduce)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
@@ -84,14 +89,15 @@ def read_checkpoint(path: Path, allow_pickle: bool):
     except Exception as e:  # a truncated or foreign file: torch raises several types
         raise HarnessError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); is it a torch.save file?") from e
     if isinstance(obj, nn.Module):
-        return obj
+        return obj, []
     if isinstance(obj, dict):
+        reductions = list(obj.get("reductions", [])) if isinstance(obj.get("reductions"), list) else []
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
+            return obj, reductions
     raise HarnessError(f"checkpoint {path} is neither a state_dict nor a module: save model.state_dict() with torch.save")
 
 
@@ -126,8 +132,12 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise HarnessError(f"model '{spec.name}': {spec.factory} returned {type(model).__name__}, not a torch.nn.Module")
     if spec.checkpoint is not None:
-        loaded = read_checkpoint(spec.checkpoint, spec.allow_pickle)
+        loaded, reductions = read_checkpoint(spec.checkpoint, spec.allow_pickle)
         if isinstance(loaded, nn.Module):
             return loaded.eval()
+        if reductions:
+            from harness.reduce import rebuild
+
+            rebuild(model, reductions, loaded)
         load_state(model, loaded, spec)
     return model.eval()

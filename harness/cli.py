@@ -226,6 +226,36 @@ def cmd_quantize(args) -> int:
     return EXIT_OK
 
 
+def cmd_reduce(args) -> int:
+    import torch
+
+    from harness.checkpoint import build_model, read_checkpoint
+    from harness.reduce import apply_recipe
+    from harness.spec import load_suite
+
+    suite = load_suite(args.suite)
+    spec = _resolve_spec(args, suite)
+    if spec.arch is None:
+        raise HarnessError(f"reduce works on registry models and their checkpoints; '{args.model}' is not one")
+    model = build_model(spec).train(False)
+    parents = read_checkpoint(spec.checkpoint, spec.allow_pickle)[1] if spec.checkpoint else []
+    reduction = apply_recipe(model, args.recipe, torch.zeros(1, 3, *spec.input_hw), args.ratio)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "arch": spec.arch, "num_classes": spec.num_classes, "input_size": list(spec.input_hw),
+        "model_kwargs": dict(spec.model_kwargs), "reductions": parents + [args.recipe], "note": reduction.note,
+        "parent": str(spec.checkpoint) if spec.checkpoint else None, "command": "harness " + shlex.join(sys.argv[1:]),
+        "harness_version": __version__,
+    }
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(out)
+    print(f"{out}: {reduction.note}")
+    return EXIT_OK
+
+
 def cmd_models(args) -> int:
     from rich.table import Table
 
@@ -363,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_data_options(p)
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("reduce", help="apply a reduction recipe to a model's checkpoint and write a smaller one")
+    p.add_argument("recipe", choices=["prune", "factorize"])
+    p.add_argument("model", help="suite entry or registry name")
+    p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--ratio", type=float, default=0.3, help="prune: share of channels to remove (default 0.3)")
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_reduce)
 
     p = sub.add_parser("models", help="list registered model architectures")
     p.add_argument("pattern", nargs="?", default="*")
