@@ -31,6 +31,7 @@ def cmd_train(args) -> int:
         input_hw=args.input_size, ignore_index=args.ignore_index, max_epochs=args.epochs,
         patience_epochs=args.patience, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         model_kwargs={"width": args.width} if args.width is not None else None, task=args.task,
+        init_checkpoint=Path(args.init) if args.init else None,
     )
     from harness.registry import get_model_info
 
@@ -352,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="width multiplier (unet_small, mobilenet_v2)")
     p.add_argument("--task", choices=["segmentation", "classification"], default="segmentation",
                    help="classification: DATA/train and DATA/val hold one folder of images per class")
+    p.add_argument("--init", help="start from this checkpoint (fine-tune; e.g. after harness reduce prune)")
     p.set_defaults(func=cmd_train)
 
     from harness.spec import DEFAULT_SUITE

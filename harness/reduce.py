@@ -47,12 +47,16 @@ def factorize(model: nn.Module) -> int:
 
 
 def prune(model: nn.Module, example: torch.Tensor, ratio: float) -> None:
-    """Structured magnitude pruning that physically removes `ratio` of the channels (output layer kept)."""
+    """Structured magnitude pruning that physically removes `ratio` of the channels (output layer kept).
+
+    Channel counts stay multiples of 8: at 45 channels instead of 64, ORT's blocked (NCHWc) kernels fell
+    back and a 30 %-pruned PSPNet-R18 ran 1.4x slower than its parent here, with half the parameters.
+    """
     import torch_pruning as tp
 
     head = _output_layers(model)
     pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
-                                       pruning_ratio=ratio, ignored_layers=head)
+                                       pruning_ratio=ratio, ignored_layers=head, round_to=8)
     pruner.step()
 
 

@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     model_kwargs: dict | None = None
     task: str = "segmentation"
+    init_checkpoint: Path | None = None  # fine-tune from these weights (reduced checkpoints included)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
     train_x, train_y = load_eval_split(cfg.data_dir, "train", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
     val_x, val_y = load_eval_split(cfg.data_dir, "val", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
 
-    model = create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {}))
+    model, reductions = initial_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
@@ -110,7 +111,7 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
             quality = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index, cfg.task)
             if quality.pct > best_miou:
                 best_miou, best_epoch = quality.pct, epoch
-                save_checkpoint(model, cfg, command, epoch, quality.pct)
+                save_checkpoint(model, cfg, command, epoch, quality.pct, reductions)
             progress.update(epochs_task, advance=1,
                             status=f"val {quality.metric} {quality.pct:.1f}% (best {best_miou:.1f}% @ {best_epoch})")
             pixel = f", pixel acc {quality.pixel_accuracy_pct:.1f}%" if quality.pixel_accuracy_pct is not None else ""
@@ -122,7 +123,20 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
     return TrainResult(cfg.out_path, best_epoch, best_miou, epoch, time.perf_counter() - started)
 
 
-def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quality_pct: float) -> None:
+def initial_model(cfg: TrainConfig):
+    """A fresh registry model, or the weights (and recorded reductions) of --init to fine-tune."""
+    if cfg.init_checkpoint is None:
+        return create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {})), []
+    from harness.checkpoint import build_model, read_checkpoint
+    from harness.spec import ModelSpec
+
+    spec = ModelSpec(name=cfg.arch, arch=cfg.arch, num_classes=cfg.num_classes, input_hw=cfg.input_hw,
+                     checkpoint=cfg.init_checkpoint, model_kwargs=dict(cfg.model_kwargs or {}), task=cfg.task)
+    return build_model(spec), read_checkpoint(cfg.init_checkpoint, False)[1]
+
+
+def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quality_pct: float,
+                    reductions: list[str] | None = None) -> None:
     cfg.out_path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -131,6 +145,8 @@ def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quali
         "input_size": list(cfg.input_hw),
         "ignore_index": cfg.ignore_index,
         "model_kwargs": dict(cfg.model_kwargs or {}),
+        "reductions": list(reductions or []),
+        "parent": str(cfg.init_checkpoint) if cfg.init_checkpoint else None,
         "epoch": epoch,
         "task": cfg.task,
         "val_quality_pct": val_quality_pct,  # mIoU, or top-1 for a classifier

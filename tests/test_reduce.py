@@ -90,3 +90,24 @@ def test_recipe_that_cannot_apply_says_so():
 def test_reduce_on_an_onnx_file_is_bad_input(tmp_path):
     proc = run_cli("reduce", "prune", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "x.pt"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_pruned_checkpoint_fine_tunes_and_keeps_its_reductions(parent, tmp_path):
+    import shutil
+
+    root = tmp_path / "camvid_tiny"
+    frames = sorted((SAMPLE_DIR / "images").iterdir())
+    for split, chosen in (("train", frames[:6]), ("val", frames[6:9])):
+        for sub in ("images", "masks"):
+            (root / split / sub).mkdir(parents=True)
+            for frame in chosen:
+                shutil.copy(SAMPLE_DIR / sub / frame.name, root / split / sub / frame.name)
+    pruned, tuned = tmp_path / "pruned.pt", tmp_path / "tuned.pt"
+    assert _reduce(parent, "prune", pruned, "--ratio", "0.5").returncode == 0
+    proc = run_cli("train", "unet_small", "--data", str(root), "--num-classes", "11", "--ignore-index", "11",
+                   "--width", "0.25", "--input-size", "96x128", "--epochs", "1", "--init", str(pruned), "--out", str(tuned))
+    assert proc.returncode == 0, proc.stderr
+    saved = torch.load(tuned, weights_only=True)
+    assert saved["reductions"] == ["prune"] and saved["parent"] == str(pruned)
+    assert count_params(build_model(_spec(tuned))) == count_params(build_model(_spec(pruned)))
