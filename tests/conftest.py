@@ -24,6 +24,20 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def tiny_root(tmp_path) -> Path:
+    """A real dataset root: train/ (8 frames) and val/ (4 frames) from the shipped sample, with classes.txt."""
+    root = tmp_path / "camvid_tiny"
+    frames = sorted((SAMPLE_DIR / "images").iterdir())
+    for split, chosen in (("train", frames[:8]), ("val", frames[8:12])):
+        for sub in ("images", "masks"):
+            (root / split / sub).mkdir(parents=True)
+            for frame in chosen:
+                shutil.copy(SAMPLE_DIR / sub / frame.name, root / split / sub / frame.name)
+    shutil.copy(SAMPLE_DIR / "classes.txt", root / "classes.txt")
+    return root
+
+
+@pytest.fixture
 def small_split(tmp_path) -> Path:
     """A real 6-frame images/ + masks/ folder copied from the shipped sample."""
     root = tmp_path / "split"

@@ -93,16 +93,8 @@ def test_reduce_on_an_onnx_file_is_bad_input(tmp_path):
 
 
 @pytest.mark.slow
-def test_pruned_checkpoint_fine_tunes_and_keeps_its_reductions(parent, tmp_path):
-    import shutil
-
-    root = tmp_path / "camvid_tiny"
-    frames = sorted((SAMPLE_DIR / "images").iterdir())
-    for split, chosen in (("train", frames[:6]), ("val", frames[6:9])):
-        for sub in ("images", "masks"):
-            (root / split / sub).mkdir(parents=True)
-            for frame in chosen:
-                shutil.copy(SAMPLE_DIR / sub / frame.name, root / split / sub / frame.name)
+def test_pruned_checkpoint_fine_tunes_and_keeps_its_reductions(parent, tmp_path, tiny_root):
+    root = tiny_root
     pruned, tuned = tmp_path / "pruned.pt", tmp_path / "tuned.pt"
     assert _reduce(parent, "prune", pruned, "--ratio", "0.5").returncode == 0
     proc = run_cli("train", "unet_small", "--data", str(root), "--num-classes", "11", "--ignore-index", "11",

@@ -1,7 +1,5 @@
 """`harness train` on a tiny real split: it learns, saves a safe checkpoint, and that checkpoint exports."""
 
-import shutil
-
 import pytest
 import torch
 
@@ -10,19 +8,6 @@ from harness.export import export_spec
 from harness.spec import ModelSpec
 
 from conftest import CAMVID_IGNORE, SAMPLE_DIR, run_cli
-
-
-@pytest.fixture
-def tiny_root(tmp_path):
-    root = tmp_path / "camvid_tiny"
-    frames = sorted((SAMPLE_DIR / "images").iterdir())
-    for split, chosen in (("train", frames[:8]), ("val", frames[8:12])):
-        for sub in ("images", "masks"):
-            (root / split / sub).mkdir(parents=True)
-            for frame in chosen:
-                shutil.copy(SAMPLE_DIR / sub / frame.name, root / split / sub / frame.name)
-    shutil.copy(SAMPLE_DIR / "classes.txt", root / "classes.txt")
-    return root
 
 
 @pytest.mark.slow
