@@ -1,9 +1,7 @@
 """Classification end to end: folder-per-class data, top-1 from the ONNX model, the same bench and gate."""
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -72,7 +70,7 @@ def _fixed_batch_onnx(path: Path, batch: int) -> Path:
 
 
 def test_fixed_batch_onnx_with_batched_serving_is_refused(tmp_path):
-    model = _fixed_batch_onnx(tmp_path / "fixed.onnx", 1)
+    _fixed_batch_onnx(tmp_path / "fixed.onnx", 1)  # the suite below names it
     suite = tmp_path / "suite.toml"
     suite.write_text(f'[data]\ntask = "classification"\ndir = "{CROPS / "val"}"\n\n'
                      f'[[model]]\nname = "fixed"\nonnx = "fixed.onnx"\nnum_classes = 5\ninput_size = [64, 64]\n')

@@ -7,7 +7,7 @@ from harness.data import find_split, load_split
 from harness.export import export_spec
 from harness.spec import ModelSpec
 
-from conftest import CAMVID_IGNORE, SAMPLE_DIR, run_cli
+from conftest import CAMVID_IGNORE, run_cli
 
 
 @pytest.mark.slow
