@@ -65,6 +65,15 @@ def test_latency_regression_must_beat_threshold_and_noise(record):
     assert check_row(noisy, base, TARGET).outcome == "pass"
 
 
+def test_slower_run_on_a_slower_machine_moment_is_noted_not_failed(record):
+    base = _changed(record[0], latency_stdev_pct=2.0, p50_ms=2.0, reference_ms=1.0)
+    busy_host = _changed(base, p50_ms=3.0, reference_ms=1.5)  # everything 50 % slower, the yardstick too
+    check = check_row(busy_host, base, TARGET)
+    assert check.outcome == "pass" and "reference workload measured in the same run was x1.50" in check.notes[-1]
+    heavier_model = _changed(base, p50_ms=3.0, reference_ms=1.02)  # the yardstick did not move: the model did
+    assert check_row(heavier_model, base, TARGET).outcome == "fail"
+
+
 def test_other_machine_is_not_failed_on_latency(record):
     elsewhere = _changed(record[0], cpu_model="Some ARM core", cpu_isa="neon", p50_ms=500.0)
     check = check_row(elsewhere, record[0], TARGET)
