@@ -72,7 +72,7 @@ def measure(request: dict) -> dict:
         cpu_affinity=sorted(os.sched_getaffinity(0)),
     )
     if request.get("eval_path"):
-        result["confusion"] = _evaluate(session, input_name, request)
+        result["confusion"] = _evaluate(session, request)
     if request.get("reference_path"):
         result["reference_ms"] = _reference_ms(ort, options, request["reference_path"])
     return result
@@ -149,7 +149,7 @@ def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[l
     return latencies_ms, time.perf_counter() - started, running[1]
 
 
-def _evaluate(session, input_name: str, request: dict) -> list[list[int]]:
+def _evaluate(session, request: dict) -> list[list[int]]:
     import numpy as np
 
     data = np.load(request["eval_path"])

@@ -69,15 +69,20 @@ def _fixed_batch_onnx(path: Path, batch: int) -> Path:
     return path
 
 
-def test_fixed_batch_onnx_with_batched_serving_is_refused(tmp_path):
-    _fixed_batch_onnx(tmp_path / "fixed.onnx", 1)  # the suite below names it
+def _bench_onnx(tmp_path, onnx_name: str, target_toml: str):
+    """Bench a user's ONNX file on the shipped crops through a suite file alone."""
     suite = tmp_path / "suite.toml"
     suite.write_text(f'[data]\ntask = "classification"\ndir = "{CROPS / "val"}"\n\n'
-                     f'[[model]]\nname = "fixed"\nonnx = "fixed.onnx"\nnum_classes = 5\ninput_size = [64, 64]\n')
-    target = tmp_path / "batched.toml"
-    target.write_text('threads = 1\nimages_at_once = 4\nserving = ["batched"]\nvariants = ["fp32"]\n')
-    proc = run_cli("bench", "--target", str(target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
-    assert proc.returncode == 2 and "has a fixed batch of 1 but target batched sends batches of 4" in proc.stderr
+                     f'[[model]]\nname = "mine"\nonnx = "{onnx_name}"\nnum_classes = 5\ninput_size = [64, 64]\n')
+    target = tmp_path / "t.toml"
+    target.write_text(target_toml)
+    return run_cli("bench", "--target", str(target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+
+
+def test_fixed_batch_onnx_with_batched_serving_is_refused(tmp_path):
+    _fixed_batch_onnx(tmp_path / "fixed.onnx", 1)
+    proc = _bench_onnx(tmp_path, "fixed.onnx", 'threads = 1\nimages_at_once = 4\nserving = ["batched"]\nvariants = ["fp32"]\n')
+    assert proc.returncode == 2 and "has a fixed batch of 1 but target t sends batches of 4" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -86,10 +91,5 @@ def test_wrong_channel_count_onnx_is_refused(tmp_path):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 64, 64])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, 64, 64])])
     onnx.save(helper.make_model(graph), str(tmp_path / "gray.onnx"))
-    suite = tmp_path / "suite.toml"
-    suite.write_text(f'[data]\ntask = "classification"\ndir = "{CROPS / "val"}"\n\n'
-                     f'[[model]]\nname = "gray"\nonnx = "gray.onnx"\nnum_classes = 5\ninput_size = [64, 64]\n')
-    target = tmp_path / "plain.toml"
-    target.write_text('threads = 1\nvariants = ["fp32"]\n')
-    proc = run_cli("bench", "--target", str(target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+    proc = _bench_onnx(tmp_path, "gray.onnx", 'threads = 1\nvariants = ["fp32"]\n')
     assert proc.returncode == 2 and "feeds (N,3,H,W) images" in proc.stderr
