@@ -198,7 +198,10 @@ def test_wider_decoder_fails_on_size(gate_setup, tmp_path):
     # the reasons, read from the files rather than the wrapped table
     report = run_gate(read_rows(results / "latest" / "gate.csv"), read_rows(results / "gate.csv"), TARGET)
     reasons = " ".join(r for check in report.checks for r in check.reasons)
-    assert "file 0.155 →" in reasons and "parameters" in reasons
+    import re
+
+    grew = re.search(r"file (\d+\.\d+) → (\d+\.\d+) MB", reasons)  # exact sizes vary with the exporter build
+    assert grew and float(grew.group(2)) > 2 * float(grew.group(1)) and "parameters 29855 →" in reasons
     assert _bench(suite, target, results).returncode == 1
 
 
