@@ -114,11 +114,23 @@ def make_variant(suite: Suite, inputs: BenchInputs, spec: ModelSpec, exported: E
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
 
 
+@dataclass
+class PreparedModel:
+    """One suite model, exported and with its variants made, waiting to be measured."""
+
+    spec: ModelSpec
+    exported: ExportedModel
+    made: dict[str, VariantModel]
+    eval_set: EvalSet
+    failed_rows: list[tuple[ResultRow, Path | None]]
+
+
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None) -> list[ResultRow]:
     """Export (cached), make each variant (cached), measure each in child processes; failures become rows."""
     variants = ("fp32",) + tuple(v for v in target.variants if v != "fp32")  # fp32 is every ratio's reference
-    children_per_round = 1 + len(variants) * len(target.serving)
-    steps = len(suite.models) * (1 + len(variants) + target.processes * children_per_round)
+    floors = len({spec.input_hw for spec in suite.models})
+    children_per_round = floors + len(suite.models) * len(variants) * len(target.serving)
+    steps = len(suite.models) * (1 + len(variants)) + target.processes * children_per_round
     rows: list[ResultRow] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp, Progress(*columns, console=console, transient=True) as progress:
@@ -128,8 +140,8 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
             calibration_split(suite, inputs)
         check_batch_feedable(suite, target)
         eval_sets = prepare_eval_sets(suite, inputs.data_dir, workdir)
-        reference = reference_model(workdir / "reference.onnx")
         say = lambda message: progress.update(task, description=message)  # noqa: E731
+        prepared: list[PreparedModel] = []
         for spec in suite.models:
             eval_set = eval_sets[(spec.input_hw, spec.num_classes)]
             say(f"export {spec.name}")
@@ -137,28 +149,31 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
                 exported = export_spec(spec, eval_set.images_u8)
             except ParityError as e:
                 rows += [_failed_row(target, spec, v, m, f"export not faithful: {e}") for v in variants for m in target.serving]
-                progress.advance(task, 1 + len(variants) + target.processes * children_per_round)
+                progress.advance(task, 1 + len(variants) + target.processes * len(variants) * len(target.serving))
                 continue
             progress.advance(task)
-            made: dict[str, VariantModel] = {}
-            model_rows: list[tuple[ResultRow, Path | None]] = []
+            model = PreparedModel(spec, exported, {}, eval_set, [])
             for variant in variants:
                 say(f"make {spec.name} {variant}")
                 try:
-                    made[variant] = make_variant(suite, inputs, spec, exported, variant, say=say,
-                                                 on_calibration=calibration_bar(progress, spec.name))
+                    model.made[variant] = make_variant(suite, inputs, spec, exported, variant, say=say,
+                                                       on_calibration=calibration_bar(progress, spec.name))
                 except VariantError as e:
-                    model_rows += [(_failed_row(target, spec, variant, m, str(e)), None) for m in target.serving]
+                    model.failed_rows += [(_failed_row(target, spec, variant, m, str(e)), None) for m in target.serving]
+                    progress.advance(task, target.processes * len(target.serving))
                 progress.advance(task)
-            floor_onnx = trivial_model(workdir / "floor.onnx", spec.input_hw)
-            measured = measure_alternating(spec, target, made, floor_onnx, reference, eval_set, suite.ignore_index,
-                                           workdir, say, lambda: progress.advance(task))
-            floor = measured[("floor", "")][0]
-            for (variant, serving), (measurement, predictions) in measured.items():
-                if variant != "floor":
-                    row = _row(target, spec, made[variant], serving, exported, measurement, floor, len(eval_set.images_u8))
+            prepared.append(model)
+        measured = measure_alternating(prepared, target, reference_model(workdir / "reference.onnx"), suite.ignore_index,
+                                       workdir, say, lambda: progress.advance(task))
+        for model in prepared:
+            floor = measured[("floor", model.spec.input_hw, "")][0]
+            model_rows = list(model.failed_rows)
+            for variant, made in model.made.items():
+                for serving in target.serving:
+                    measurement, predictions = measured[(model.spec.name, variant, serving)]
+                    row = _row(target, model.spec, made, serving, model.exported, measurement, floor,
+                               len(model.eval_set.images_u8))
                     model_rows.append((row, predictions))
-            progress.advance(task, target.processes * (len(variants) - len(made)) * len(target.serving))
             model_rows.sort(key=lambda pair: (variants.index(pair[0].variant), pair[0].serving))
             rows += compare_with_fp32(model_rows, target)
     return rows
@@ -180,39 +195,47 @@ def calibration_bar(progress: Progress, name: str):
     return update
 
 
-def measure_alternating(spec: ModelSpec, target: TargetProfile, made: dict[str, VariantModel], floor_onnx: Path,
-                        reference: Path, eval_set: EvalSet, ignore_index: int, workdir: Path, say, advance):
-    """Each variant (and the runtime floor) in `target.processes` child processes, in rounds.
+def measure_alternating(prepared: list[PreparedModel], target: TargetProfile, reference: Path, ignore_index: int,
+                        workdir: Path, say, advance):
+    """Every variant of every model (and the runtime floor) in `target.processes` child processes, in rounds.
 
-    Alternating rounds (floor, fp32, int8, ..., floor, fp32, int8, ...) let every variant see the same
-    machine: on a shared host whose speed drifts over minutes, a ratio against fp32 stays honest.
-    Accuracy and predictions come from the first round's children.
+    Alternating rounds (floor, model A fp32, A int8, ..., B fp32, ..., floor, A fp32, ...) let every variant
+    and every model see the same machine: on a shared host whose speed drifts over minutes, a ratio
+    against fp32 or against the suite's baseline model stays honest. Accuracy and predictions come from
+    the first round's children.
     """
     cap = target.memory_cap_mb or None
-    children: dict[tuple[str, str], list[Measurement]] = {("floor", ""): []}
-    predictions: dict[tuple[str, str], Path | None] = {("floor", ""): None}
+    children: dict[tuple, list[Measurement]] = {}
+    predictions: dict[tuple, Path | None] = {}
+    sizes = sorted({model.spec.input_hw for model in prepared})
+    floor_models = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
+    sample_paths = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
     for round_index in range(target.processes):
-        say(f"runtime floor {spec.name} (round {round_index + 1}/{target.processes})")
-        floor_request = build_request(floor_onnx, target, eval_set.sample_path, None, 1, 0, reference_path=reference)
-        floor_request.update(warmup_runs=1, min_runs=1, min_duration_s=0.0)  # the floor's peak needs no timing
-        children[("floor", "")].append(run_worker(floor_request, memory_cap_mb=cap))
-        advance()
-        for variant, model in made.items():
-            for serving in target.serving:
-                key = (variant, serving)
-                if children.get(key) and children[key][-1].error:  # a child that failed once fails again
+        for hw in sizes:
+            say(f"runtime floor {hw[0]}x{hw[1]} (round {round_index + 1}/{target.processes})")
+            floor_request = build_request(floor_models[hw], target, sample_paths[hw], None, 1, 0, reference_path=reference)
+            floor_request.update(warmup_runs=1, min_runs=1, min_duration_s=0.0)  # the floor's peak needs no timing
+            children.setdefault(("floor", hw, ""), []).append(run_worker(floor_request, memory_cap_mb=cap))
+            predictions[("floor", hw, "")] = None
+            advance()
+        for model in prepared:
+            spec, eval_set = model.spec, model.eval_set
+            for variant, made in model.made.items():
+                for serving in target.serving:
+                    key = (spec.name, variant, serving)
+                    if children.get(key) and children[key][-1].error:  # a child that failed once fails again
+                        advance()
+                        continue
+                    say(f"measure {spec.name} {variant}, {target.serving_label(serving)}, {target.threads} thread(s) "
+                        f"(round {round_index + 1}/{target.processes})")
+                    first = round_index == 0
+                    pred_path = workdir / f"pred_{spec.name}_{variant}_{serving}.npy" if first else None
+                    request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
+                                            spec.num_classes, ignore_index, pred_path, serving)
+                    children.setdefault(key, []).append(run_worker(request, memory_cap_mb=cap))
+                    if first:
+                        predictions[key] = pred_path if pred_path.is_file() else None
                     advance()
-                    continue
-                say(f"measure {spec.name} {variant}, {target.serving_label(serving)}, {target.threads} thread(s) "
-                    f"(round {round_index + 1}/{target.processes})")
-                first = round_index == 0
-                pred_path = workdir / f"pred_{spec.name}_{variant}_{serving}.npy" if first else None
-                request = build_request(model.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
-                                        spec.num_classes, ignore_index, pred_path, serving)
-                children.setdefault(key, []).append(run_worker(request, memory_cap_mb=cap))
-                if first:
-                    predictions[key] = pred_path if pred_path.is_file() else None
-                advance()
     return {key: (combine(ms), predictions[key]) for key, ms in children.items()}
 
 

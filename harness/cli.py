@@ -98,7 +98,7 @@ def cmd_bench(args) -> int:
     from harness.bench import run_bench
     from harness.budget import summarize
     from harness.gate import check_schema, run_gate
-    from harness.render import gate_table, make_console, recipes_table, results_table
+    from harness.render import gate_table, ladder_table, make_console, recipes_table, results_table
     from harness.results import merge_and_write, read_rows, records_to_csv_text, row_to_record, write_csv_atomic
     from harness.spec import load_suite
     from harness.targets import load_target
@@ -114,6 +114,8 @@ def cmd_bench(args) -> int:
     console = make_console()
     rows = run_bench(suite, target, inputs, console=console)
     console.print(results_table(target, rows))
+    if len({r.model for r in rows}) > 1:
+        console.print(ladder_table(rows, suite.models[0].name))
     console.print(recipes_table(rows))
     console.print(summarize(rows).line(target))
 
@@ -231,30 +233,126 @@ def cmd_reduce(args) -> int:
     import torch
 
     from harness.checkpoint import build_model, read_checkpoint
-    from harness.reduce import apply_recipe
+    from harness.reduce import NEEDS_TRAINING, apply_recipe, count_params, swap_encoder
+    from harness.registry import create_model, get_model_info
     from harness.spec import load_suite
 
     suite = load_suite(args.suite)
     spec = _resolve_spec(args, suite)
     if spec.arch is None:
         raise HarnessError(f"reduce works on registry models and their checkpoints; '{args.model}' is not one")
+    if args.recipe in NEEDS_TRAINING and not (args.data and args.epochs):
+        raise HarnessError(f"{args.recipe}: the result is only as good as its training: pass --data DIR (with train/ "
+                           f"and val/) and --epochs N")
+    if args.epochs and not args.data:
+        raise HarnessError("--epochs needs --data DIR (with train/ and val/ splits) to fine-tune on")
+    if args.data and not all((Path(args.data) / split).is_dir() for split in ("train", "val")):
+        raise HarnessError(f"--data {args.data} must hold train/ and val/ split folders to fine-tune on")
+    teacher = _teacher_spec(args, suite, spec) if args.recipe == "distill" else None
+    if teacher is not None and (teacher.num_classes, teacher.task) != (spec.num_classes, spec.task):
+        raise HarnessError(f"distill: teacher {teacher.name} predicts {teacher.num_classes} classes ({teacher.task}) but "
+                           f"{spec.name} {spec.num_classes} ({spec.task}); pick a teacher for the same classes")
+    if args.recipe == "encoder" and not args.to:
+        raise HarnessError("encoder: name the lighter architecture to move to with --to (see harness models)")
+
     model = build_model(spec).train(False)
     parents = read_checkpoint(spec.checkpoint, spec.allow_pickle)[1] if spec.checkpoint else []
-    reduction = apply_recipe(model, args.recipe, torch.zeros(1, 3, *spec.input_hw), args.ratio)
+    arch, reductions = spec.arch, parents
+    if args.recipe == "encoder":
+        info = get_model_info(args.to)
+        if info.task != spec.task or any(side % info.input_stride for side in spec.input_hw):
+            raise HarnessError(f"encoder: {args.to} cannot replace {spec.arch} ({info.task} model, input sides "
+                               f"divisible by {info.input_stride}; this one is {spec.task} at {spec.input_hw[0]}x{spec.input_hw[1]})")
+        new_model = create_model(args.to, spec.num_classes)
+        carried = swap_encoder(model, new_model)
+        note = (f"encoder: {spec.arch} -> {args.to}, parameters {count_params(model):,} -> {count_params(new_model):,} "
+                f"({carried:,} carried over by name and shape, the rest untrained)")
+        model, arch, reductions = new_model, args.to, []
+    elif args.recipe == "distill":
+        note = (f"distill: trained against {teacher.name}'s soft targets at T={args.temperature:g} "
+                f"(loss {args.soft_weight:g} soft + {1 - args.soft_weight:g} labels)")
+    else:
+        reduction = apply_recipe(model, args.recipe, torch.zeros(1, 3, *spec.input_hw), args.ratio, args.width)
+        note, reductions = reduction.note, parents + [args.recipe]
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    command = "harness " + shlex.join(sys.argv[1:])
+    provenance = {"note": note, "parent": str(spec.checkpoint) if spec.checkpoint else None,
+                  "history": _checkpoint_history(spec.checkpoint) + [note]}
+    _save_reduced(out, model, arch, spec, reductions, command, provenance)
+    if args.epochs:
+        from harness.train import TrainConfig, train
+
+        cfg = TrainConfig(
+            arch=arch, data_dir=Path(args.data), out_path=out, num_classes=spec.num_classes, input_hw=spec.input_hw,
+            ignore_index=suite.ignore_index, max_epochs=args.epochs, patience_epochs=args.patience or args.epochs,
+            batch_size=args.batch_size, lr=args.lr, model_kwargs=dict(spec.model_kwargs) if arch == spec.arch else None,
+            task=spec.task, init_checkpoint=out, teacher=teacher, temperature=args.temperature,
+            soft_weight=args.soft_weight, provenance=provenance)
+        result = train(cfg, command)
+        trained = (f"{result.epochs_run} epochs of {'distillation' if teacher else 'training'} on {args.data}, "
+                   f"best val {'top-1' if spec.task == 'classification' else 'mIoU'} {result.best_val_quality_pct:.2f}% "
+                   f"(epoch {result.best_epoch})")
+        note = f"{note}; {trained}"
+        saved = torch.load(out, map_location="cpu", weights_only=True)
+        saved.update(note=note, history=provenance["history"][:-1] + [note])
+        _atomic_save(saved, out)
+    print(f"{out}: {note}")
+    return EXIT_OK
+
+
+def _teacher_spec(args, suite, student):
+    """--teacher: a suite entry, or a checkpoint made by harness (it records its architecture)."""
+    import torch
+
+    from harness.spec import ModelSpec, find_spec
+
+    if not args.teacher:
+        raise HarnessError("distill: name the teacher with --teacher (a suite entry or a harness checkpoint)")
+    found = find_spec(suite, args.teacher)
+    if found is not None:
+        return found
+    path = Path(args.teacher)
+    if not path.is_file():
+        raise HarnessError(f"--teacher {args.teacher} is neither an entry of {args.suite} nor a checkpoint file")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "arch" not in saved:
+        raise HarnessError(f"--teacher {path} does not record its architecture; add it to a suite and name the entry")
+    return ModelSpec(name=path.stem, arch=saved["arch"], num_classes=int(saved.get("num_classes", student.num_classes)),
+                     input_hw=student.input_hw, checkpoint=path, model_kwargs=dict(saved.get("model_kwargs") or {}),
+                     task=student.task)
+
+
+def _checkpoint_history(path) -> list[str]:
+    import torch
+
+    if path is None:
+        return []
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or pickled checkpoint has no history to carry
+        return []
+    history = saved.get("history") if isinstance(saved, dict) else None
+    return list(history) if isinstance(history, list) else []
+
+
+def _save_reduced(out, model, arch, spec, reductions, command, provenance) -> None:
     payload = {
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "arch": spec.arch, "num_classes": spec.num_classes, "input_size": list(spec.input_hw),
-        "model_kwargs": dict(spec.model_kwargs), "reductions": parents + [args.recipe], "note": reduction.note,
-        "parent": str(spec.checkpoint) if spec.checkpoint else None, "command": "harness " + shlex.join(sys.argv[1:]),
-        "harness_version": __version__,
+        "arch": arch, "num_classes": spec.num_classes, "input_size": list(spec.input_hw),
+        "model_kwargs": dict(spec.model_kwargs) if arch == spec.arch else {}, "reductions": reductions,
+        "task": spec.task, "command": command, "harness_version": __version__, **provenance,
     }
+    _atomic_save(payload, out)
+
+
+def _atomic_save(payload: dict, out: Path) -> None:
+    import torch
+
     tmp = out.with_name(out.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(out)
-    print(f"{out}: {reduction.note}")
-    return EXIT_OK
 
 
 def cmd_models(args) -> int:
@@ -396,11 +494,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(func=cmd_quantize)
 
+    from harness.reduce import RECIPES
+
     p = sub.add_parser("reduce", help="apply a reduction recipe to a model's checkpoint and write a smaller one")
-    p.add_argument("recipe", choices=["prune", "factorize"])
+    p.add_argument("recipe", choices=list(RECIPES))
     p.add_argument("model", help="suite entry or registry name")
     p.add_argument("--out", required=True, help="checkpoint to write")
     p.add_argument("--ratio", type=float, default=0.3, help="prune: share of channels to remove (default 0.3)")
+    p.add_argument("--width", type=int, default=256, help="decoder-width: channels of the widest decoder layer after (default 256)")
+    p.add_argument("--to", help="encoder: the registry architecture with the lighter encoder, e.g. pspnet_mobilenet_v2")
+    p.add_argument("--teacher", help="distill: the teacher, a suite entry or a harness checkpoint")
+    p.add_argument("--temperature", type=float, default=4.0, help="distill: softmax temperature T (default 4)")
+    p.add_argument("--soft-weight", type=float, default=0.25, help="distill: weight of the soft-target loss; labels get the rest (default 0.25)")
+    p.add_argument("--data", help="dataset root with train/ and val/ to (re)train on after the recipe")
+    p.add_argument("--epochs", type=int, default=0, help="epochs of training after the recipe (default 0: none)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better val score (default: never)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
     _add_model_options(p)
     p.set_defaults(func=cmd_reduce)

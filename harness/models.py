@@ -52,6 +52,20 @@ def pspnet_resnet101(num_classes: int, **kwargs) -> nn.Module:
     return _pspnet("resnet101", num_classes, **kwargs)
 
 
+@register_model(input_stride=8)
+def pspnet_mobilenet_v2(num_classes: int, **kwargs) -> nn.Module:
+    """smp PSPNet, MobileNetV2 encoder (depth 3: its first 7 blocks, 32 channels at stride 8)."""
+    import segmentation_models_pytorch as smp
+
+    model = smp.PSPNet("mobilenet_v2", encoder_weights=None, classes=num_classes, **kwargs)
+    # smp's encoder runs (and stores) blocks past the depth it returns; keep only those it uses
+    used_blocks = {1: 2, 2: 4, 3: 7, 4: 14}.get(model.encoder._depth)
+    if used_blocks is not None:
+        model.encoder.features = model.encoder.features[:used_blocks]
+        model.droppable_state_prefixes = tuple(f"encoder.features.{i}." for i in range(used_blocks, 19))
+    return model
+
+
 @register_model(input_stride=32)
 def unet_mobilenet_v2(num_classes: int, **kwargs) -> nn.Module:
     """smp Unet, MobileNetV2 encoder."""

@@ -15,7 +15,11 @@ from torch import nn
 
 from harness.errors import HarnessError
 
-RECIPES = ("prune", "factorize")
+RECIPES = ("encoder", "decoder-width", "prune", "factorize", "distill")
+# Recipes that change the architecture in place; `rebuild` replays these before loading weights.
+STRUCTURAL = ("decoder-width", "prune", "factorize")
+# Recipes whose result is only as good as the training after them: they need --data and --epochs.
+NEEDS_TRAINING = ("encoder", "distill")
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,26 @@ def factorize(model: nn.Module) -> int:
                               groups=child.in_channels, bias=False),
                     nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None),
                 )
+                _init_from_rank1(separable, child)
                 setattr(parent, name, separable)
                 replaced += 1
     return replaced
+
+
+@torch.no_grad()
+def _init_from_rank1(separable: nn.Sequential, conv: nn.Conv2d) -> None:
+    """Start the pair from the conv's weights: per input channel, the best rank-1 split (SVD) of its 3x3 x outputs.
+
+    W[o, i] ~= pointwise[o, i] * depthwise[i], so a trained parent's features survive the swap and
+    fine-tuning or distillation starts near the parent instead of from random weights.
+    """
+    weight = conv.weight.detach().permute(1, 0, 2, 3).reshape(conv.in_channels, conv.out_channels, 9)
+    u, singular, vh = torch.linalg.svd(weight, full_matrices=False)
+    scale = singular[:, 0].sqrt()
+    separable[0].weight.copy_((scale[:, None] * vh[:, 0, :]).reshape(conv.in_channels, 1, 3, 3))
+    separable[1].weight.copy_((u[:, :, 0] * scale[:, None]).T.reshape(conv.out_channels, conv.in_channels, 1, 1))
+    if conv.bias is not None:
+        separable[1].bias.copy_(conv.bias)
 
 
 def prune(model: nn.Module, example: torch.Tensor, ratio: float) -> None:
@@ -58,6 +79,37 @@ def prune(model: nn.Module, example: torch.Tensor, ratio: float) -> None:
     pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
                                        pruning_ratio=ratio, ignored_layers=head, round_to=8)
     pruner.step()
+
+
+def swap_encoder(model: nn.Module, target: nn.Module) -> int:
+    """Copy into `target` every tensor of `model` whose name and shape fit (decoder and head, mostly)."""
+    own = target.state_dict()
+    fitting = {k: v for k, v in model.state_dict().items() if k in own and own[k].shape == v.shape}
+    target.load_state_dict(fitting, strict=False)
+    return sum(own[k].numel() for k in fitting)
+
+
+def narrow_decoder(model: nn.Module, example: torch.Tensor, width: int) -> tuple[int, int]:
+    """Scale every decoder convolution's output channels by width / (the widest one); return (widest, width).
+
+    The channels kept are those of largest L2 norm (torch-pruning), so a trained decoder keeps what it learnt.
+    """
+    import torch_pruning as tp
+
+    decoder = getattr(model, "decoder", None)
+    convs = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)] if isinstance(decoder, nn.Module) else []
+    if not convs:
+        raise HarnessError("decoder-width: this model has no `decoder` module with convolutions (smp-style "
+                           "encoder-decoder models have one); use the prune recipe instead")
+    widest = max(c.out_channels for c in convs)
+    if not 0 < width < widest:
+        raise HarnessError(f"decoder-width: --width {width} must be between 1 and the decoder's widest layer ({widest})")
+    ratio = 1 - width / widest
+    pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
+                                       pruning_ratio=0.0, pruning_ratio_dict={c: ratio for c in convs},
+                                       ignored_layers=_output_layers(model), round_to=8)
+    pruner.step()
+    return widest, max(c.out_channels for c in convs)
 
 
 def _output_layers(model: nn.Module) -> list[nn.Module]:
@@ -103,20 +155,25 @@ def rebuild(model: nn.Module, reductions: list[str], state: dict[str, torch.Tens
     for recipe in reductions:
         if recipe == "factorize":
             factorize(model)
-        elif recipe != "prune":
+        elif recipe not in STRUCTURAL:
             raise HarnessError(f"checkpoint records reduction '{recipe}', which this harness does not know")
     fit_shapes(model, state)
     return model
 
 
-def apply_recipe(model: nn.Module, recipe: str, example: torch.Tensor, ratio: float) -> Reduction:
+def apply_recipe(model: nn.Module, recipe: str, example: torch.Tensor, ratio: float = 0.3, width: int = 256) -> Reduction:
+    """Apply a structural recipe in place (encoder and distill happen in training; see harness.cli)."""
     before = count_params(model)
-    if recipe == "factorize":
+    if recipe == "decoder-width":
+        widest, narrowed = narrow_decoder(model, example, width)
+        note = f"decoder-width: decoder convolutions narrowed from {widest} to {narrowed} channels at the widest"
+    elif recipe == "factorize":
         replaced = factorize(model)
         if not replaced:
             raise HarnessError("factorize: this model has no eligible 3x3 convolution (ungrouped, 8+ channels); "
                                "pick another recipe")
-        note = f"factorize: {replaced} 3x3 convolutions replaced by depthwise 3x3 + pointwise 1x1"
+        note = (f"factorize: {replaced} 3x3 convolutions replaced by depthwise 3x3 + pointwise 1x1, started from the "
+                f"best rank-1 split of each input channel's weights")
     elif recipe == "prune":
         if not 0 < ratio < 1:
             raise HarnessError(f"--ratio {ratio}: the share of channels to remove must be between 0 and 1")
@@ -126,7 +183,7 @@ def apply_recipe(model: nn.Module, recipe: str, example: torch.Tensor, ratio: fl
             prune(model, example, ratio)
         except Exception as e:  # torch-pruning refuses graphs it cannot trace
             raise HarnessError(f"prune: torch-pruning cannot prune this architecture ({type(e).__name__}: {e})") from e
-        note = f"prune: {ratio:.0%} of channels removed by L2 magnitude (output layer kept), no fine-tune yet"
+        note = f"prune: {ratio:.0%} of channels removed by L2 magnitude (output layer kept)"
     else:
         raise HarnessError(f"recipe '{recipe}' is unknown; use one of {', '.join(RECIPES)}")
     after = count_params(model)

@@ -70,6 +70,37 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     return table
 
 
+def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
+    """Each model's rows beside the baseline model's row of the same variant and serving, same run."""
+    metric = _metric(rows)
+    reference = {(r.variant, r.serving): r for r in rows if r.model == baseline and r.status == "ok"}
+    table = Table(title=f"reduction ladder — every change is against {baseline}, same variant and serving, same run",
+                  title_justify="left")
+    for header in ("model", "variant", "serving", "params", "file MB", "p50 ms", "p95 ms", "model MB", f"{metric} %",
+                   "file", "speed", "model MB Δ", f"Δ{metric} pts"):
+        table.add_column(header, justify="left" if header in ("model", "variant", "serving") else "right")
+    for r in rows:
+        base = reference.get((r.variant, r.serving))
+        changes = [NOT_MEASURED] * 4
+        if r.model == baseline:
+            changes = ["[dim]baseline[/dim]"] + [""] * 3
+        elif base is not None:
+            changes = [
+                NOT_MEASURED if not (r.file_mb and base.file_mb) else f"{100 * (r.file_mb / base.file_mb - 1):+.0f} %",
+                NOT_MEASURED if not (r.p50_ms and base.p50_ms) else f"{base.p50_ms / r.p50_ms:.2f}x",
+                NOT_MEASURED if r.model_mb is None or base.model_mb is None else f"{r.model_mb - base.model_mb:+.1f}",
+                NOT_MEASURED if r.quality_pct is None or base.quality_pct is None else f"{r.quality_pct - base.quality_pct:+.2f}",
+            ]
+        params = NOT_MEASURED if r.params_in_graph is None else f"{r.params_in_graph:,}"
+        table.add_row(r.model, r.variant, r.serving, params, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2),
+                      _num(r.model_mb), _num(r.quality_pct, 2), *changes)
+    table.caption = ("params = weights in the ONNX graph; file = size change; speed = baseline p50 / this p50 "
+                     "(above 1x: faster); model MB = peak RSS − runtime floor. All models were measured in alternating "
+                     "rounds of child processes in this one run.")
+    table.caption_justify = "left"
+    return table
+
+
 def recipes_table(rows: list[ResultRow]) -> Table:
     table = Table("model", "variant", "how it was made", title="variants", title_justify="left")
     for r in rows:

@@ -16,6 +16,7 @@ from harness.data import load_eval_split, normalize
 from harness.errors import HarnessError
 from harness.metrics import confusion_matrix, quality_from_confusion
 from harness.registry import create_model, get_model_info
+from harness.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class TrainConfig:
     model_kwargs: dict | None = None
     task: str = "segmentation"
     init_checkpoint: Path | None = None  # fine-tune from these weights (reduced checkpoints included)
+    teacher: ModelSpec | None = None  # distil: also match this model's softened outputs
+    temperature: float = 4.0
+    soft_weight: float = 0.25  # share of the loss on the teacher's soft targets; the rest on the labels
+    provenance: dict | None = None  # extra fields saved in the checkpoint (e.g. the reduce note)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
+    teacher = _teacher(cfg)
     steps_per_epoch = -(-len(train_x) // cfg.batch_size)
 
     best_miou, best_epoch, epoch = -1.0, 0, 0
@@ -100,8 +106,14 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
                 x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
                 if y.ndim == 3:  # masks flip with their images; class labels do not change
                     y = np.where(flip[:, None, None], y[:, :, ::-1], y)
-                logits = model(torch.from_numpy(normalize(x)))
-                loss = loss_fn(logits, torch.from_numpy(np.ascontiguousarray(y)))
+                inputs, labels = torch.from_numpy(normalize(x)), torch.from_numpy(np.ascontiguousarray(y))
+                logits = model(inputs)
+                loss = loss_fn(logits, labels)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(inputs)
+                    soft = distillation_loss(logits, teacher_logits, labels, cfg.temperature, cfg.ignore_index)
+                    loss = (1 - cfg.soft_weight) * loss + cfg.soft_weight * soft
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -121,6 +133,28 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
                 progress.console.log(f"val {quality.metric} has not improved for {cfg.patience_epochs} epochs: stopping")
                 break
     return TrainResult(cfg.out_path, best_epoch, best_miou, epoch, time.perf_counter() - started)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float, ignore_index: int) -> torch.Tensor:
+    """Hinton's soft-target loss: KL(teacher || student) at temperature T, times T^2, over labelled pixels."""
+    t = temperature
+    log_student = torch.log_softmax(student_logits / t, dim=1)
+    log_teacher = torch.log_softmax(teacher_logits / t, dim=1)
+    per_item = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)  # KL per pixel (or per image)
+    keep = labels != ignore_index
+    return per_item[keep].mean() * t * t if keep.any() else per_item.sum() * 0
+
+
+def _teacher(cfg: TrainConfig):
+    if cfg.teacher is None:
+        return None
+    from harness.checkpoint import build_model
+
+    teacher = build_model(cfg.teacher).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def initial_model(cfg: TrainConfig):
@@ -153,6 +187,7 @@ def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quali
         "command": command,
         "harness_version": __version__,
         "torch_version": str(torch.__version__),
+        **(cfg.provenance or {}),
     }
     tmp = cfg.out_path.with_name(cfg.out_path.name + ".tmp")
     torch.save(payload, tmp)

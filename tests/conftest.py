@@ -87,6 +87,16 @@ def tiny_suite(tmp_path, small_split) -> Path:
 
 
 @pytest.fixture
+def baseline_suite(tmp_path) -> Path:
+    """The default suite's first model (the shipped PSPNet-R18) alone, on the shipped sample."""
+    path = tmp_path / "baseline_suite.toml"
+    path.write_text(f'[data]\ndir = "{SAMPLE_DIR}"\nignore_index = 11\n\n[[model]]\nname = "pspnet_resnet18"\n'
+                    f'arch = "pspnet_resnet18"\nnum_classes = 11\ninput_size = [192, 240]\n'
+                    f'checkpoint = "{ASSETS_DIR / "checkpoints" / "pspnet_resnet18_camvid.pt"}"\n')
+    return path
+
+
+@pytest.fixture
 def fast_target(tmp_path) -> Path:
     path = tmp_path / "fast.toml"
     path.write_text(FAST_TARGET)

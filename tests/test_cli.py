@@ -63,11 +63,15 @@ def test_debug_shows_the_traceback():
 @pytest.mark.slow
 def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
     results = tmp_path / "results"
+    tiny_suite.write_text(tiny_suite.read_text() + '\n[[model]]\nname = "narrow_unet"\narch = "unet_small"\n'
+                          'num_classes = 11\ninput_size = [184, 240]\nkwargs = { width = 0.0625 }\n')
     proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr
     assert "tiny_unet" in proc.stdout and "model MB" in proc.stdout
+    assert "reduction ladder — every change is against tiny_unet" in proc.stdout  # two models: the ladder
     text = (results / "fast.csv").read_text().splitlines()
-    assert len(text) == 2 and text[1].startswith("fast,tiny_unet,fp32,1 per call,ok,fits,")
+    assert len(text) == 3 and text[2].startswith("fast,tiny_unet,fp32,1 per call,ok,fits,")
+    assert text[1].startswith("fast,narrow_unet,fp32,1 per call,ok,fits,")
 
 
 @pytest.mark.slow
@@ -105,11 +109,11 @@ def _has_worker_child(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_tight_model_budget_is_reported_over_memory(tmp_path):
+def test_tight_model_budget_is_reported_over_memory(tmp_path, baseline_suite):
     target = tmp_path / "tiny_watch.toml"
     target.write_text('threads = 1\nmemory_quantity = "model"\nmemory_budget_mb = 5\nvariants = ["fp32"]\n'
                       'min_runs = 20\nmin_duration_s = 0.5\n')
-    proc = run_cli("bench", "--target", str(target), "--results-dir", str(tmp_path / "results"))
+    proc = run_cli("bench", "--target", str(target), "--suite", str(baseline_suite), "--results-dir", str(tmp_path / "results"))
     assert proc.returncode == 1, proc.stderr
     row = (tmp_path / "results" / "tiny_watch.csv").read_text().splitlines()[1]
     assert row.startswith("tiny_watch,pspnet_resnet18,fp32,1 per call,ok,over memory (model ")

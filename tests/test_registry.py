@@ -4,13 +4,13 @@ import torch
 from harness.errors import HarnessError
 from harness.registry import create_model, get_model_info, list_models
 
-REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "unet_mobilenet_v2", "unet_small",
+REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "pspnet_mobilenet_v2", "unet_mobilenet_v2", "unet_small",
             "mobilenet_v2_pix2pix", "alexnet", "mobilenet_v2"}
 
 
 def test_required_models_are_registered():
     assert REQUIRED <= set(list_models())
-    assert list_models("pspnet_*") == ["pspnet_resnet101", "pspnet_resnet18", "pspnet_resnet34"]
+    assert list_models("pspnet_*") == ["pspnet_mobilenet_v2", "pspnet_resnet101", "pspnet_resnet18", "pspnet_resnet34"]
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
