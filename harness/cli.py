@@ -524,9 +524,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPT_GRACE_S = 15.0
+
+
+def _on_interrupt(timers: list, signum, frame) -> None:
+    """Ctrl-C unwinds normally; if unwinding hangs (a lock held mid-interrupt), leave anyway after a grace period.
+
+    Leaving hard is safe: results CSVs are only ever replaced by rename, and measuring children die
+    with their parent (PR_SET_PDEATHSIG).
+    """
+    import os
+    import threading
+
+    def leave() -> None:
+        print("interrupted: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
+        os._exit(EXIT_INTERRUPTED)
+
+    timer = threading.Timer(INTERRUPT_GRACE_S, leave)
+    timer.daemon = True
+    timer.start()
+    timers.append(timer)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import functools
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    timers: list = []
+    previous = signal.signal(signal.SIGINT, functools.partial(_on_interrupt, timers)) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        for timer in timers:  # unwinding finished: no hard stop needed
+            timer.cancel()
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except ParityError as e:  # the export ran but is not faithful: a failed check, not bad input
