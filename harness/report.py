@@ -17,6 +17,11 @@ from harness.results import read_rows, row_key
 from harness.targets import TargetProfile
 
 VARIANT_COLOURS = {"fp32": "#1f77b4", "int8-static": "#2ca02c", "int8-dynamic": "#ff7f0e", "fp16": "#9467bd"}
+# With several models (a zoo), colour says the model and the marker's shape the variant: 20 text labels
+# would cover each other.
+VARIANT_MARKERS = {"fp32": "o", "int8-static": "s", "int8-dynamic": "^", "fp16": "D"}
+MODEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+LABELLED_MODELS_MAX = 2
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
                  ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),
                  ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("quality_metric", "quality"),
@@ -93,19 +98,32 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
     points = [(_num(r, "p50_ms"), _num(r, "quality_pct")) for r in rows]
     memories = [max(_num(r, "model_mb") or 0.0, 0.0) for r in rows]
     biggest = max(memories, default=1.0) or 1.0
-    several_models = len({r["model"] for r in rows}) > 1
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    several_models = len(models) > 1
+    by_model = len(models) > LABELLED_MODELS_MAX
+    servings = list(dict.fromkeys(r["serving"] for r in rows))
+
+    def colour_of(r) -> str:
+        if by_model:
+            return MODEL_COLOURS[models.index(r["model"]) % len(MODEL_COLOURS)]
+        return VARIANT_COLOURS.get(r["variant"], "#7f7f7f")
+
     for r, (x, y), mb in zip(rows, points, memories):
         p95 = _num(r, "p95_ms") or x
-        colour = VARIANT_COLOURS.get(r["variant"], "#7f7f7f")
+        colour = colour_of(r)
         ax.errorbar([x], [y], xerr=[[0], [p95 - x]], fmt="none", ecolor=colour, alpha=0.35, capsize=3)
         over = r["verdict"] != "fits"
-        ax.scatter([x], [y], s=60 + 540 * mb / biggest, color=colour, alpha=0.75,
-                   edgecolors="#d62728" if over else "black", linewidths=2.0 if over else 0.6, zorder=3)
+        hollow = by_model and servings.index(r["serving"]) > 0  # a second serving mode: same point, no fill
+        ax.scatter([x], [y], s=60 + 540 * mb / biggest, marker=VARIANT_MARKERS.get(r["variant"], "o") if by_model else "o",
+                   color=colour, alpha=0.75, facecolors="none" if hollow else colour,
+                   edgecolors="#d62728" if over else ("black" if not hollow else colour),
+                   linewidths=2.0 if over or hollow else 0.6, zorder=3)
     ax.margins(x=0.3, y=0.2)
     ax.set_xlim(left=0)  # latency cannot be negative; the margin would otherwise show it
     fig.canvas.draw()  # fixes the axes limits, so label positions can be checked in pixels
-    labels = [(f"{r['model']} " if several_models else "") + f"{r['variant']} · {r['serving']}" for r in rows]
-    _place_labels(ax, points, labels, [(60 + 540 * mb / biggest) ** 0.5 / 2 for mb in memories])
+    if not by_model:
+        labels = [(f"{r['model']} " if several_models else "") + f"{r['variant']} · {r['serving']}" for r in rows]
+        _place_labels(ax, points, labels, [(60 + 540 * mb / biggest) ** 0.5 / 2 for mb in memories])
     front = pareto_front(points)
     if len(front) > 1:
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="#444444", lw=1,
@@ -126,7 +144,7 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
             fp32 = next((r for r in rows if r["model"] == model and r["variant"] == "fp32"), None)
             if fp32 is not None:
                 floor = _num(fp32, "quality_pct") - profile.max_miou_drop
-                ax.axhline(floor, color="#d62728", lw=1, ls=":",
+                ax.axhline(floor, color=colour_of(fp32) if by_model else "#d62728", lw=1, ls=":",
                            label=f"{model}: accuracy budget (fp32 − {profile.max_miou_drop:g} pts = {floor:.1f} %)")
     ax.set_xlabel("p50 latency per call, ms (whisker: to p95)")
     metrics = sorted({r["quality_metric"] for r in rows}) or ["quality"]
@@ -136,8 +154,18 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
         memory_note = f"; red edge: over a budget (memory budget {profile.memory_budget_mb:g} MB {profile.memory_quantity})"
     ax.set_title(f"target {results.name}: speed against accuracy\nmarker area ∝ model memory (largest {biggest:.1f} MB)"
                  f"{memory_note}{budget_note}", fontsize=10)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VARIANT_COLOURS.items()
-               if any(r["variant"] == v for r in rows)]
+    if by_model:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colour_of(next(r for r in rows if r["model"] == m)), label=m)
+                   for m in models]
+        handles += [plt.Line2D([], [], marker=VARIANT_MARKERS.get(v, "o"), ls="", color="#555555", label=v)
+                    for v in dict.fromkeys(r["variant"] for r in rows)]
+        if len(servings) > 1:
+            handles.append(plt.Line2D([], [], marker="o", ls="", color="#555555", label=f"{servings[0]} (filled)"))
+            handles += [plt.Line2D([], [], marker="o", ls="", color="#555555", markerfacecolor="none",
+                                   label=f"{serving} (hollow)") for serving in servings[1:]]
+    else:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VARIANT_COLOURS.items()
+                   if any(r["variant"] == v for r in rows)]
     line_handles, _ = ax.get_legend_handles_labels()
     ax.legend(handles=handles + line_handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     ax.grid(alpha=0.3)

@@ -65,3 +65,16 @@ def test_bench_report_flag_writes_the_page_and_says_where(tmp_path, tiny_suite, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"report written: {out / 'index.html'}" in proc.stdout
     assert "tiny_unet" in (out / "index.html").read_text()
+
+
+def test_a_zoo_record_gets_one_figure_per_model(tmp_path):
+    """The committed watch record holds the baseline and its zoo: colours per model, one variants figure each."""
+    record = Path(__file__).parents[1] / "results" / "watch.csv"
+    results = load_target_results(record)
+    models = {r["model"] for r in results.records}
+    assert len(models) > 2
+    files = render_report([results], tmp_path / "report")
+    assert {p.name for p in files.pngs} == {"trade_off_watch.png"} | {f"variants_watch_{m}.png" for m in models}
+    for png in files.pngs:
+        with Image.open(png) as image:
+            image.verify()
