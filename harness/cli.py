@@ -241,6 +241,8 @@ def cmd_reduce(args) -> int:
     spec = _resolve_spec(args, suite)
     if spec.arch is None:
         raise HarnessError(f"reduce works on registry models and their checkpoints; '{args.model}' is not one")
+    if not 0 <= args.soft_weight <= 1 or args.temperature <= 0 or args.epochs < 0:
+        raise HarnessError("--soft-weight must be between 0 and 1, --temperature above 0 and --epochs 0 or more")
     if args.recipe in NEEDS_TRAINING and not (args.data and args.epochs):
         raise HarnessError(f"{args.recipe}: the result is only as good as its training: pass --data DIR (with train/ "
                            f"and val/) and --epochs N")

@@ -171,6 +171,9 @@ def test_encoder_and_distill_refuse_to_run_untrained(small_pspnet, tmp_path):
                        "--out", str(tmp_path / "x.pt"))
         assert proc.returncode == 2 and "pass --data DIR" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("reduce", "distill", "m", "--suite", str(suite), "--teacher", "m", "--soft-weight", "1.5",
+                   "--out", str(tmp_path / "x.pt"))
+    assert proc.returncode == 2 and "--soft-weight must be between 0 and 1" in proc.stderr
 
 
 def test_encoder_swap_to_another_task_is_refused(small_pspnet, tmp_path, tiny_root):
