@@ -12,23 +12,23 @@ FITS = "fits"
 
 def memory_figure(row: ResultRow, target: TargetProfile) -> float | None:
     """The memory quantity the target's budget names: model memory or whole-process peak RSS."""
-    return row.model_mb if target.memory_quantity == "model" else row.peak_rss_mb
+    return row.model_mb if target.budgets.memory_quantity == "model" else row.peak_rss_mb
 
 
 def verdict(row: ResultRow, target: TargetProfile) -> str:
     """'fits', or every budget the row breaks; a row that could not be measured says so."""
-    reasons = []
+    reasons, budgets = [], target.budgets
     if row.status.startswith("exceeded memory cap"):
         return f"over memory ({row.status})"
     if row.status != "ok":
         return "not measured"
-    if target.p95_budget_ms and row.p95_ms is not None and row.p95_ms > target.p95_budget_ms:
-        reasons.append(f"over latency (p95 {row.p95_ms:.1f} > {target.p95_budget_ms:g} ms)")
+    if budgets.p95_budget_ms and row.p95_ms is not None and row.p95_ms > budgets.p95_budget_ms:
+        reasons.append(f"over latency (p95 {row.p95_ms:.1f} > {budgets.p95_budget_ms:g} ms)")
     memory = memory_figure(row, target)
-    if target.memory_budget_mb and memory is not None and memory > target.memory_budget_mb:
-        reasons.append(f"over memory ({target.memory_quantity} {memory:.1f} > {target.memory_budget_mb:g} MB)")
-    if row.quality_drop_pts is not None and row.quality_drop_pts > target.max_miou_drop:
-        reasons.append(f"over accuracy ({row.quality_metric} drop {row.quality_drop_pts:.2f} > {target.max_miou_drop:g} pts)")
+    if budgets.memory_budget_mb and memory is not None and memory > budgets.memory_budget_mb:
+        reasons.append(f"over memory ({budgets.memory_quantity} {memory:.1f} > {budgets.memory_budget_mb:g} MB)")
+    if row.quality_drop_pts is not None and row.quality_drop_pts > budgets.max_miou_drop:
+        reasons.append(f"over accuracy ({row.quality_metric} drop {row.quality_drop_pts:.2f} > {budgets.max_miou_drop:g} pts)")
     return "; ".join(reasons) or FITS
 
 

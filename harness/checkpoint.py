@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.registry import create_model, get_model_info
+from harness.models import create_model, get_model_info
 from harness.spec import ModelSpec
 
 
@@ -141,3 +141,48 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
             rebuild(model, reductions, loaded)
         load_state(model, loaded, spec)
     return model.eval()
+
+
+def write_checkpoint(out: Path, model: nn.Module, *, arch: str, num_classes: int, input_hw: tuple[int, int],
+                     model_kwargs: dict | None, reductions: list[str] | None, task: str, command: str, **extra) -> None:
+    """The one checkpoint writer: a plain state_dict plus what rebuilds it, written atomically.
+
+    It loads with `torch.load(weights_only=True)`; `reductions` are replayed on a fresh registry model
+    before the weights load (harness.reduce.rebuild).
+    """
+    from harness import __version__
+
+    payload = {
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "arch": arch, "num_classes": num_classes, "input_size": list(input_hw), "model_kwargs": dict(model_kwargs or {}),
+        "reductions": list(reductions or []), "task": task, "command": command, "harness_version": __version__,
+        "torch_version": str(torch.__version__), **extra,
+    }
+    _save_atomic(payload, Path(out))
+
+
+def update_checkpoint(path: Path, **fields) -> None:
+    """Rewrite a harness checkpoint with some fields changed (e.g. its note after training)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved.update(fields)
+    _save_atomic(saved, Path(path))
+
+
+def checkpoint_fields(path: Path | None) -> dict:
+    """The metadata a harness checkpoint records (empty for a bare state_dict, a foreign or a pickled file)."""
+    if path is None:
+        return {}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a foreign or pickled checkpoint has no metadata to carry
+        return {}
+    return {k: v for k, v in saved.items() if k != "state_dict"} if isinstance(saved, dict) else {}
+
+
+def _save_atomic(payload: dict, out: Path) -> None:
+    import os
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, out)

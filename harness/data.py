@@ -133,9 +133,6 @@ def load_split(split: SegmentationSplit, input_hw: tuple[int, int], num_classes:
     return np.stack(images), np.stack(masks)
 
 
-TASKS = ("segmentation", "classification")
-
-
 @dataclass(frozen=True)
 class ClassificationSplit:
     """A folder per class (ImageFolder layout): DIR/<class>/*.png, classes in sorted name order."""
@@ -179,11 +176,3 @@ def load_class_split(split: ClassificationSplit, input_hw: tuple[int, int], num_
         items = [it for group in zip(*[g + [None] * (len(items) - len(g)) for g in by_class]) for it in group if it][:limit]
     images = [fit_to_input(read_rgb(path), None, input_hw, 0)[0] for path, _ in items]
     return np.stack(images), np.array([label for _, label in items], dtype=np.int64)
-
-
-def load_eval_split(path: str | Path, split: str, task: str, ignore_index: int, input_hw: tuple[int, int],
-                    num_classes: int, limit: int | None = None):
-    """Images and their targets (masks, or labels) for either task; the one entry point for benches."""
-    if task == "classification":
-        return load_class_split(find_class_split(path, split), input_hw, num_classes, limit)
-    return load_split(find_split(path, split, ignore_index), input_hw, num_classes, limit)

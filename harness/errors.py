@@ -1,4 +1,10 @@
-"""The one error type the CLI turns into a one-line message and exit code 2."""
+"""The error types the CLI turns into one line, and the exit codes it returns."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a budget broken, a row not measured, a regression, an unfaithful export
+EXIT_BAD_INPUT = 2  # the user can fix it; the message says how
+EXIT_INTERNAL = 3  # a bug in harness: the message asks for --debug and a report
+EXIT_INTERRUPTED = 130
 
 
 class HarnessError(Exception):

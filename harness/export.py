@@ -6,17 +6,14 @@ second run re-uses the file and its parity proof instead of exporting again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness import __version__
+from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, ParityError
 from harness.spec import ModelSpec
 
@@ -49,19 +46,8 @@ class ExportedModel:
     cached: bool
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def export_key(spec: ModelSpec) -> str:
+def export_key_parts(spec: ModelSpec) -> dict:
+    """Everything that determines an export: a change to any of it exports again."""
     import torch
 
     factory = None
@@ -69,13 +55,12 @@ def export_key(spec: ModelSpec) -> str:
         from harness.checkpoint import factory_source_digest
 
         factory = [spec.factory, factory_source_digest(spec)]
-    parts = {
+    return {
         "arch": spec.arch, "factory": factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
-        "kwargs": spec.model_kwargs, "checkpoint": _file_sha256(spec.checkpoint) if spec.checkpoint else None,
+        "kwargs": spec.model_kwargs, "checkpoint": file_sha256(spec.checkpoint) if spec.checkpoint else None,
         "torch": torch.__version__, "harness": __version__, "exporter": "dynamo-opset20-inlined",
         "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def params_in_graph(onnx_path: Path) -> int:
@@ -93,24 +78,14 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
     """The spec's ONNX file: the user's own, the cached export, or a fresh export proven by parity."""
     if spec.onnx is not None:
         check_onnx_input(spec.onnx, spec)
-        return ExportedModel(spec.name, spec.onnx, _file_sha256(spec.onnx), os.path.getsize(spec.onnx) / 1e6,
+        return ExportedModel(spec.name, spec.onnx, file_sha256(spec.onnx), os.path.getsize(spec.onnx) / 1e6,
                              params_in_graph(spec.onnx), None, cached=True)
     if parity_images is None or len(parity_images) == 0:
         raise HarnessError(f"model '{spec.name}': parity needs real images; give --data a folder with images/ and masks/")
-    target = cache_dir() / "exports" / export_key(spec)
-    record = target / "export.json"
-    if record.is_file() and (target / "model.onnx").is_file():
-        meta = json.loads(record.read_text())
-        parity = ParityReport(**meta["parity"])
-        return ExportedModel(spec.name, target / "model.onnx", meta["sha256"], meta["file_mb"],
-                             meta["params_in_graph"], parity, cached=True)
-
     from harness.checkpoint import build_model
 
-    model = build_model(spec)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
+    def build(staging: Path) -> dict:
+        model = build_model(spec)
         onnx_path = staging / "model.onnx"
         _export_to_file(model, spec, onnx_path)
         parity = check_parity(model, onnx_path, parity_images[:PARITY_IMAGES])
@@ -120,17 +95,14 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
                 f"(argmax agreement {parity.argmax_agreement_pct:.3f}% < {MIN_ARGMAX_AGREEMENT_PCT}% or max |logit diff| "
                 f"{parity.max_abs_logit_diff:.2e} > {MAX_ABS_LOGIT_DIFF:.0e}); the export is not faithful"
             )
-        exported = ExportedModel(spec.name, target / "model.onnx", _file_sha256(onnx_path),
-                                 os.path.getsize(onnx_path) / 1e6, params_in_graph(onnx_path), parity, cached=False)
-        meta = {"sha256": exported.sha256, "file_mb": exported.file_mb, "params_in_graph": exported.params_in_graph,
-                "parity": asdict(parity), "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
-        (staging / "export.json").write_text(json.dumps(meta, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)  # the cache entry appears whole or not at all
-        return exported
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return {"sha256": file_sha256(onnx_path), "file_mb": os.path.getsize(onnx_path) / 1e6,
+                "params_in_graph": params_in_graph(onnx_path), "parity": asdict(parity),
+                "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
+
+    entry = cached_entry("exports", export_key_parts(spec), build)
+    meta = entry.meta
+    return ExportedModel(spec.name, entry.folder / "model.onnx", meta["sha256"], meta["file_mb"], meta["params_in_graph"],
+                         ParityReport(**meta["parity"]), cached=entry.cached)
 
 
 def _export_to_file(model, spec: ModelSpec, onnx_path: Path) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from harness.export import ExportedModel, cache_dir
+from harness.cache import cached_entry
+from harness.data import normalize
+from harness.evaluate import evaluate_session
+from harness.export import ExportedModel
 from harness.quantize import QuantizeOptions, calibrate, preprocess, quantize_static_with
+from harness.tasks import get_task
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -46,74 +47,82 @@ def find_fallback(exported: ExportedModel, options: QuantizeOptions, images_u8: 
                   num_classes: int, ignore_index: int, max_drop_pts: float,
                   on_progress: Callable[[str], None] | None = None, task: str = "segmentation") -> FallbackResult:
     """The smallest set of nodes to keep in float found by sensitivity ranking; cached."""
-    key = hashlib.sha256(json.dumps({
-        "sha": exported.sha256, "options": dataclasses.asdict(options), "drop": max_drop_pts, "task": task,
-        "images": hashlib.sha256(images_u8.tobytes() + masks.tobytes()).hexdigest(),
-    }, sort_keys=True).encode()).hexdigest()[:20]
-    record = cache_dir() / "fallback" / f"{key}.json"
-    if record.is_file():
-        data = json.loads(record.read_text())
-        return FallbackResult(**{**data, "nodes_in_float": tuple(data["nodes_in_float"])})
-
-    import onnxruntime as ort
-
-    from harness.data import normalize
-    from harness.worker import evaluate_session
-
-    images = normalize(images_u8)
+    parts = {"sha": exported.sha256, "options": dataclasses.asdict(options), "drop": max_drop_pts, "task": task,
+             "images": hashlib.sha256(images_u8.tobytes() + masks.tobytes()).hexdigest()}
     say = on_progress or (lambda message: None)
-    with tempfile.TemporaryDirectory(prefix="harness-fallback-") as tmp:
-        workdir = Path(tmp)
-        pre, _ = preprocess(exported.path, workdir)
-        ranges = calibrate(pre, images_u8[:options.calibration_images], options, exported.sha256,
-                           lambda done, total: say(f"calibrating {done}/{total}"))
-        trials = 0
 
-        def miou(path: Path) -> float:
-            from harness.metrics import quality_from_confusion
+    def build(staging: Path) -> dict:
+        search = _Search(exported, options, images_u8, masks, num_classes, ignore_index, get_task(task), staging, say)
+        return dataclasses.asdict(search.run(max_drop_pts))
 
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            conf, _ = evaluate_session(session, images, masks, num_classes, ignore_index)
-            return quality_from_confusion(conf, task).pct
+    data = cached_entry("fallback", parts, build).meta
+    return FallbackResult(**{**data, "nodes_in_float": tuple(data["nodes_in_float"])})
 
-        def quantized_miou(excluded: tuple[str, ...]) -> float:
-            nonlocal trials
-            trials += 1
-            out = workdir / "trial.onnx"
-            quantize_static_with(pre, out, ranges, dataclasses.replace(options, nodes_to_exclude=excluded))
-            return miou(out)
 
-        say("scoring fp32 and all-int8")
-        fp32 = miou(exported.path)
-        all_int8 = quantized_miou(())
+class _Search:
+    """One fallback search: scores quantized trials of the model on the calibration images."""
+
+    def __init__(self, exported, options, images_u8, masks, num_classes, ignore_index, task, workdir: Path, say):
+        self.exported, self.options, self.masks, self.task = exported, options, masks, task
+        self.num_classes, self.ignore_index, self.workdir, self.say = num_classes, ignore_index, workdir, say
+        self.images = normalize(images_u8)
+        self.pre, _ = preprocess(exported.path, workdir)
+        self.ranges = calibrate(self.pre, images_u8[:options.calibration_images], options, exported.sha256,
+                                lambda done, total: say(f"calibrating {done}/{total}"))
+        self.trials = 0
+
+    def quality(self, path: Path) -> float:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        shape = self.task.output_shape(self.num_classes, self.images.shape[2:])
+        conf, _ = evaluate_session(session, self.images, self.masks, self.num_classes, self.ignore_index, shape)
+        return self.task.quality(conf).pct
+
+    def quantized(self, excluded: tuple[str, ...]) -> float:
+        self.trials += 1
+        out = self.workdir / "trial.onnx"
+        quantize_static_with(self.pre, out, self.ranges, dataclasses.replace(self.options, nodes_to_exclude=excluded))
+        return self.quality(out)
+
+    def run(self, max_drop_pts: float) -> FallbackResult:
+        self.say("scoring fp32 and all-int8")
+        fp32 = self.quality(self.exported.path)
+        all_int8 = self.quantized(())
         chosen: tuple[str, ...] = ()
         best = all_int8
         if fp32 - all_int8 > max_drop_pts:
-            quantize_static_with(pre, workdir / "all.onnx", ranges, options)
-            candidates = quantized_nodes(workdir / "all.onnx")
-            gains = []
-            for i, node in enumerate(candidates, 1):
-                say(f"sensitivity of node {i}/{len(candidates)}: {node}")
-                gains.append((quantized_miou((node,)) - all_int8, node))
-            ranked = [node for gain, node in sorted(gains, key=lambda g: (-g[0], g[1]))]
-            for node in ranked:
-                chosen += (node,)
-                say(f"{len(chosen)} node(s) in float")
-                best = quantized_miou(chosen)
-                if fp32 - best <= max_drop_pts:
-                    break
+            chosen, best = self._forward(fp32, all_int8, max_drop_pts)
             if fp32 - best <= max_drop_pts:
-                for node in list(chosen):  # backward pass: drop any node the limit does not need
-                    fewer = tuple(n for n in chosen if n != node)
-                    score = quantized_miou(fewer)
-                    if fp32 - score <= max_drop_pts:
-                        chosen, best = fewer, score
-    result = FallbackResult(chosen, fp32, all_int8, best, max_drop_pts, fp32 - best <= max_drop_pts, trials)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp_record = record.with_suffix(".tmp")
-    tmp_record.write_text(json.dumps(dataclasses.asdict(result), indent=2))
-    os.replace(tmp_record, record)
-    return result
+                chosen, best = self._backward(chosen, best, fp32, max_drop_pts)
+        return FallbackResult(chosen, fp32, all_int8, best, max_drop_pts, fp32 - best <= max_drop_pts, self.trials)
+
+    def _forward(self, fp32: float, all_int8: float, max_drop_pts: float) -> tuple[tuple[str, ...], float]:
+        """Rank nodes by how much quality comes back with each alone in float; add them in that order."""
+        quantize_static_with(self.pre, self.workdir / "all.onnx", self.ranges, self.options)
+        candidates = quantized_nodes(self.workdir / "all.onnx")
+        gains = []
+        for i, node in enumerate(candidates, 1):
+            self.say(f"sensitivity of node {i}/{len(candidates)}: {node}")
+            gains.append((self.quantized((node,)) - all_int8, node))
+        chosen: tuple[str, ...] = ()
+        best = all_int8
+        for _, node in sorted(gains, key=lambda g: (-g[0], g[1])):
+            chosen += (node,)
+            self.say(f"{len(chosen)} node(s) in float")
+            best = self.quantized(chosen)
+            if fp32 - best <= max_drop_pts:
+                break
+        return chosen, best
+
+    def _backward(self, chosen, best: float, fp32: float, max_drop_pts: float) -> tuple[tuple[str, ...], float]:
+        """Drop any node in float that the limit does not need."""
+        for node in list(chosen):
+            fewer = tuple(n for n in chosen if n != node)
+            score = self.quantized(fewer)
+            if fp32 - score <= max_drop_pts:
+                chosen, best = fewer, score
+        return chosen, best
 
 
 def quantized_nodes(qdq_model: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Segmentation quality from a confusion matrix (numpy only: the worker imports it)."""
+"""Quality figures from a confusion matrix (numpy only: the measurement child imports it)."""
 
 from __future__ import annotations
 
@@ -56,16 +56,3 @@ def classification_scores(conf: np.ndarray) -> tuple[float, list[float | None], 
     recall = [float(100 * tp[c] / actual[c]) if actual[c] else None for c in range(len(tp))]
     total = conf.sum()
     return (float(100 * tp.sum() / total) if total else float("nan")), precision, recall
-
-
-def quality_from_confusion(conf: np.ndarray, task: str) -> Quality:
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.1f}"
-
-    if task == "classification":
-        top1, precision, recall = classification_scores(conf)
-        per_class = "; ".join(f"{c}: {fmt(p)}/{fmt(r)}" for c, (p, r) in enumerate(zip(precision, recall)))
-        return Quality("top-1", top1, None, per_class)
-    scores = scores_from_confusion(conf)
-    per_class = "; ".join(f"{c}: {fmt(v)}" for c, v in enumerate(scores.per_class_iou_pct))
-    return Quality("mIoU", scores.miou_pct, scores.pixel_accuracy_pct, per_class)

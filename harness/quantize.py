@@ -1,4 +1,4 @@
-"""Variants of an exported model made with ONNX Runtime: static int8 (calibrated), dynamic int8, fp16.
+"""ONNX Runtime quantization steps the built-in variants use: pre-processing, calibration, quantizers.
 
 Static quantization is QDQ with uint8 activations and int8 per-channel weights (U8S8), after
 `quant_pre_process`. Measured here (ORT 1.32, x86 with VNNI): with int8 activations (S8S8) ORT fused
@@ -13,21 +13,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
-import os
-import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from harness.cache import cached_entry
 from harness.errors import HarnessError, VariantError
-from harness.export import ExportedModel, cache_dir
 
-VARIANTS = ("fp32", "int8-static", "int8-dynamic", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIBRATION_METHOD = "percentile"  # measured best: benchmarks/calibration_methods.py, README
+DEFAULT_CALIBRATION_IMAGES = 32
 CALIBRATION_STRIDE = 8  # images per collect_data call: bounds the intermediate tensors held at once
 
 
@@ -35,8 +33,8 @@ CALIBRATION_STRIDE = 8  # images per collect_data call: bounds the intermediate 
 class QuantizeOptions:
     """How `int8-static` is made. The defaults are the measured best on the shipped model (README)."""
 
-    calibration_method: str = "percentile"  # measured best: benchmarks/calibration_methods.py, README
-    calibration_images: int = 32
+    calibration_method: str = DEFAULT_CALIBRATION_METHOD
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
     activation_type: str = "uint8"
     per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights: avoids U8S8 saturation on CPUs without VNNI
@@ -66,85 +64,10 @@ class QuantizeOptions:
 
 def default_options(**overrides) -> QuantizeOptions:
     """The defaults, with reduce_range switched on where this CPU lacks VNNI (U8S8 saturation)."""
-    from harness.results import machine_fingerprint
+    from harness.machine import machine_fingerprint
 
-    has_vnni = "vnni" in machine_fingerprint("").cpu_isa
+    has_vnni = machine_fingerprint("").has_vnni
     return QuantizeOptions(**{"reduce_range": not has_vnni, **{k: v for k, v in overrides.items() if v is not None}})
-
-
-@dataclass(frozen=True)
-class VariantModel:
-    """One variant's ONNX file and how it was made."""
-
-    variant: str
-    path: Path
-    file_mb: float
-    recipe: str
-    nodes_in_float: tuple[str, ...]
-    cached: bool
-
-
-def variant_of(exported: ExportedModel, variant: str, options: QuantizeOptions,
-               calibration_images: np.ndarray | None, on_progress: Callable[[int, int], None] | None = None) -> VariantModel:
-    """The variant's ONNX file, made now or taken from the cache."""
-    if variant not in VARIANTS:
-        raise HarnessError(f"variant '{variant}' is unknown; use one of {', '.join(VARIANTS)}")
-    if variant == "fp32":
-        return VariantModel("fp32", exported.path, exported.file_mb, "the export, unchanged", (), True)
-    if variant == "int8-static":
-        if calibration_images is None or len(calibration_images) == 0:
-            raise HarnessError("int8-static needs calibration images: the suite's [calibration] dir, or --calibration-data")
-        if len(calibration_images) < options.calibration_images:
-            raise HarnessError(f"{options.calibration_images} calibration images asked for, {len(calibration_images)} available; "
-                               f"lower --calibration-images or add images")
-    key_parts = {"sha": exported.sha256, "variant": variant}
-    if variant == "int8-static":
-        key_parts.update(asdict(options), calib=_array_digest(calibration_images[:options.calibration_images]))
-    target = cache_dir() / "variants" / hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
-    if (target / "meta.json").is_file():
-        meta = json.loads((target / "meta.json").read_text())
-        return VariantModel(variant, target / "model.onnx", meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), True)
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
-        out = staging / "model.onnx"
-        pre, pre_note = preprocess(exported.path, staging)
-        try:
-            recipe = _make(variant, pre, out, exported, options, calibration_images, on_progress, pre_note)
-        except HarnessError:
-            raise
-        except Exception as e:  # ORT's quantizers raise many types; the row says which and why
-            raise VariantError(f"{variant} could not be made: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        pre.unlink()
-        meta = {"file_mb": os.path.getsize(out) / 1e6, "recipe": recipe, "nodes_in_float": list(options.nodes_to_exclude)
-                if variant == "int8-static" else []}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-        return VariantModel(variant, target / "model.onnx", meta["file_mb"], recipe, tuple(meta["nodes_in_float"]), False)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _make(variant: str, pre: Path, out: Path, exported: ExportedModel, options: QuantizeOptions,
-          calibration_images, on_progress, pre_note: str) -> str:
-    """Write the variant to `out`; return how it was made."""
-    if variant == "int8-static":
-        ranges = calibrate(pre, calibration_images[:options.calibration_images], options, exported.sha256, on_progress)
-        quantize_static_with(pre, out, ranges, options)
-        return f"{options.describe()}; {pre_note}"
-    if variant == "int8-dynamic":
-        _quantize_dynamic(pre, out)
-        return (f"dynamic: weights uint8 (int8 weights make ORT's CPU ConvInteger refuse to load), "
-                f"activations quantized per call; {pre_note}")
-    _to_fp16(pre, out)
-    return "fp16 weights and activations, float32 input/output (onnxruntime.transformers.float16)"
-
-
-def _array_digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
 def preprocess(source: Path, workdir: Path) -> tuple[Path, str]:
@@ -177,23 +100,29 @@ def preprocess(source: Path, workdir: Path) -> tuple[Path, str]:
 def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_sha: str,
               on_progress: Callable[[int, int], None] | None) -> Path:
     """Tensor ranges for `pre` from the calibration images, cached as ORT's JSON calibration file."""
+    settings = {"method": options.calibration_method, "bins": options.entropy_bins, "pct": options.percentile,
+                "images": hashlib.sha256(np.ascontiguousarray(images_u8).tobytes()).hexdigest()[:16], "model": model_sha}
+
+    def build(staging: Path) -> dict:
+        _collect_ranges(pre, images_u8, options, on_progress, staging / "ranges.json")
+        return settings
+
+    return cached_entry("calibration", settings, build).folder / "ranges.json"
+
+
+def _collect_ranges(pre: Path, images_u8: np.ndarray, options: QuantizeOptions,
+                    on_progress: Callable[[int, int], None] | None, out: Path) -> None:
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     from harness.data import normalize
 
-    settings = {"method": options.calibration_method, "bins": options.entropy_bins, "pct": options.percentile,
-                "images": _array_digest(images_u8), "model": model_sha}
-    path = cache_dir() / "calibration" / (hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20] + ".json")
-    if path.is_file():
-        return path
     method, extra = {
         "minmax": (CalibrationMethod.MinMax, {}),
         "entropy": (CalibrationMethod.Entropy, {"num_bins": options.entropy_bins, "num_quantized_bins": 128}),
         "percentile": (CalibrationMethod.Percentile, {"num_bins": options.entropy_bins, "percentile": options.percentile}),
     }[options.calibration_method]
-    import onnx
-
     input_name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
 
     class Reader(CalibrationDataReader):
@@ -215,12 +144,7 @@ def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_
                                        calibrate_method=method, extra_options=extra)
         for start in range(0, len(images_u8), CALIBRATION_STRIDE):
             calibrator.collect_data(Reader(images_u8[start:start + CALIBRATION_STRIDE], start))
-        ranges = calibrator.compute_data()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_suffix(".tmp")
-    save_tensors_data(ranges, tmp_path)
-    os.replace(tmp_path, path)
-    return path
+        save_tensors_data(calibrator.compute_data(), out)
 
 
 def output_nodes(model_path: Path) -> list[str]:
@@ -253,13 +177,13 @@ def quantize_static_with(pre: Path, out: Path, ranges: Path, options: QuantizeOp
     )
 
 
-def _quantize_dynamic(pre: Path, out: Path) -> None:
+def quantize_dynamic(pre: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(pre), str(out), weight_type=QuantType.QUInt8)
 
 
-def _to_fp16(pre: Path, out: Path) -> None:
+def to_fp16(pre: Path, out: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -188,3 +188,29 @@ def apply_recipe(model: nn.Module, recipe: str, example: torch.Tensor, ratio: fl
         raise HarnessError(f"recipe '{recipe}' is unknown; use one of {', '.join(RECIPES)}")
     after = count_params(model)
     return Reduction(f"{note}; parameters {before:,} -> {after:,}", before, after)
+
+
+@dataclass
+class ReducedModel:
+    """A model after one recipe, with what rebuilds it from its registry architecture."""
+
+    model: nn.Module
+    arch: str
+    model_kwargs: dict
+    reductions: list[str]  # structural recipes to replay before its weights load
+    note: str
+
+
+def swap_to(spec, model: nn.Module, to_arch: str) -> ReducedModel:
+    """The lighter architecture with every tensor of `model` that fits carried over (it needs retraining)."""
+    from harness.models import create_model, get_model_info
+
+    info = get_model_info(to_arch)
+    if info.task != spec.task or any(side % info.input_stride for side in spec.input_hw):
+        raise HarnessError(f"encoder: {to_arch} cannot replace {spec.arch} ({info.task} model, input sides "
+                           f"divisible by {info.input_stride}; this one is {spec.task} at {spec.input_hw[0]}x{spec.input_hw[1]})")
+    new_model = create_model(to_arch, spec.num_classes)
+    carried = swap_encoder(model, new_model)
+    note = (f"encoder: {spec.arch} -> {to_arch}, parameters {count_params(model):,} -> {count_params(new_model):,} "
+            f"({carried:,} carried over by name and shape, the rest untrained)")
+    return ReducedModel(new_model, to_arch, {}, [], note)

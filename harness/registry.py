@@ -1,59 +1,34 @@
-"""timm-style model registry: a decorator stores a factory under its function name."""
+"""A named registry (timm's pattern): models, tasks and variants each keep one, and unknown names get close matches."""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass
-from typing import Callable
+from typing import Generic, TypeVar
 
 from harness.errors import HarnessError
 
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    name: str
-    factory: Callable
-    input_stride: int  # both input sides must be multiples of this
-    description: str
-    task: str = "segmentation"  # or "classification": (N, C, H, W) logits, or (N, C) scores
+T = TypeVar("T")
 
 
-_MODELS: dict[str, RegisteredModel] = {}
+class Registry(Generic[T]):
+    def __init__(self, kind: str, listing_hint: str = ""):
+        self.kind, self.listing_hint, self._items = kind, listing_hint, {}
 
+    def add(self, name: str, item: T) -> T:
+        self._items[name] = item
+        return item
 
-def register_model(input_stride: int, task: str = "segmentation"):
-    """Register `factory(num_classes, **kwargs) -> torch.nn.Module` under its own name."""
+    def remove(self, name: str) -> None:
+        del self._items[name]
 
-    def wrap(factory: Callable) -> Callable:
-        doc = (factory.__doc__ or "").strip().splitlines()
-        _MODELS[factory.__name__] = RegisteredModel(factory.__name__, factory, input_stride, doc[0] if doc else "", task)
-        return factory
+    def names(self, pattern: str = "*") -> list[str]:
+        """Names in registration order, filtered by a shell-style pattern."""
+        return [n for n in self._items if fnmatch.fnmatch(n, pattern)]
 
-    return wrap
-
-
-def _ensure_loaded() -> None:
-    import harness.models  # noqa: F401  (registers the built-in factories)
-
-
-def list_models(pattern: str = "*") -> list[str]:
-    _ensure_loaded()
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
-
-
-def get_model_info(name: str) -> RegisteredModel:
-    _ensure_loaded()
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_MODELS))}"
-        raise HarnessError(f"unknown model '{name}': {hint} (harness models lists them)")
-    return _MODELS[name]
-
-
-def create_model(name: str, num_classes: int, **kwargs):
-    info = get_model_info(name)
-    try:
-        return info.factory(num_classes=num_classes, **kwargs)
-    except TypeError as e:
-        raise HarnessError(f"model '{name}' does not take these options {sorted(kwargs)}: {e}") from e
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            close = difflib.get_close_matches(name, self._items, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known {self.kind}s: {', '.join(self._items)}"
+            raise HarnessError(f"unknown {self.kind} '{name}': {hint}{self.listing_hint}")
+        return self._items[name]

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.export import ExportedModel
-from harness.measure import UNSTABLE_STDEV_PCT
-from harness.results import ResultRow
+from harness.measurement import UNSTABLE_STDEV_PCT
+from harness.results import ResultRow, format_cell, row_key
 from harness.targets import TargetProfile
 
 NOT_MEASURED = "[dim]n/a[/dim]"
@@ -19,21 +19,38 @@ def _num(value, digits: int = 1) -> str:
 
 def _metric(rows) -> str:
     """The quality column's name: mIoU or top-1 when all rows share it."""
-    metrics = {r.quality_metric if isinstance(r, ResultRow) else r["quality_metric"] for r in rows}
+    metrics = {r.quality_metric for r in rows}
     return metrics.pop() if len(metrics) == 1 else "quality"
 
 
+def _results_title(target: TargetProfile, metric: str) -> str:
+    budgets, runtime = target.budgets, target.runtime
+    limits = []
+    if budgets.p95_budget_ms:
+        limits.append(f"p95 ≤ {budgets.p95_budget_ms:g} ms")
+    if budgets.memory_budget_mb:
+        limits.append(f"{budgets.memory_quantity} memory ≤ {budgets.memory_budget_mb:g} MB")
+    limits.append(f"{metric} drop ≤ {budgets.max_miou_drop:g} pts")
+    return (f"target {target.name}{f': {target.description}' if target.description else ''} — {target.device.threads} "
+            f"thread(s), CPU arena {'on' if runtime.enable_cpu_mem_arena else 'off'}, memory pattern "
+            f"{'on' if runtime.enable_mem_pattern else 'off'}"
+            f"{f', cap {budgets.memory_cap_mb:g} MB RSS' if budgets.memory_cap_mb else ''}; budgets: {', '.join(limits)}")
+
+
+def _notes(row: ResultRow, target: TargetProfile) -> str:
+    notes = [] if row.status == "ok" else [f"[red]{row.status}[/red]"]
+    if row.flags:
+        notes.append(f"[yellow]{row.flags}[/yellow]")
+    if row.nodes_in_float:
+        notes.append(f"{row.nodes_in_float} node(s) left in float")
+    if not target.budgets.ships(row.variant):
+        notes.append("[dim]comparison only (not shipped)[/dim]")
+    return "; ".join(notes)
+
+
 def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
-    budget = []
-    if target.p95_budget_ms:
-        budget.append(f"p95 ≤ {target.p95_budget_ms:g} ms")
-    if target.memory_budget_mb:
-        budget.append(f"{target.memory_quantity} memory ≤ {target.memory_budget_mb:g} MB")
     metric = _metric(rows)
-    budget.append(f"{metric} drop ≤ {target.max_miou_drop:g} pts")
-    title = (f"target {target.name}{f': {target.description}' if target.description else ''} — {target.threads} thread(s), CPU arena "
-             f"{'on' if target.enable_cpu_mem_arena else 'off'}, memory pattern {'on' if target.enable_mem_pattern else 'off'}"
-             f"{f', cap {target.memory_cap_mb:g} MB RSS' if target.memory_cap_mb else ''}; budgets: {', '.join(budget)}")
+    title = _results_title(target, metric)
     table = Table(title=title, title_justify="left")
     for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
                    "peak RSS MB", "floor MB", "model MB", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
@@ -45,19 +62,12 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
         if r.speedup_vs_fp32 is not None and r.speedup_vs_fp32 < 1:
             speed = f"[red]{speed}[/red]"
-        notes = [] if r.status == "ok" else [f"[red]{r.status}[/red]"]
-        if r.flags:
-            notes.append(f"[yellow]{r.flags}[/yellow]")
-        if r.nodes_in_float:
-            notes.append(f"{r.nodes_in_float} node(s) left in float")
-        if not target.ships(r.variant):
-            notes.append("[dim]comparison only (not shipped)[/dim]")
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
             r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
             _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _num(r.quality_pct, 2),
             _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
-            verdict, "; ".join(notes),
+            verdict, _notes(r, target),
         )
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
                      "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
@@ -145,9 +155,7 @@ COMPARED = (("file_mb", "file MB"), ("params_in_graph", "params"), ("p50_ms", "p
             ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("quality_pct", "quality %"), ("images_per_s", "img/s"))
 
 
-def compare_table(old: list[dict[str, str]], new: list[dict[str, str]], old_name: str, new_name: str) -> Table:
-    from harness.results import row_key
-
+def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new_name: str) -> Table:
     table = Table("model", "variant", "serving", "quantity", old_name, new_name, "change",
                   title=f"{old_name} → {new_name}", title_justify="left")
     old_rows, new_rows = {row_key(r): r for r in old}, {row_key(r): r for r in new}
@@ -157,17 +165,50 @@ def compare_table(old: list[dict[str, str]], new: list[dict[str, str]], old_name
             table.add_row(*key, "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
             continue
         for name, label in COMPARED:
-            if a[name] == b[name]:
+            x, y = getattr(a, name), getattr(b, name)
+            if x == y:
                 continue
-            if a[name] and b[name]:
-                x, y = float(a[name]), float(b[name])
+            if x is not None and y is not None:
                 change = f"{100 * (y / x - 1):+.1f} %" if x else f"{y - x:+g}"
             else:
-                change = "measured now" if b[name] else "no longer measured"
-            table.add_row(*key, label, a[name] or "n/a", b[name] or "n/a", change)
-        if a["verdict"] != b["verdict"]:
-            table.add_row(*key, "verdict", a["verdict"], b["verdict"], "")
+                change = "measured now" if y is not None else "no longer measured"
+            table.add_row(*key, label, _cell_text(name, x), _cell_text(name, y), change)
+        if a.verdict != b.verdict:
+            table.add_row(*key, "verdict", a.verdict, b.verdict, "")
     return table
+
+
+def _cell_text(name: str, value) -> str:
+    return format_cell(name, value) or "n/a"
+
+
+def models_table(infos) -> Table:
+    table = Table("model", "task", "input sides divisible by", "description", title="registered models", title_justify="left")
+    for info in infos:
+        table.add_row(info.name, info.task, str(info.input_stride), info.description)
+    return table
+
+
+def targets_table(profiles: list[TargetProfile]) -> Table:
+    table = Table("target", "threads", "serving", "memory budget", "memory cap", "p95 budget", "max quality drop",
+                  "variants", "file", title="target profiles", title_justify="left")
+    for t in profiles:
+        b = t.budgets
+        memory = f"{b.memory_budget_mb:g} MB ({b.memory_quantity})" if b.memory_budget_mb else "none"
+        table.add_row(t.name, str(t.device.threads), ", ".join(t.scenario.serving_label(m) for m in t.scenario.serving),
+                      memory, f"{b.memory_cap_mb:g} MB RSS" if b.memory_cap_mb else "none",
+                      f"{b.p95_budget_ms:g} ms" if b.p95_budget_ms else "none", f"{b.max_miou_drop:g} pt",
+                      ", ".join(t.scenario.variants), _short_path(t.source))
+    return table
+
+
+def _short_path(path) -> str:
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def make_console() -> Console:

@@ -5,41 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-import platform
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 2  # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts
-
-
-@dataclass(frozen=True)
-class MachineFingerprint:
-    cpu_model: str
-    cpu_count: int
-    cpu_isa: str  # the widest vector / int8 extensions: int8 speed depends on them
-    ort_version: str
-    harness_version: str
-
-
-def machine_fingerprint(ort_version: str) -> MachineFingerprint:
-    from harness import __version__
-
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("unknown", "", platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return MachineFingerprint(model, os.cpu_count() or 0, "+".join(isa) or "none", ort_version, __version__)
+# 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts.
+# 3: import_rss_mb, threads_in_process, max_in_flight, processes added (measured, now kept).
+SCHEMA_VERSION = 3
+# Older schemas this harness still reads: the columns they lack read as "not measured".
+READABLE_SCHEMAS = {2: ("import_rss_mb", "threads_in_process", "max_in_flight", "processes")}
 
 
 @dataclass(frozen=True)
@@ -81,6 +57,10 @@ class ResultRow:
     images_at_once: int
     cpu_mem_arena: bool
     reference_ms: float | None  # the fixed reference workload, same run: the machine's yardstick
+    import_rss_mb: float | None  # the child's RSS right after importing numpy and onnxruntime
+    threads_in_process: int | None  # threads the measuring child had (most over its processes)
+    max_in_flight: int | None  # concurrent serving: most requests seen inside the runtime at once
+    processes: int | None  # child processes whose timed runs were pooled
     cpu_model: str
     cpu_count: int
     cpu_isa: str
@@ -92,9 +72,10 @@ class ResultRow:
 
 COLUMNS = [f.name for f in fields(ResultRow)]
 _FLOAT_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4, "reference_ms": 4}
+_TYPES = {f.name: f.type for f in fields(ResultRow)}
 
 
-def _cell(name: str, value) -> str:
+def format_cell(name: str, value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -102,21 +83,30 @@ def _cell(name: str, value) -> str:
     return str(value)
 
 
-def row_key(record: dict[str, str]) -> tuple[str, str, str]:
+def _parse(name: str, text: str):
+    """A CSV cell back to its field's type; '' is None (not measured)."""
+    kind = _TYPES[name]
+    if kind == "str":
+        return text
+    if kind == "bool":
+        return text == "True"
+    if text == "":
+        return None
+    return int(text) if kind.startswith("int") else float(text)
+
+
+def row_key(row: ResultRow) -> tuple[str, str, str]:
     """What identifies a row within one target's CSV."""
-    return record["model"], record["variant"], record["serving"]
+    return row.model, row.variant, row.serving
 
 
-def row_to_record(row: ResultRow) -> dict[str, str]:
-    return {name: _cell(name, value) for name, value in asdict(row).items()}
-
-
-def records_to_csv_text(records: list[dict[str, str]]) -> str:
+def rows_to_csv_text(rows: list[ResultRow]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     # Stable order, so a diff in review shows only what changed.
-    writer.writerows(sorted(records, key=row_key))
+    for row in sorted(rows, key=row_key):
+        writer.writerow({name: format_cell(name, value) for name, value in asdict(row).items()})
     return buffer.getvalue()
 
 
@@ -138,28 +128,38 @@ def write_csv_atomic(path: Path, text: str) -> None:
         raise
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a results CSV as strings; a CSV of another schema is refused with a clear message."""
+def read_rows(path: Path) -> list[ResultRow]:
+    """Rows of a results CSV; a CSV of another schema, or with a column missing, is refused with a clear message."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
-            rows = [{c: r.get(c) or "" for c in COLUMNS} for r in reader]
+            records = list(reader)
     except OSError as e:
         raise HarnessError(f"cannot read results file {path}: {e.strerror}") from e
-    versions = {r.get("schema_version") for r in rows} - {str(SCHEMA_VERSION)}
-    if "schema_version" in header and versions:
-        raise HarnessError(f"results file {path} has schema version {sorted(v or 'none' for v in versions)[0]}; this harness "
-                           f"writes {SCHEMA_VERSION}: move the file aside and re-record with harness bench")
-    missing = [c for c in COLUMNS if c not in header]
+    versions = {r.get("schema_version") or "none" for r in records}
+    readable = {str(SCHEMA_VERSION), *map(str, READABLE_SCHEMAS)}
+    if "schema_version" in header and versions - readable:
+        raise HarnessError(f"results file {path} has schema version {sorted(versions - readable)[0]}; this harness "
+                           f"writes {SCHEMA_VERSION}: move the file aside and re-record with harness bench --update")
+    if records:
+        version = int(next(iter(versions))) if len(versions) == 1 and "none" not in versions else SCHEMA_VERSION
+        absent = set(READABLE_SCHEMAS.get(version, ()))
+    else:  # a header alone: any readable schema's header will do
+        absent = {c for columns in READABLE_SCHEMAS.values() for c in columns}
+    missing = [c for c in COLUMNS if c not in header and c not in absent]
     if missing:
         raise HarnessError(f"results file {path} lacks column '{missing[0]}' (schema {SCHEMA_VERSION} expected); "
                            f"regenerate it with harness bench or restore it from git")
-    return rows
+    try:
+        return [ResultRow(**{c: _parse(c, r.get(c) or "") for c in COLUMNS if c != "schema_version"}) for r in records]
+    except ValueError as e:
+        raise HarnessError(f"results file {path} holds a value that is not a number ({e}); restore it from git "
+                           f"or re-record it with harness bench --update") from e
 
 
 def merge_and_write(path: Path, new_rows: list[ResultRow]) -> None:
     """Replace this run's models in `path`, keep rows for models not in this run."""
     run_models = {r.model for r in new_rows}
-    kept = [r for r in read_rows(path) if r["model"] not in run_models] if path.is_file() else []
-    write_csv_atomic(path, records_to_csv_text(kept + [row_to_record(r) for r in new_rows]))
+    kept = [r for r in read_rows(path) if r.model not in run_models] if path.is_file() else []
+    write_csv_atomic(path, rows_to_csv_text(kept + list(new_rows)))

@@ -30,10 +30,12 @@ class ModelSpec:
     task: str = "segmentation"  # or "classification": what the outputs mean, which quality is measured
 
     def __post_init__(self):
-        from harness.data import TASKS
+        from harness.tasks import get_task
 
-        if self.task not in TASKS:
-            raise HarnessError(f"model '{self.name}': task '{self.task}' is unknown; use one of {', '.join(TASKS)}")
+        try:
+            get_task(self.task)
+        except HarnessError as e:
+            raise HarnessError(f"model '{self.name}': {e}") from None
         sources = [k for k in ("arch", "factory", "onnx") if getattr(self, k) is not None]
         if len(sources) != 1:
             raise HarnessError(f"model '{self.name}': give exactly one of arch = \"<registry name>\", "
@@ -60,8 +62,8 @@ class Suite:
     ignore_index: int
     task: str = "segmentation"
     calibration_dir: Path | None = None
-    calibration_method: str = "percentile"
-    calibration_images: int = 32
+    calibration_method: str | None = None  # None: harness.quantize's default
+    calibration_images: int | None = None
 
 
 _MODEL_KEYS = {"name", "arch", "factory", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
@@ -123,8 +125,8 @@ def load_suite(path: str | Path) -> Suite:
         ignore_index=int(data.get("ignore_index", DEFAULT_IGNORE_INDEX)),
         task=task,
         calibration_dir=base / calibration["dir"] if "dir" in calibration else None,
-        calibration_method=str(calibration.get("method", "percentile")),
-        calibration_images=int(calibration.get("images", 32)),
+        calibration_method=str(calibration["method"]) if "method" in calibration else None,
+        calibration_images=int(calibration["images"]) if "images" in calibration else None,
     )
 
 

@@ -1,127 +1,226 @@
-"""Target profiles: what a device allows (threads, memory, latency), read from targets/*.toml."""
+"""Target profiles: what a device allows, read from a flat TOML into five small parts.
+
+`device` (cores), `scenario` (how images arrive and how long to measure), `runtime` (ONNX Runtime
+session options), `budgets` (what must fit) and `gate` (how far a figure may move against the record).
+Built-in profiles ship inside the package (harness/assets/targets); ./targets/NAME.toml overrides them.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.quantize import VARIANTS
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
 SERVING_MODES = ("batched", "concurrent")  # one call of N images, or N one-image requests in flight
+BUILTIN_TARGETS_DIR = Path(__file__).parent / "assets" / "targets"
 
 
-def builtin_targets_dir() -> Path:
-    """targets/ at the repository root, beside the package (an editable install keeps it there)."""
-    return Path(__file__).resolve().parent.parent / "targets"
+def _non_negative(part, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(part, name) < 0:
+            raise HarnessError(f"{_flat_name(part, name)} = {getattr(part, name)} is negative; "
+                               f"use 0 for no budget or a positive number")
 
 
 @dataclass(frozen=True)
-class TargetProfile:
-    """One device's promise. Budgets of 0 mean 'no budget'."""
+class Device:
+    """The cores a measurement may use."""
 
-    name: str
     threads: int
-    description: str = ""
     inter_op_threads: int = 1
-    cpu_affinity: tuple[int, ...] | None = None  # None: the first `threads` CPUs this process may use
+    cpu_affinity: tuple[int, ...] | None = None  # None: the first `threads` CPUs the measuring process may use
+
+    def __post_init__(self):
+        if self.threads < 1:
+            raise HarnessError(f"threads = {self.threads}; set threads to 1 or more")
+        if self.inter_op_threads < 1:
+            raise HarnessError("inter_op_threads must be at least 1")
+        if self.cpu_affinity is not None and len(self.cpu_affinity) < self.threads:
+            raise HarnessError(f"cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; "
+                               f"list at least {self.threads}")
+
+    def affinity(self) -> tuple[int, ...]:
+        return self.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: self.threads])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How images reach the model, which variants are measured, and how long."""
+
     images_at_once: int = 1
     serving: tuple[str, ...] = ("batched",)
-    memory_quantity: str = "model"
-    memory_budget_mb: float = 0.0
-    memory_cap_mb: float = 0.0  # whole-process RSS at which the watchdog ends the child; 0 = no cap
-    p95_budget_ms: float = 0.0
-    max_miou_drop: float = 1.0
     variants: tuple[str, ...] = ("fp32",)
-    ship: tuple[str, ...] | None = None  # variants whose budgets gate the run; None: all of `variants`
-    enable_cpu_mem_arena: bool = True
-    enable_mem_pattern: bool = True
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
     processes: int = 3  # child processes per variant, run in alternation (pyperf-style); latencies pooled
-    # Regression rules of the gate (harness.gate): how far a figure may move against the record.
-    gate_file_tolerance_pct: float = 1.0
-    gate_miou_tolerance_pts: float = 0.1
-    gate_model_mb_tolerance: float = 4.0
-    gate_latency_tolerance_pct: float = 10.0
-    gate_latency_noise_sigmas: float = 3.0
-    source: Path | None = None
 
     def __post_init__(self):
-        where = f"target '{self.name}'" + (f" ({self.source})" if self.source else "")
-        cores = len(os.sched_getaffinity(0))
-        if self.threads < 1:
-            raise HarnessError(f"{where}: threads = {self.threads}; set threads to 1 or more")
-        if self.threads > cores:
-            raise HarnessError(f"{where}: threads = {self.threads} but this machine lets the harness use {cores} cores; set threads <= {cores}")
-        if self.inter_op_threads < 1:
-            raise HarnessError(f"{where}: inter_op_threads must be at least 1")
         if self.images_at_once < 1:
-            raise HarnessError(f"{where}: images_at_once must be at least 1")
+            raise HarnessError("images_at_once must be at least 1")
         bad_modes = [m for m in self.serving if m not in SERVING_MODES]
         if bad_modes or not self.serving:
-            raise HarnessError(f"{where}: serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
-        if self.memory_quantity not in MEMORY_QUANTITIES:
-            raise HarnessError(f"{where}: memory_quantity = '{self.memory_quantity}'; use one of {', '.join(MEMORY_QUANTITIES)}")
-        for key in ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop", "min_duration_s",
-                    "gate_file_tolerance_pct", "gate_miou_tolerance_pts", "gate_model_mb_tolerance",
-                    "gate_latency_tolerance_pct", "gate_latency_noise_sigmas"):
-            if getattr(self, key) < 0:
-                raise HarnessError(f"{where}: {key} = {getattr(self, key)} is negative; use 0 for no budget or a positive number")
+            raise HarnessError(f"serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
+        if not self.variants:
+            raise HarnessError("variants is empty; list at least one (harness variants lists them)")
+        _non_negative(self, ("min_duration_s",))
         if self.warmup_runs < 0 or self.min_runs < 1 or self.processes < 1:
-            raise HarnessError(f"{where}: warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise HarnessError(f"{where}: variants {list(self.variants)}; known variants: {', '.join(VARIANTS)}")
-        if self.ship is not None and (not self.ship or set(self.ship) - set(self.variants) - {"fp32"}):
-            raise HarnessError(f"{where}: ship {list(self.ship)} must name one or more of the variants {list(self.variants)}")
-        if self.cpu_affinity is not None:
-            allowed = os.sched_getaffinity(0)
-            outside = sorted(set(self.cpu_affinity) - allowed)
-            if outside:
-                raise HarnessError(f"{where}: cpu_affinity names CPU {outside[0]}, not available here (available: {sorted(allowed)})")
-            if len(self.cpu_affinity) < self.threads:
-                raise HarnessError(f"{where}: cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; list at least {self.threads}")
-
-    def ships(self, variant: str) -> bool:
-        """Whether this variant's budgets gate the run (the others are measured for comparison)."""
-        return self.ship is None or variant in self.ship
+            raise HarnessError("warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
 
     def serving_label(self, serving: str) -> str:
         if serving == "concurrent":
             return f"{self.images_at_once} in flight"
         return "1 per call" if self.images_at_once == 1 else f"batch of {self.images_at_once}"
 
-    def affinity(self) -> tuple[int, ...]:
-        return self.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: self.threads])
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """ONNX Runtime session options the child sets (threads come from the device)."""
+
+    enable_cpu_mem_arena: bool = True
+    enable_mem_pattern: bool = True
 
 
-_FIELD_TYPES = {f.name: f.type for f in fields(TargetProfile) if f.name not in ("name", "source")}
+@dataclass(frozen=True)
+class Budgets:
+    """What a shipped row must fit. 0 means 'no budget'."""
+
+    memory_quantity: str = "model"
+    memory_budget_mb: float = 0.0
+    memory_cap_mb: float = 0.0  # whole-process RSS at which the watchdog ends the child; 0 = no cap
+    p95_budget_ms: float = 0.0
+    max_miou_drop: float = 1.0  # quality points (mIoU or top-1) a variant may lose against fp32
+    ship: tuple[str, ...] | None = None  # variants whose budgets gate the run; None: all that are measured
+
+    def __post_init__(self):
+        if self.memory_quantity not in MEMORY_QUANTITIES:
+            raise HarnessError(f"memory_quantity = '{self.memory_quantity}'; use one of {', '.join(MEMORY_QUANTITIES)}")
+        _non_negative(self, ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop"))
+
+    def ships(self, variant: str) -> bool:
+        """Whether this variant's budgets gate the run (the others are measured for comparison)."""
+        return self.ship is None or variant in self.ship
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """How far a figure may move against the record before the gate fails (harness.gate)."""
+
+    file_tolerance_pct: float = 1.0
+    quality_tolerance_pts: float = 0.1
+    model_mb_tolerance: float = 4.0
+    latency_tolerance_pct: float = 10.0
+    latency_noise_sigmas: float = 3.0
+
+    def __post_init__(self):
+        _non_negative(self, tuple(f.name for f in fields(self)))
+
+
+PARTS = {"device": Device, "scenario": Scenario, "runtime": RuntimeOptions, "budgets": Budgets, "gate": GateRules}
+# The TOML stays flat; these keys are spelt differently there than in the part they fill.
+_RENAMED = {("gate", "file_tolerance_pct"): "gate_file_tolerance_pct",
+            ("gate", "quality_tolerance_pts"): "gate_miou_tolerance_pts",
+            ("gate", "model_mb_tolerance"): "gate_model_mb_tolerance",
+            ("gate", "latency_tolerance_pct"): "gate_latency_tolerance_pct",
+            ("gate", "latency_noise_sigmas"): "gate_latency_noise_sigmas"}
+FLAT_KEYS = {_RENAMED.get((part, f.name), f.name): (part, f.name, f.type)
+             for part, cls in PARTS.items() for f in fields(cls)}
+
+
+def _flat_name(part, name: str) -> str:
+    part_name = next(k for k, cls in PARTS.items() if isinstance(part, cls))
+    return _RENAMED.get((part_name, name), name)
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """One device's promise, in five parts."""
+
+    name: str
+    device: Device
+    scenario: Scenario = field(default_factory=Scenario)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    budgets: Budgets = field(default_factory=Budgets)
+    gate: GateRules = field(default_factory=GateRules)
+    description: str = ""
+    source: Path | None = None
+
+    def __post_init__(self):
+        ship = self.budgets.ship
+        if ship is not None and (not ship or set(ship) - set(self.scenario.variants) - {"fp32"}):
+            raise HarnessError(f"{self.where}: ship {list(ship)} must name one or more of the variants "
+                               f"{list(self.scenario.variants)}")
+
+    @property
+    def where(self) -> str:
+        return f"target '{self.name}'" + (f" ({self.source})" if self.source else "")
+
+    @classmethod
+    def from_flat(cls, name: str, description: str = "", source: Path | None = None, **flat) -> "TargetProfile":
+        """A profile from the flat keys of a TOML file (or of a test)."""
+        where = f"target '{name}'" + (f" ({source})" if source else "")
+        values: dict[str, dict] = {part: {} for part in PARTS}
+        for key, value in flat.items():
+            if key not in FLAT_KEYS:
+                raise HarnessError(f"{where}: unknown key '{key}'; allowed keys: {', '.join(sorted(FLAT_KEYS))}")
+            part, attr, _ = FLAT_KEYS[key]
+            values[part][attr] = value
+        if "threads" not in flat:
+            raise HarnessError(f"{where}: missing key 'threads'; set how many cores the model may use")
+        try:
+            parts = {part: PARTS[part](**kwargs) for part, kwargs in values.items()}
+        except HarnessError as e:
+            raise HarnessError(f"{where}: {e}") from None
+        return cls(name=name, description=description, source=source, **parts)
+
+
+def to_flat(target: TargetProfile) -> dict:
+    """The flat keys of a profile, as its TOML file would spell them."""
+    return {key: getattr(getattr(target, part), attr) for key, (part, attr, _) in FLAT_KEYS.items()}
+
+
+def with_changes(target: TargetProfile, **flat) -> TargetProfile:
+    """A copy of `target` with some flat keys changed (validated like a TOML file)."""
+    return TargetProfile.from_flat(target.name, target.description, target.source, **{**to_flat(target), **flat})
+
+
+def check_fits_this_machine(target: TargetProfile) -> None:
+    """Threads and affinity against the CPUs this process may use: a local measurement needs them here."""
+    allowed = os.sched_getaffinity(0)
+    device = target.device
+    if device.threads > len(allowed):
+        raise HarnessError(f"{target.where}: threads = {device.threads} but this machine lets the harness use "
+                           f"{len(allowed)} cores; set threads <= {len(allowed)}")
+    outside = sorted(set(device.cpu_affinity or ()) - allowed)
+    if outside:
+        raise HarnessError(f"{target.where}: cpu_affinity names CPU {outside[0]}, not available here "
+                           f"(available: {sorted(allowed)})")
 
 
 def load_target(name_or_path: str) -> TargetProfile:
-    """A target by name (./targets/NAME.toml, then the built-in targets/) or by path to a TOML file."""
+    """A target by name (./targets/NAME.toml, then the built-in ones) or by path to a TOML file."""
     path = resolve_target_path(name_or_path)
     try:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"target file {path} is not valid TOML: {e}; fix the syntax") from e
-    values = {}
-    for key, value in doc.items():
-        if key not in _FIELD_TYPES:
-            raise HarnessError(f"target file {path}: unknown key '{key}'; allowed keys: {', '.join(sorted(_FIELD_TYPES))}")
-        values[key] = _coerce(path, key, value)
-    if "threads" not in values:
-        raise HarnessError(f"target file {path}: missing key 'threads'; set how many cores the model may use")
-    return TargetProfile(name=path.stem, source=path, **values)
+    except (OSError, UnicodeDecodeError) as e:
+        raise HarnessError(f"target file {path} cannot be read ({type(e).__name__}); pass a UTF-8 TOML file") from e
+    description = doc.pop("description", "")
+    values = {key: _coerce(path, key, value) for key, value in doc.items() if key in FLAT_KEYS}
+    unknown = [key for key in doc if key not in FLAT_KEYS]
+    if unknown:
+        raise HarnessError(f"target file {path}: unknown key '{unknown[0]}'; allowed keys: "
+                           f"{', '.join(sorted(['description', *FLAT_KEYS]))}")
+    return TargetProfile.from_flat(path.stem, str(description), path, **values)
 
 
 def _coerce(path: Path, key: str, value):
-    kind = _FIELD_TYPES[key]
+    kind = FLAT_KEYS[key][2]
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}
     base = kind.split(" ")[0]
     if base in ("tuple[int,", "tuple[str,"):
@@ -141,7 +240,7 @@ def resolve_target_path(name_or_path: str) -> Path:
         if candidate.is_file():
             return candidate
         raise HarnessError(f"target file {candidate} does not exist")
-    for folder in (Path.cwd() / "targets", builtin_targets_dir()):
+    for folder in (Path.cwd() / "targets", BUILTIN_TARGETS_DIR):
         if (folder / f"{name_or_path}.toml").is_file():
             return folder / f"{name_or_path}.toml"
     known = ", ".join(t.stem for t in list_target_files()) or "none"
@@ -150,7 +249,7 @@ def resolve_target_path(name_or_path: str) -> Path:
 
 def list_target_files() -> list[Path]:
     seen: dict[str, Path] = {}
-    for folder in (builtin_targets_dir(), Path.cwd() / "targets"):
+    for folder in (BUILTIN_TARGETS_DIR, Path.cwd() / "targets"):
         if folder.is_dir():
             for path in sorted(folder.glob("*.toml")):
                 seen[path.stem] = path

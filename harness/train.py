@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness import __version__
-from harness.data import load_eval_split, normalize
+from harness.checkpoint import write_checkpoint
+from harness.data import normalize
 from harness.errors import HarnessError
-from harness.metrics import confusion_matrix, quality_from_confusion
-from harness.registry import create_model, get_model_info
+from harness.metrics import confusion_matrix
+from harness.models import create_model, get_model_info
 from harness.spec import ModelSpec
+from harness.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -60,79 +61,99 @@ def evaluate_torch(model, images_u8: np.ndarray, targets: np.ndarray, num_classe
         for i in range(0, len(images_u8), batch_size):
             logits = model(torch.from_numpy(normalize(images_u8[i:i + batch_size])))
             conf += confusion_matrix(logits.argmax(1).numpy(), targets[i:i + batch_size], num_classes, ignore_index)
-    return quality_from_confusion(conf, task)
+    return get_task(task).quality(conf)
 
 
-def train(cfg: TrainConfig, command: str) -> TrainResult:
-    """Train from scratch; keep the checkpoint of the best val mIoU; stop after `patience` flat epochs."""
+def _check(cfg: TrainConfig) -> None:
     info = get_model_info(cfg.arch)
     if info.task != cfg.task:
         raise HarnessError(f"{cfg.arch} is a {info.task} model: pass --task {info.task} with matching data")
     if cfg.input_hw[0] % info.input_stride or cfg.input_hw[1] % info.input_stride:
-        raise HarnessError(f"--input-size {cfg.input_hw[0]}x{cfg.input_hw[1]}: both sides must be divisible by {info.input_stride} for {cfg.arch}")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+        raise HarnessError(f"--input-size {cfg.input_hw[0]}x{cfg.input_hw[1]}: both sides must be divisible by "
+                           f"{info.input_stride} for {cfg.arch}")
     for split in ("train", "val"):
         if not (Path(cfg.data_dir) / split).is_dir():
-            layout = "one folder per class" if cfg.task == "classification" else "images/ and masks/"
-            raise HarnessError(f"--data {cfg.data_dir} must hold train/ and val/ split folders, each with {layout}")
-    train_x, train_y = load_eval_split(cfg.data_dir, "train", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
-    val_x, val_y = load_eval_split(cfg.data_dir, "val", cfg.task, cfg.ignore_index, cfg.input_hw, cfg.num_classes)
+            raise HarnessError(f"--data {cfg.data_dir} must hold train/ and val/ split folders, each with "
+                               f"{get_task(cfg.task).layout}")
 
+
+@dataclass
+class _Run:
+    """The state one training run carries from epoch to epoch."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    teacher: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    loss_fn: torch.nn.Module
+
+    def epoch(self, train_x: np.ndarray, train_y: np.ndarray, on_step) -> float:
+        """One pass over the training images in random order, with horizontal flips; the mean loss."""
+        cfg, rng = self.cfg, self.rng
+        self.model.train()
+        order = rng.permutation(len(train_x))
+        steps = -(-len(train_x) // cfg.batch_size)
+        loss_sum = 0.0
+        for step in range(steps):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x, y = train_x[idx], train_y[idx]
+            flip = rng.random(len(idx)) < 0.5  # horizontal flip keeps labels valid
+            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+            if y.ndim == 3:  # masks flip with their images; class labels do not change
+                y = np.where(flip[:, None, None], y[:, :, ::-1], y)
+            inputs, labels = torch.from_numpy(normalize(x)), torch.from_numpy(np.ascontiguousarray(y))
+            logits = self.model(inputs)
+            loss = self.loss_fn(logits, labels)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(inputs)
+                soft = distillation_loss(logits, teacher_logits, labels, cfg.temperature, cfg.ignore_index)
+                loss = (1 - cfg.soft_weight) * loss + cfg.soft_weight * soft
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.item()
+            on_step(loss_sum / (step + 1))
+        return loss_sum / steps
+
+
+def train(cfg: TrainConfig, command: str) -> TrainResult:
+    """Train; keep the checkpoint of the best val quality; stop after `patience` flat epochs."""
+    _check(cfg)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    task = get_task(cfg.task)
+    train_x, train_y = task.load(cfg.data_dir, "train", cfg.ignore_index, cfg.input_hw, cfg.num_classes)
+    val_x, val_y = task.load(cfg.data_dir, "val", cfg.ignore_index, cfg.input_hw, cfg.num_classes)
     model, reductions = initial_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=cfg.ignore_index)
-    teacher = _teacher(cfg)
-    steps_per_epoch = -(-len(train_x) // cfg.batch_size)
-
-    best_miou, best_epoch, epoch = -1.0, 0, 0
+    run = _Run(cfg, model, _teacher(cfg), optimizer, np.random.default_rng(cfg.seed),
+               torch.nn.CrossEntropyLoss(ignore_index=cfg.ignore_index))
+    best, best_epoch, epoch = -1.0, 0, 0
     started = time.perf_counter()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
-        epochs_task = progress.add_task(f"train {cfg.arch}", total=cfg.max_epochs, status="")
-        batch_task = progress.add_task("epoch 1", total=steps_per_epoch, status="")
+        epochs_bar = progress.add_task(f"train {cfg.arch}", total=cfg.max_epochs, status="")
+        batch_bar = progress.add_task("epoch 1", total=-(-len(train_x) // cfg.batch_size), status="")
         for epoch in range(1, cfg.max_epochs + 1):
-            model.train()
-            order = rng.permutation(len(train_x))
-            progress.reset(batch_task, total=steps_per_epoch, description=f"epoch {epoch}")
-            loss_sum = 0.0
-            for step in range(steps_per_epoch):
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                x, y = train_x[idx], train_y[idx]
-                flip = rng.random(len(idx)) < 0.5  # horizontal flip keeps labels valid
-                x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-                if y.ndim == 3:  # masks flip with their images; class labels do not change
-                    y = np.where(flip[:, None, None], y[:, :, ::-1], y)
-                inputs, labels = torch.from_numpy(normalize(x)), torch.from_numpy(np.ascontiguousarray(y))
-                logits = model(inputs)
-                loss = loss_fn(logits, labels)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(inputs)
-                    soft = distillation_loss(logits, teacher_logits, labels, cfg.temperature, cfg.ignore_index)
-                    loss = (1 - cfg.soft_weight) * loss + cfg.soft_weight * soft
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item()
-                progress.update(batch_task, advance=1, status=f"loss {loss_sum / (step + 1):.3f}")
+            progress.reset(batch_bar, description=f"epoch {epoch}")
+            loss = run.epoch(train_x, train_y, lambda mean: progress.update(batch_bar, advance=1, status=f"loss {mean:.3f}"))
             scheduler.step()
             quality = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index, cfg.task)
-            if quality.pct > best_miou:
-                best_miou, best_epoch = quality.pct, epoch
+            if quality.pct > best:
+                best, best_epoch = quality.pct, epoch
                 save_checkpoint(model, cfg, command, epoch, quality.pct, reductions)
-            progress.update(epochs_task, advance=1,
-                            status=f"val {quality.metric} {quality.pct:.1f}% (best {best_miou:.1f}% @ {best_epoch})")
+            progress.update(epochs_bar, advance=1,
+                            status=f"val {quality.metric} {quality.pct:.1f}% (best {best:.1f}% @ {best_epoch})")
             pixel = f", pixel acc {quality.pixel_accuracy_pct:.1f}%" if quality.pixel_accuracy_pct is not None else ""
-            progress.console.log(f"epoch {epoch}: loss {loss_sum / steps_per_epoch:.3f}, val {quality.metric} "
-                                 f"{quality.pct:.2f}%{pixel}")
+            progress.console.log(f"epoch {epoch}: loss {loss:.3f}, val {quality.metric} {quality.pct:.2f}%{pixel}")
             if epoch - best_epoch >= cfg.patience_epochs:
                 progress.console.log(f"val {quality.metric} has not improved for {cfg.patience_epochs} epochs: stopping")
                 break
-    return TrainResult(cfg.out_path, best_epoch, best_miou, epoch, time.perf_counter() - started)
+    return TrainResult(cfg.out_path, best_epoch, best, epoch, time.perf_counter() - started)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -162,7 +183,6 @@ def initial_model(cfg: TrainConfig):
     if cfg.init_checkpoint is None:
         return create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {})), []
     from harness.checkpoint import build_model, read_checkpoint
-    from harness.spec import ModelSpec
 
     spec = ModelSpec(name=cfg.arch, arch=cfg.arch, num_classes=cfg.num_classes, input_hw=cfg.input_hw,
                      checkpoint=cfg.init_checkpoint, model_kwargs=dict(cfg.model_kwargs or {}), task=cfg.task)
@@ -171,24 +191,8 @@ def initial_model(cfg: TrainConfig):
 
 def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quality_pct: float,
                     reductions: list[str] | None = None) -> None:
-    cfg.out_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "arch": cfg.arch,
-        "num_classes": cfg.num_classes,
-        "input_size": list(cfg.input_hw),
-        "ignore_index": cfg.ignore_index,
-        "model_kwargs": dict(cfg.model_kwargs or {}),
-        "reductions": list(reductions or []),
-        "parent": str(cfg.init_checkpoint) if cfg.init_checkpoint else None,
-        "epoch": epoch,
-        "task": cfg.task,
-        "val_quality_pct": val_quality_pct,  # mIoU, or top-1 for a classifier
-        "command": command,
-        "harness_version": __version__,
-        "torch_version": str(torch.__version__),
-        **(cfg.provenance or {}),
-    }
-    tmp = cfg.out_path.with_name(cfg.out_path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, cfg.out_path)
+    extra = {"ignore_index": cfg.ignore_index, "parent": str(cfg.init_checkpoint) if cfg.init_checkpoint else None,
+             "epoch": epoch, "val_quality_pct": val_quality_pct,  # mIoU, or top-1 for a classifier
+             **(cfg.provenance or {})}  # a reduced checkpoint's note, history and its own parent win
+    write_checkpoint(cfg.out_path, model, arch=cfg.arch, num_classes=cfg.num_classes, input_hw=cfg.input_hw,
+                     model_kwargs=cfg.model_kwargs, reductions=reductions, task=cfg.task, command=command, **extra)

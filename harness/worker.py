@@ -1,4 +1,4 @@
-"""The measurement child: `python -m harness.worker` reads one JSON request on stdin, prints one JSON result.
+"""The measurement child: `python -m harness.worker --reply-fd N` reads a Request on stdin, writes a Reply to fd N.
 
 It imports only numpy and onnxruntime (never torch), caps its own CPUs before the runtime starts,
 and reads its peak memory from the kernel (VmHWM), so a spike between any two polls still counts.
@@ -6,10 +6,12 @@ and reads its peak memory from the kernel (VmHWM), so a spike between any two po
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import sys
 import time
+
+from harness.protocol import Reply, Request
 
 
 def _status_mb(field: str) -> float:
@@ -35,47 +37,44 @@ def _die_with_parent() -> None:
         pass  # not Linux: the parent still kills its child on any exception it sees
 
 
-def measure(request: dict) -> dict:
-    affinity = request["cpu_affinity"]
-    os.sched_setaffinity(0, affinity)
-    threads = str(request["threads"])
+def measure(request: Request) -> Reply:
+    os.sched_setaffinity(0, request.cpu_affinity)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = threads
+        os.environ[var] = str(request.threads)
 
     import numpy as np
     import onnxruntime as ort
 
-    result = {"import_rss_mb": _status_mb("VmRSS"), "ort_version": ort.__version__}
+    import_rss_mb = _status_mb("VmRSS")
     options = ort.SessionOptions()
     # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
-    options.intra_op_num_threads = request["threads"]
-    options.inter_op_num_threads = request["inter_op_threads"]
+    options.intra_op_num_threads = request.threads
+    options.inter_op_num_threads = request.inter_op_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = request["enable_cpu_mem_arena"]
-    options.enable_mem_pattern = request["enable_mem_pattern"]
+    options.enable_cpu_mem_arena = request.enable_cpu_mem_arena
+    options.enable_mem_pattern = request.enable_mem_pattern
     options.log_severity_level = 3
-    session = ort.InferenceSession(request["onnx_path"], options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    sample = np.load(request["sample_path"])  # one real image, already fitted and normalised
-    if request["serving"] == "concurrent":
-        latencies_ms, wall_s, result["max_in_flight"] = _time_concurrent(session, input_name, sample, request)
+    sample = np.load(request.sample_path)  # one real image, already fitted and normalised
+    max_in_flight = None
+    if request.serving == "concurrent":
+        latencies_ms, wall_s, max_in_flight = _time_concurrent(session, input_name, sample, request)
         images_per_call = 1
     else:
-        images_per_call = request["images_at_once"]
+        images_per_call = request.images_at_once
         batch = np.ascontiguousarray(np.repeat(sample[None], images_per_call, axis=0))
         latencies_ms, wall_s = _time_sequential(session, {input_name: batch}, request)
-    result["images_per_s"] = len(latencies_ms) * images_per_call / wall_s
-    result.update(
-        latencies_ms=latencies_ms,
-        peak_rss_mb=_status_mb("VmHWM"),  # read before evaluation, which holds the eval images too
-        threads_in_process=_threads_now(),
-        cpu_affinity=sorted(os.sched_getaffinity(0)),
+    peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
+    threads_in_process = _threads_now()
+    return Reply(
+        ok=True, latencies_ms=tuple(latencies_ms), wall_s=wall_s, images_per_s=len(latencies_ms) * images_per_call / wall_s,
+        peak_rss_mb=peak_rss_mb, import_rss_mb=import_rss_mb, threads_in_process=threads_in_process,
+        cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=max_in_flight,
+        confusion=_evaluate(session, request) if request.eval_path else None,
+        reference_ms=_reference_ms(ort, options, request.reference_path) if request.reference_path else None,
+        ort_version=ort.__version__,
     )
-    if request.get("eval_path"):
-        result["confusion"] = _evaluate(session, request)
-    if request.get("reference_path"):
-        result["reference_ms"] = _reference_ms(ort, options, request["reference_path"])
-    return result
 
 
 def _reference_ms(ort, options, path: str) -> float:
@@ -94,14 +93,14 @@ def _reference_ms(ort, options, path: str) -> float:
     return float(np.median(samples))
 
 
-def _enough(runs: int, started: float, request: dict) -> bool:
+def _enough(runs: int, started: float, request: Request) -> bool:
     elapsed = time.perf_counter() - started
-    return runs >= request["max_runs"] or (runs >= request["min_runs"] and elapsed >= request["min_duration_s"])
+    return runs >= request.max_runs or (runs >= request.min_runs and elapsed >= request.min_duration_s)
 
 
-def _time_sequential(session, feed: dict, request: dict) -> tuple[list[float], float]:
+def _time_sequential(session, feed: dict, request: Request) -> tuple[list[float], float]:
     """One call at a time: each latency is one call (one image, or one batch)."""
-    for _ in range(request["warmup_runs"]):
+    for _ in range(request.warmup_runs):
         session.run(None, feed)
     latencies_ms = []
     started = time.perf_counter()
@@ -112,13 +111,13 @@ def _time_sequential(session, feed: dict, request: dict) -> tuple[list[float], f
     return latencies_ms, time.perf_counter() - started
 
 
-def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[list[float], float, int]:
+def _time_concurrent(session, input_name: str, sample, request: Request) -> tuple[list[float], float, int]:
     """`images_at_once` requests in flight, one image each, sharing the session and its thread pool."""
     import threading
 
     feed = {input_name: sample[None]}
-    in_flight = request["images_at_once"]
-    for _ in range(request["warmup_runs"]):
+    in_flight = request.images_at_once
+    for _ in range(request.warmup_runs):
         session.run(None, feed)
     latencies_ms: list[float] = []
     lock = threading.Lock()
@@ -149,49 +148,30 @@ def _time_concurrent(session, input_name: str, sample, request: dict) -> tuple[l
     return latencies_ms, time.perf_counter() - started, running[1]
 
 
-def _evaluate(session, request: dict) -> list[list[int]]:
+def _evaluate(session, request: Request) -> tuple[tuple[int, ...], ...]:
     import numpy as np
 
-    data = np.load(request["eval_path"])
-    conf, predictions = evaluate_session(session, data["images"], data["masks"], request["num_classes"], request["ignore_index"])
-    if request.get("predictions_path"):  # the parent compares variants' predictions pixel by pixel
-        np.save(request["predictions_path"], predictions)
-    return conf.tolist()
+    from harness.evaluate import evaluate_session
+
+    data = np.load(request.eval_path)
+    conf, predictions = evaluate_session(session, data["images"], data["masks"], request.num_classes,
+                                         request.ignore_index, request.output_shape)
+    if request.predictions_path:  # the parent compares variants' predictions pixel by pixel
+        np.save(request.predictions_path, predictions)
+    return tuple(tuple(int(v) for v in row) for row in conf)
 
 
-def evaluate_session(session, images, targets, num_classes: int, ignore_index: int):
-    """Confusion matrix and argmax predictions of an ORT session over normalised NCHW images.
-
-    Targets are masks (N,H,W) for segmentation or labels (N,) for classification.
-    """
-    import numpy as np
-
-    from harness.metrics import confusion_matrix
-
-    classification = targets.ndim == 1
-    input_name = session.get_inputs()[0].name
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
-    predictions = np.zeros(targets.shape, dtype=np.uint8 if num_classes <= 256 else np.int32)
-    for i, (image, target) in enumerate(zip(images, targets)):
-        logits = session.run(None, {input_name: image[None]})[0]
-        want = (1, num_classes) if classification else (1, num_classes, *target.shape)
-        if tuple(logits.shape) != want:
-            kind = "class scores" if classification else "class logits per pixel"
-            raise ValueError(f"model output has shape {list(logits.shape)}; expected {list(want)} ({kind})")
-        predictions[i] = logits[0].argmax(0)
-        conf += confusion_matrix(np.atleast_1d(predictions[i]), np.atleast_1d(target), num_classes, ignore_index)
-    return conf, predictions
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker")
+    parser.add_argument("--reply-fd", type=int, required=True, help="file descriptor the Reply is written to")
+    args = parser.parse_args(argv)
     _die_with_parent()
-    request = json.loads(sys.stdin.read())
     try:
-        result = {"ok": True, **measure(request)}
+        reply = measure(Request.from_json(sys.stdin.read()))
     except Exception as e:  # reported to the parent as a row-level failure, not a crash of the run
-        result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    sys.stdout.write(json.dumps(result))
-    sys.stdout.flush()
+        reply = Reply.failed(f"{type(e).__name__}: {e}")
+    with os.fdopen(args.reply_fd, "w") as out:
+        out.write(reply.to_json())
     return 0
 
 

@@ -12,7 +12,7 @@ mkdir -p "$ZOO" "$WORK"
 for step in $STEPS; do
   case $step in
     decoder)  # PSP decoder 512 -> 256 channels, then fine-tune
-      harness reduce decoder-width pspnet_resnet18 --width 256 --data "$DATA" --epochs 8 \
+      harness reduce decoder-width pspnet_resnet18 --channels 256 --data "$DATA" --epochs 8 \
         --lr 3e-4 --out "$ZOO/pspnet_resnet18_decoder256.pt" ;;
     prune)  # 30 % of channels removed everywhere but the logits layer, then fine-tune
       harness reduce prune pspnet_resnet18 --ratio 0.3 --data "$DATA" --epochs 12 \

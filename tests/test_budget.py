@@ -2,10 +2,10 @@ import dataclasses
 
 from harness.budget import summarize, verdict
 from harness.results import ResultRow
-from harness.targets import TargetProfile
+from harness.targets import TargetProfile, with_changes
 
-TARGET = TargetProfile(name="watch", threads=1, memory_quantity="model", memory_budget_mb=15, p95_budget_ms=100,
-                       max_miou_drop=1.0)
+TARGET = TargetProfile.from_flat("watch", threads=1, memory_quantity="model", memory_budget_mb=15, p95_budget_ms=100,
+                                 max_miou_drop=1.0)
 
 
 def _row(**changes) -> ResultRow:
@@ -31,7 +31,7 @@ def test_each_broken_budget_is_named():
 
 
 def test_process_budget_reads_peak_rss():
-    process = dataclasses.replace(TARGET, memory_quantity="process", memory_budget_mb=300)
+    process = with_changes(TARGET, memory_quantity="process", memory_budget_mb=300)
     assert verdict(_row(), process).startswith("over memory (process 400.0 > 300 MB)")
 
 

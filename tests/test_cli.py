@@ -1,5 +1,6 @@
 """The real `harness` command: bad input gets one line and exit 2; results files survive interruption."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 import pytest
 import torch
 
-from harness.registry import create_model
+from harness.models import create_model
 
 from conftest import SAMPLE_DIR, results_csv_text, run_cli
 
@@ -72,6 +73,10 @@ def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
     text = (results / "fast.csv").read_text().splitlines()
     assert len(text) == 3 and text[2].startswith("fast,tiny_unet,fp32,1 per call,ok,fits,")
     assert text[1].startswith("fast,narrow_unet,fp32,1 per call,ok,fits,")
+    raw = json.loads((results / "latest" / "fast.raw.json").read_text())  # every child's latencies, kept
+    assert {(r["model"], r["variant"]) for r in raw["rows"]} == {("tiny_unet", "fp32"), ("narrow_unet", "fp32")}
+    assert all(len(r["per_process_latencies_ms"]) == 3 and min(map(len, r["per_process_latencies_ms"])) >= 5
+               for r in raw["rows"])
 
 
 @pytest.mark.slow

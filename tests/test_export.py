@@ -8,7 +8,7 @@ import torch
 from harness.data import find_split, load_split
 from harness.errors import HarnessError
 from harness.export import export_spec
-from harness.registry import create_model
+from harness.models import create_model
 from harness.spec import ModelSpec
 
 from conftest import CAMVID_CLASSES, CAMVID_IGNORE, SAMPLE_DIR
@@ -41,7 +41,7 @@ def test_export_is_single_file_with_dynamic_batch_and_proven_parity(tiny_checkpo
     assert exported.parity.passed and exported.parity.images == 4
     assert exported.parity.argmax_agreement_pct >= 99.9 and exported.parity.max_abs_logit_diff < 1e-3
     assert not exported.cached
-    assert sorted(p.name for p in exported.path.parent.iterdir()) == ["export.json", "model.onnx"]  # no .onnx.data
+    assert sorted(p.name for p in exported.path.parent.iterdir()) == ["meta.json", "model.onnx"]  # no .onnx.data
     proto = onnx.load(str(exported.path))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis

@@ -6,8 +6,9 @@ import torch
 from harness.data import find_split, load_split
 from harness.export import export_spec
 from harness.fallback import find_fallback, quantized_nodes
-from harness.quantize import QuantizeOptions, variant_of
-from harness.registry import create_model
+from harness.quantize import QuantizeOptions
+from harness.variants import variant_of
+from harness.models import create_model
 from harness.spec import ASSETS_DIR, ModelSpec
 
 HW = (96, 128)

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.gate import check_row, check_schema, run_gate
-from harness.results import read_rows
+from harness.gate import check_row, run_gate
+from harness.results import ResultRow, read_rows, rows_to_csv_text
 from harness.spec import ASSETS_DIR
 from harness.targets import TargetProfile
 
 from conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TARGET = TargetProfile(name="watch", threads=1)
+TARGET = TargetProfile.from_flat("watch", threads=1)
 
 
 @pytest.fixture
@@ -28,8 +28,8 @@ def record():
     return read_rows(FIXTURES / "gate_record.csv")
 
 
-def _changed(row: dict, **changes) -> dict:
-    return {**row, **{k: str(v) for k, v in changes.items()}}
+def _changed(row: ResultRow, **changes) -> ResultRow:
+    return dataclasses.replace(row, **changes)
 
 
 def test_unchanged_rows_pass(record):
@@ -82,8 +82,8 @@ def test_other_machine_is_not_failed_on_latency(record):
 
 
 def test_same_isa_other_cpu_scales_by_the_reference_workload(record):
-    twice_as_slow_machine = _changed(record[0], cpu_model="Older Xeon", reference_ms=2 * float(record[0]["reference_ms"]),
-                                     p50_ms=2 * float(record[0]["p50_ms"]), latency_stdev_pct=1.0)
+    twice_as_slow_machine = _changed(record[0], cpu_model="Older Xeon", reference_ms=2 * record[0].reference_ms,
+                                     p50_ms=2 * record[0].p50_ms, latency_stdev_pct=1.0)
     check = check_row(twice_as_slow_machine, _changed(record[0], latency_stdev_pct=1.0), TARGET)
     assert check.outcome == "pass" and "x2.00" in check.notes[0]
 
@@ -95,7 +95,7 @@ def test_budget_breaking_row_fails_even_without_regression(record):
 
 def test_only_shipped_variants_gate_budgets(record):
     over = _changed(record[0], verdict="over memory (model 20.0 > 15 MB)")  # record[0] is fp32
-    watch = dataclasses.replace(TARGET, variants=("fp32", "int8-static"), ship=("int8-static",))
+    watch = TargetProfile.from_flat("watch", threads=1, variants=("fp32", "int8-static"), ship=("int8-static",))
     check = check_row(over, record[0], watch)
     assert check.outcome == "pass" and "comparison only" in check.notes[0]
     bigger = check_row(_changed(over, file_mb=1.0), record[0], watch)  # regressions still gate every row
@@ -109,11 +109,13 @@ def test_new_and_missing_rows_are_reported_not_failed(record):
     assert fresh.checks[0].outcome == "new"
 
 
-def test_old_or_foreign_csv_gets_a_clear_message(record):
+def test_old_or_foreign_csv_gets_a_clear_message(record, tmp_path):
     with pytest.raises(HarnessError, match="lacks column 'serving'"):
         read_rows(FIXTURES / "old_schema.csv")
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text(rows_to_csv_text([_changed(record[0], schema_version=0)]))
     with pytest.raises(HarnessError, match="schema version 0"):
-        check_schema([_changed(record[0], schema_version=0)], "x.csv")
+        read_rows(foreign)
 
 
 # --- the real command ---------------------------------------------------------------------------

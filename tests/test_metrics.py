@@ -24,7 +24,8 @@ def test_class_absent_everywhere_is_left_out_of_the_mean():
 
 
 def test_top1_and_per_class_precision_recall_match_a_hand_computed_case():
-    from harness.metrics import classification_scores, quality_from_confusion
+    from harness.metrics import classification_scores
+    from harness.tasks import get_task
 
     labels = np.array([0, 0, 0, 1, 1, 2])
     predicted = np.array([0, 0, 1, 1, 1, 1])
@@ -35,6 +36,6 @@ def test_top1_and_per_class_precision_recall_match_a_hand_computed_case():
     # precision: class 0 = 2/2, class 1 = 2/4, class 2 never predicted; recall: 2/3, 2/2, 0/1
     assert precision[0] == 100.0 and precision[1] == 50.0 and precision[2] is None
     assert np.allclose(recall, [200 / 3, 100.0, 0.0])
-    quality = quality_from_confusion(conf, "classification")
+    quality = get_task("classification").quality(conf)
     assert quality.metric == "top-1" and quality.per_class == "0: 100.0/66.7; 1: 50.0/100.0; 2: n/a/0.0"
-    assert quality_from_confusion(conf, "segmentation").metric == "mIoU"
+    assert get_task("segmentation").quality(conf).metric == "mIoU"

@@ -11,8 +11,9 @@ import torch
 from harness.data import find_split, load_split, normalize
 from harness.errors import HarnessError
 from harness.export import export_spec
-from harness.quantize import QuantizeOptions, calibrate, preprocess, variant_of
-from harness.registry import create_model
+from harness.quantize import QuantizeOptions, calibrate, preprocess
+from harness.variants import variant_of
+from harness.models import create_model
 from harness.spec import ASSETS_DIR, ModelSpec
 
 HW = (96, 128)

@@ -11,7 +11,7 @@ from harness.data import find_split, load_split
 from harness.errors import HarnessError
 from harness.export import export_spec
 from harness.reduce import apply_recipe, count_params
-from harness.registry import create_model
+from harness.models import create_model
 from harness.spec import ModelSpec
 
 from conftest import SAMPLE_DIR, run_cli
@@ -129,7 +129,7 @@ def _psp_spec(checkpoint, arch="pspnet_resnet18", kwargs=None):
 def test_decoder_width_narrows_only_the_decoder(small_pspnet, tmp_path, images):
     out = tmp_path / "narrow.pt"
     suite = _suite_for(tmp_path, "pspnet_resnet18", small_pspnet, "{ psp_out_channels = 64 }")
-    proc = run_cli("reduce", "decoder-width", "m", "--suite", str(suite), "--width", "32", "--out", str(out))
+    proc = run_cli("reduce", "decoder-width", "m", "--suite", str(suite), "--channels", "32", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "narrowed from 64 to 32 channels" in proc.stdout
     before, after = build_model(_psp_spec(small_pspnet)), build_model(_psp_spec(out))
@@ -144,7 +144,7 @@ def test_decoder_width_narrows_only_the_decoder(small_pspnet, tmp_path, images):
 
 
 def test_decoder_width_on_a_model_without_a_decoder_is_one_line(parent, tmp_path):
-    proc = _reduce(parent, "decoder-width", tmp_path / "x.pt", "--width", "8")
+    proc = _reduce(parent, "decoder-width", tmp_path / "x.pt", "--channels", "8")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no `decoder` module" in proc.stderr
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.registry import create_model, get_model_info, list_models
+from harness.models import create_model, get_model_info, list_models
 
 REQUIRED = {"pspnet_resnet18", "pspnet_resnet34", "pspnet_resnet101", "pspnet_mobilenet_v2", "unet_mobilenet_v2", "unet_small",
             "mobilenet_v2_pix2pix", "alexnet", "mobilenet_v2"}

@@ -71,7 +71,7 @@ def test_a_zoo_record_gets_one_figure_per_model(tmp_path):
     """The committed watch record holds the baseline and its zoo: colours per model, one variants figure each."""
     record = Path(__file__).parents[1] / "results" / "watch.csv"
     results = load_target_results(record)
-    models = {r["model"] for r in results.records}
+    models = {r.model for r in results.rows}
     assert len(models) > 2
     files = render_report([results], tmp_path / "report")
     assert {p.name for p in files.pngs} == {"trade_off_watch.png"} | {f"variants_watch_{m}.png" for m in models}

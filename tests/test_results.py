@@ -24,7 +24,7 @@ def test_merge_keeps_other_models_and_sorts_stably(tmp_path):
     merge_and_write(path, [_row("b", 2.0), _row("a", 1.0)])
     merge_and_write(path, [_row("b", 3.0)])
     rows = read_rows(path)
-    assert [(r["model"], r["p50_ms"]) for r in rows] == [("a", "1.000"), ("b", "3.000")]
+    assert [(r.model, r.p50_ms) for r in rows] == [("a", 1.0), ("b", 3.0)]
     assert next(csv.reader(open(path))) == COLUMNS
 
 

@@ -1,17 +1,18 @@
 import pytest
 
 from harness.errors import HarnessError
-from harness.targets import list_target_files, load_target
+from harness.targets import check_fits_this_machine, list_target_files, load_target
 
 
 def test_builtin_targets_load():
     names = {p.stem for p in list_target_files()}
     assert {"watch", "phone", "cloud"} <= names
     watch = load_target("watch")
-    assert watch.threads == 1 and watch.memory_budget_mb == 15 and not watch.enable_mem_pattern
-    assert watch.ships("int8-static") and not watch.ships("fp16")
+    assert watch.device.threads == 1 and watch.budgets.memory_budget_mb == 15 and not watch.runtime.enable_mem_pattern
+    assert watch.budgets.ships("int8-static") and not watch.budgets.ships("fp16")
     cloud = load_target("cloud")
-    assert cloud.images_at_once == 10 and cloud.serving == ("batched", "concurrent") and cloud.memory_cap_mb == 512
+    assert cloud.scenario.images_at_once == 10 and cloud.scenario.serving == ("batched", "concurrent")
+    assert cloud.budgets.memory_cap_mb == 512
 
 
 @pytest.mark.parametrize("body, message", [
@@ -26,7 +27,7 @@ def test_bad_target_files_name_file_and_key(tmp_path, body, message):
     path = tmp_path / "bad.toml"
     path.write_text(body)
     with pytest.raises(HarnessError, match=message) as info:
-        load_target(str(path))
+        check_fits_this_machine(load_target(str(path)))
     assert "bad" in str(info.value)
 
 

@@ -8,7 +8,7 @@ import torch
 from harness.data import find_split, load_split
 from harness.errors import HarnessError
 from harness.export import export_spec
-from harness.registry import create_model
+from harness.models import create_model
 from harness.spec import ModelSpec, load_suite
 
 from conftest import SAMPLE_DIR, run_cli

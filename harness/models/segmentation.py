@@ -1,11 +1,11 @@
-"""Built-in model factories. Weights always start random: no hub is reachable here."""
+"""Built-in segmentation factories. Weights always start random: no hub is reachable here."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from harness.registry import register_model
+from harness.models.registry import register_model
 
 
 def _drop_unused_resnet_stages(model: nn.Module) -> nn.Module:
@@ -153,19 +153,3 @@ class MobileNetV2Pix2Pix(nn.Module):
 def mobilenet_v2_pix2pix(num_classes: int, **kwargs) -> nn.Module:
     """MobileNetV2 encoder + pix2pix decoder (transposed conv, batch-norm, dropout, ReLU)."""
     return MobileNetV2Pix2Pix(num_classes, **kwargs)
-
-
-@register_model(input_stride=1, task="classification")
-def alexnet(num_classes: int, **kwargs) -> nn.Module:
-    """torchvision AlexNet classifier (the chest X-ray report's model)."""
-    from torchvision.models import alexnet as tv_alexnet
-
-    return tv_alexnet(weights=None, num_classes=num_classes, **kwargs)
-
-
-@register_model(input_stride=32, task="classification")
-def mobilenet_v2(num_classes: int, width: float = 1.0, **kwargs) -> nn.Module:
-    """torchvision MobileNetV2 classifier, `width` multiplier (the CIFAR-100 report's model)."""
-    from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
-
-    return tv_mobilenet_v2(weights=None, num_classes=num_classes, width_mult=width, **kwargs)

@@ -3,38 +3,36 @@
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness.measure import LatencyStats, build_request, run_worker, trivial_model
+from harness.measurement import LatencyStats, build_request
+from harness.onnx_graph import save_graph
+from harness.runner import run_worker
 from harness.targets import TargetProfile
+from harness.yardsticks import trivial_model
 
 HW = (32, 32)
 
 
 def _target(**overrides) -> TargetProfile:
-    values = dict(name="t", description="test", threads=1, warmup_runs=1, min_runs=5, min_duration_s=0.0)
+    values = dict(threads=1, warmup_runs=1, min_runs=5, min_duration_s=0.0)
     values.update(overrides)
-    return TargetProfile(**values)
+    return TargetProfile.from_flat("t", description="test", **values)
 
 
 def _model_holding(path: Path, megabytes: int) -> Path:
     """Identity on the image plus a reduction over a `megabytes` MB random constant."""
     weights = np.random.default_rng(0).standard_normal(megabytes * 262144).astype(np.float32)
-    graph = helper.make_graph(
+    return save_graph(
+        path, "big",
         [helper.make_node("ReduceMean", ["w"], ["m"], keepdims=0),
          helper.make_node("Mul", ["m", "zero"], ["z"]),
          helper.make_node("Add", ["image", "z"], ["logits"])],
-        "big",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, *HW])],
         [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.zeros((), np.float32), "zero")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def _conv_stack(path: Path, channels: int = 64, layers: int = 4) -> Path:
@@ -47,13 +45,9 @@ def _conv_stack(path: Path, channels: int = 64, layers: int = 4) -> Path:
         name = "logits" if i == layers - 1 else f"h{i}"
         nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [name], pads=[1, 1, 1, 1]))
         previous, in_ch = name, out_ch
-    graph = helper.make_graph(nodes, "convs",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, *HW])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, "convs", nodes,
+                      [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, *HW])], inits)
 
 
 @pytest.fixture

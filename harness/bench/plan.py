@@ -1,0 +1,93 @@
+"""What a bench run will measure, checked before anything is measured: suite × variants × serving modes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.quantize import QuantizeOptions
+from harness.spec import Suite
+from harness.targets import TargetProfile
+from harness.tasks import Task, get_task
+from harness.variants import get_variant
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    """Everything a bench run reads besides the suite's models and the target."""
+
+    data_dir: Path
+    calibration_dir: Path | None
+    quantize: QuantizeOptions
+    max_miou_drop: float | None = None  # set: int8-static leaves the fewest nodes in float to stay within it
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    suite: Suite
+    target: TargetProfile
+    inputs: BenchInputs
+    task: Task
+    variants: tuple[str, ...]  # fp32 first: every ratio's reference
+
+    @property
+    def input_sizes(self) -> list[tuple[int, int]]:
+        return sorted({spec.input_hw for spec in self.suite.models})
+
+    @property
+    def steps(self) -> int:
+        """Progress-bar steps: each export and variant made, then each child process run."""
+        scenario = self.target.scenario
+        per_round = len(self.input_sizes) + len(self.suite.models) * len(self.variants) * len(scenario.serving)
+        return len(self.suite.models) * (1 + len(self.variants)) + scenario.processes * per_round
+
+
+def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
+    """The plan, or one HarnessError naming what is wrong with the input."""
+    variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
+    for name in variants:
+        get_variant(name)  # unknown names fail now, with close matches
+    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants)
+    if any(get_variant(v).needs_calibration for v in variants):
+        calibration_split(plan)
+    check_batch_feedable(suite, target)
+    return plan
+
+
+def calibration_split(plan: BenchPlan):
+    """The calibration split on disk; it must exist and must not be the evaluation data."""
+    suite, inputs = plan.suite, plan.inputs
+    if inputs.calibration_dir is None:
+        raise HarnessError("int8-static needs calibration images: set [calibration] dir in the suite or pass --calibration-data")
+    split = plan.task.find_split(inputs.calibration_dir, "train", suite.ignore_index)
+    evaluation = plan.task.find_split(inputs.data_dir, "val", suite.ignore_index)
+    if evaluation.root.resolve() == split.root.resolve():
+        raise HarnessError(f"calibration data {split.root} is the evaluation data: calibrate on other images")
+    return split
+
+
+def check_batch_feedable(suite: Suite, target: TargetProfile) -> None:
+    """A user's ONNX file with a fixed batch axis cannot take the target's batched calls."""
+    from harness.export import check_onnx_input, onnx_batch_dim
+
+    images_at_once = target.scenario.images_at_once
+    if "batched" not in target.scenario.serving or images_at_once == 1:
+        return
+    for spec in suite.models:
+        if spec.onnx is None:
+            continue
+        check_onnx_input(spec.onnx, spec)
+        fixed = onnx_batch_dim(spec.onnx)
+        if fixed is not None and fixed != images_at_once:
+            raise HarnessError(f"{spec.onnx} has a fixed batch of {fixed} but target {target.name} sends batches of "
+                               f"{images_at_once}: export it with a dynamic batch axis, or use a target without "
+                               f"batched serving")
+
+
+def default_data_dir(suite: Suite, data_arg: str | None) -> Path:
+    if data_arg:
+        return Path(data_arg)
+    if suite.data_dir is None:
+        raise HarnessError(f"suite {suite.path} names no [data] dir: pass --data a folder holding images/ and masks/")
+    return suite.data_dir

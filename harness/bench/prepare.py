@@ -1,0 +1,102 @@
+"""Before measuring: evaluation images written for the children, each model exported and its variants made."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.bench.plan import BenchPlan, calibration_split
+from harness.data import normalize
+from harness.errors import ParityError, VariantError
+from harness.export import ExportedModel, export_spec
+from harness.spec import ModelSpec
+from harness.variants import VariantModel, get_variant, variant_of
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Evaluation images fitted to one input size, written where workers can load them."""
+
+    images_u8: np.ndarray
+    eval_path: Path
+    sample_path: Path
+
+
+@dataclass
+class PreparedModel:
+    """One suite model, exported and with its variants made, waiting to be measured."""
+
+    spec: ModelSpec
+    exported: ExportedModel | None  # None: the export failed (see failures)
+    made: dict[str, VariantModel]
+    eval_set: EvalSet
+    failures: dict[str, str]  # variant -> why it could not be made
+
+
+def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:
+    sets = {}
+    for spec in plan.suite.models:
+        key = (spec.input_hw, spec.num_classes)
+        if key in sets:
+            continue
+        images_u8, targets = plan.task.load(plan.inputs.data_dir, "val", plan.suite.ignore_index, spec.input_hw,
+                                            spec.num_classes)
+        tag = f"{spec.input_hw[0]}x{spec.input_hw[1]}_{spec.num_classes}"
+        eval_path, sample_path = workdir / f"eval_{tag}.npz", workdir / f"sample_{tag}.npy"
+        images = normalize(images_u8)
+        np.savez(eval_path, images=images, masks=targets.astype(np.int16))  # masks, or labels (N,) for classification
+        np.save(sample_path, images[0])
+        sets[key] = EvalSet(images_u8, eval_path, sample_path)
+    return sets
+
+
+def load_calibration(plan: BenchPlan, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration images and their targets (masks or labels: the accuracy fallback scores on them)."""
+    calibration_split(plan)
+    return plan.task.load(plan.inputs.calibration_dir, "train", plan.suite.ignore_index, spec.input_hw,
+                          spec.num_classes, limit=plan.inputs.quantize.calibration_images)
+
+
+def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name: str,
+                 say=lambda message: None, on_calibration=None) -> VariantModel:
+    """One variant of the export; with the accuracy fallback when a limit is set and the variant supports it."""
+    variant, inputs = get_variant(name), plan.inputs
+    if not variant.needs_calibration:
+        return variant_of(exported, name, inputs.quantize, None)
+    images_u8, targets = load_calibration(plan, spec)
+    options, note = inputs.quantize, ""
+    if inputs.max_miou_drop is not None and variant.supports_fallback:
+        from harness.fallback import find_fallback
+
+        found = find_fallback(exported, options, images_u8, targets, spec.num_classes, plan.suite.ignore_index,
+                              inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"),
+                              task=plan.task.name)
+        options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
+    made = variant_of(exported, name, options, images_u8,
+                      on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")))
+    return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
+
+
+def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, advance, on_calibration) -> PreparedModel:
+    """Export (cached) and make every variant (cached); what fails is kept as a reason, not raised."""
+    say(f"export {spec.name}")
+    try:
+        exported = export_spec(spec, eval_set.images_u8)
+    except ParityError as e:
+        for _ in plan.variants:
+            advance()
+        return PreparedModel(spec, None, {}, eval_set, {v: f"export not faithful: {e}" for v in plan.variants})
+    finally:
+        advance()
+    model = PreparedModel(spec, exported, {}, eval_set, {})
+    for name in plan.variants:
+        say(f"make {spec.name} {name}")
+        try:
+            model.made[name] = make_variant(plan, spec, exported, name, say=say, on_calibration=on_calibration)
+        except VariantError as e:
+            model.failures[name] = str(e)
+        advance()
+    return model

@@ -1,0 +1,83 @@
+"""Measuring: every variant of every model, and the runtime floor, in alternating rounds of child processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.bench.plan import BenchPlan
+from harness.bench.prepare import PreparedModel
+from harness.measurement import Measurement, build_request, combine
+from harness.runner import Runner
+from harness.yardsticks import reference_model, trivial_model
+
+FLOOR = "floor"
+
+
+def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
+    """Every (model, variant, serving) and each input size's floor, in `processes` rounds; {key: (Measurement, predictions)}.
+
+    Alternating rounds (floor, model A fp32, A int8, ..., B fp32, ..., floor, A fp32, ...) let every variant
+    and every model see the same machine: on a shared host whose speed drifts over minutes, a ratio
+    against fp32 or against the suite's baseline model stays honest. Accuracy and predictions come from
+    the first round's children.
+    """
+    target, processes = plan.target, plan.target.scenario.processes
+    cap = target.budgets.memory_cap_mb or None
+    children: dict[tuple, list[Measurement]] = {}
+    predictions: dict[tuple, Path | None] = {}
+    reference = reference_model(workdir / "reference.onnx")
+    sizes = sorted({model.spec.input_hw for model in prepared})  # a model whose export failed needs no floor
+    floors = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
+    samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
+    for round_index in range(processes):
+        progress = f"round {round_index + 1}/{processes}"
+        for hw in sizes:
+            say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
+            request = build_request(floors[hw], target, samples[hw], reference_path=reference)
+            request = _untimed(request)
+            children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
+            predictions[(FLOOR, hw, "")] = None
+            advance()
+        for model in prepared:
+            for key, measured, pred in _measure_model(plan, model, runner, workdir, round_index, children, say, progress):
+                if measured is not None:
+                    children.setdefault(key, []).append(measured)
+                    if round_index == 0:
+                        predictions[key] = pred
+                advance()
+    return {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
+
+
+def _untimed(request):
+    """The floor's peak needs no timing: one warm-up and one run."""
+    import dataclasses
+
+    return dataclasses.replace(request, warmup_runs=1, min_runs=1, min_duration_s=0.0)
+
+
+def _measure_model(plan: BenchPlan, model: PreparedModel, runner: Runner, workdir: Path, round_index: int,
+                   children: dict, say, progress: str):
+    """Yield (key, measurement, predictions path) for each variant and serving; measurement None: skipped."""
+    target, spec, eval_set = plan.target, model.spec, model.eval_set
+    cap = target.budgets.memory_cap_mb or None
+    first = round_index == 0
+    output_shape = plan.task.output_shape(spec.num_classes, spec.input_hw)
+    for variant in plan.variants:
+        for serving in target.scenario.serving:
+            key = (spec.name, variant, serving)
+            made = model.made.get(variant)
+            if made is None or (children.get(key) and children[key][-1].error):  # a child that failed once fails again
+                yield key, None, None
+                continue
+            say(f"measure {spec.name} {variant}, {target.scenario.serving_label(serving)}, {target.device.threads} "
+                f"thread(s) ({progress})")
+            pred_path = workdir / f"pred_{_slug(spec.name)}_{variant}_{serving}.npy" if first else None
+            request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
+                                    spec.num_classes, plan.suite.ignore_index, pred_path, serving,
+                                    output_shape=output_shape)
+            measured = Measurement.from_reply(runner.run(request, cap))
+            yield key, measured, pred_path if pred_path is not None and pred_path.is_file() else None
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)

@@ -1,0 +1,113 @@
+"""From measurements to result rows: one per model, variant and serving mode, compared with fp32 of the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from harness.bench.plan import BenchPlan
+from harness.bench.prepare import PreparedModel
+from harness.bench.rounds import FLOOR
+from harness.budget import verdict
+from harness.export import ExportedModel
+from harness.machine import machine_fingerprint
+from harness.measurement import Measurement
+from harness.results import ResultRow
+from harness.spec import ModelSpec
+from harness.variants import VariantModel, get_variant
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, status: str, ort_version: str | None) -> dict:
+    import onnxruntime
+
+    target = plan.target
+    fp = machine_fingerprint(ort_version or onnxruntime.__version__)
+    fields = {f.name: None for f in dataclasses.fields(ResultRow)}
+    fields.update(
+        target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving),
+        status=status, verdict="not measured", flags="", recipe="", nodes_in_float_names="",
+        threads=target.device.threads, quality_metric=plan.task.quality_metric, per_class_pct="",
+        images_at_once=target.scenario.images_at_once, cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
+        cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
+        harness_version=fp.harness_version, measured_at=_now(),
+    )
+    del fields["schema_version"]
+    return fields
+
+
+def failed_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, reason: str) -> ResultRow:
+    return ResultRow(**_base_row(plan, spec, variant, serving, reason, None))
+
+
+def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: str, exported: ExportedModel,
+                 measured: Measurement, floor: Measurement, eval_images: int) -> ResultRow:
+    status = measured.error or "ok"
+    if not measured.error and floor.error:
+        status = f"runtime floor not measured: {floor.error}"
+    fields = _base_row(plan, spec, made.variant, serving, status, measured.ort_version)
+    fields.update(
+        recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
+        nodes_in_float=len(made.nodes_in_float) if get_variant(made.variant).supports_fallback else None,
+        nodes_in_float_names=";".join(made.nodes_in_float),
+        parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
+        parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
+        peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, images_per_s=measured.images_per_s,
+        reference_ms=floor.reference_ms, import_rss_mb=measured.import_rss_mb,
+        threads_in_process=measured.threads_in_process, max_in_flight=measured.max_in_flight,
+        processes=len(measured.per_process_latencies_ms) or None,
+    )
+    lat = measured.latency
+    if lat:
+        fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,
+                      latency_stdev_pct=100 * lat.stdev_ms / lat.mean_ms)
+    if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
+        fields["model_mb"] = measured.peak_rss_mb - floor.peak_rss_mb
+    if measured.confusion is not None:
+        quality = plan.task.quality(measured.confusion)
+        fields.update(quality_pct=quality.pct, pixel_accuracy_pct=quality.pixel_accuracy_pct,
+                      per_class_pct=quality.per_class, eval_images=eval_images)
+    return ResultRow(**fields)
+
+
+def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[ResultRow]:
+    """Every row of one model: measured, or failed with its reason; then compared with fp32."""
+    spec, serving_modes = model.spec, plan.target.scenario.serving
+    pairs: list[tuple[ResultRow, Path | None]] = []
+    for variant in plan.variants:
+        for serving in serving_modes:
+            if variant in model.failures:
+                pairs.append((failed_row(plan, spec, variant, serving, model.failures[variant]), None))
+                continue
+            floor = measured[(FLOOR, spec.input_hw, "")][0]
+            measurement, predictions = measured[(spec.name, variant, serving)]
+            row = measured_row(plan, spec, model.made[variant], serving, model.exported, measurement, floor,
+                               len(model.eval_set.images_u8))
+            pairs.append((row, predictions))
+    return compare_with_fp32(pairs, plan)
+
+
+def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan) -> list[ResultRow]:
+    """Add speed ratio, quality drop and agreement against fp32 (same run, same serving), flags, verdict."""
+    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32"}
+    out = []
+    for row, pred_path in pairs:
+        reference, reference_pred = references.get(row.serving, (None, None))
+        changes, flags = {}, []
+        if reference is not None and row.p50_ms and reference.p50_ms:
+            changes["speedup_vs_fp32"] = reference.p50_ms / row.p50_ms
+            if row.variant != "fp32" and row.p50_ms > reference.p50_ms:
+                flags.append(f"slower than fp32 ({reference.p50_ms / row.p50_ms:.2f}x)")
+        if reference is not None and row.quality_pct is not None and reference.quality_pct is not None:
+            changes["quality_drop_pts"] = reference.quality_pct - row.quality_pct
+        if pred_path is not None and reference_pred is not None:
+            changes["agreement_with_fp32_pct"] = float(100 * (np.load(pred_path) == np.load(reference_pred)).mean())
+        updated = dataclasses.replace(row, flags="; ".join(flags), **changes)
+        out.append(dataclasses.replace(updated, verdict=verdict(updated, plan.target)))
+    return out

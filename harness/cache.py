@@ -1,0 +1,60 @@
+"""The one content-addressed cache: exports, variants, calibration ranges and fallback searches.
+
+An entry is a folder named by the hash of what made it. It is built in a staging folder and renamed
+into place, so it appears whole or not at all; `meta.json` inside it marks it complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+META = "meta.json"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+
+
+def cache_key(parts: dict) -> str:
+    """A short stable hash of everything that determines an entry."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    folder: Path
+    meta: dict
+    cached: bool  # True: found, not built now
+
+
+def cached_entry(kind: str, parts: dict, build: Callable[[Path], dict]) -> CacheEntry:
+    """The entry for `parts`, or `build(staging_folder) -> meta` run now and committed by rename."""
+    folder = cache_dir() / kind / cache_key(parts)
+    if (folder / META).is_file():
+        return CacheEntry(folder, json.loads((folder / META).read_text()), True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        meta = build(staging)
+        (staging / META).write_text(json.dumps(meta, indent=2))
+        if folder.exists():  # a half-written entry of an older harness: replace it
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+        return CacheEntry(folder, meta, False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""The `harness` command: one module per subcommand, each adding its own parser; errors become exit codes.
+
+Exit codes: 0 ok; 1 a failed check (budget, regression, unfaithful export); 2 bad input (one line);
+3 an internal error (a bug: one line, the traceback with --debug); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import signal
+import sys
+import threading
+
+from harness import __version__
+from harness.cli import bench, compare, export, models, quantize, reduce, report, targets, train
+from harness.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError, ParityError
+
+COMMANDS = (bench, export, quantize, train, reduce, report, compare, models, targets)
+INTERRUPT_GRACE_S = 15.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Export, quantize and benchmark vision models on edge targets.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _on_interrupt(timers: list, signum, frame) -> None:
+    """Ctrl-C unwinds normally; if unwinding hangs (a lock held mid-interrupt), leave anyway after a grace period.
+
+    Leaving hard is safe: results CSVs are only ever replaced by rename, and measuring children die
+    with their parent (PR_SET_PDEATHSIG).
+    """
+
+    def leave() -> None:
+        print("interrupted: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
+        os._exit(EXIT_INTERRUPTED)
+
+    timer = threading.Timer(INTERRUPT_GRACE_S, leave)
+    timer.daemon = True
+    timer.start()
+    timers.append(timer)
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    timers: list = []
+    previous = signal.signal(signal.SIGINT, functools.partial(_on_interrupt, timers)) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        for timer in timers:  # unwinding finished: no hard stop needed
+            timer.cancel()
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run(args) -> int:
+    try:
+        return args.run(args)
+    except ParityError as e:  # the export ran but is not faithful: a failed check, not bad input
+        return _fail(args, f"error: {e}", EXIT_FAILED)
+    except HarnessError as e:
+        return _fail(args, f"error: {e}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("interrupted: results on disk are unchanged", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug: say so in one line, not as if the user's input or the gate had failed
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        return _fail(args, f"internal error: {type(e).__name__}: {first_line} (a bug in harness {__version__}: "
+                           f"rerun with --debug for the traceback and report it)", EXIT_INTERNAL)
+
+
+def _fail(args, message: str, code: int) -> int:
+    if args.debug:
+        raise
+    print(message, file=sys.stderr)
+    return code

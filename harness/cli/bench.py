@@ -1,0 +1,92 @@
+"""`harness bench --target T`: measure a suite under a target, print the tables, write the CSVs, gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.cli.options import add_data_options, bench_inputs
+from harness.errors import EXIT_FAILED, EXIT_OK
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measure every model of a suite under a target profile")
+    p.add_argument("--target", required=True, help="target name (harness targets) or a .toml profile")
+    add_data_options(p)
+    p.add_argument("--results-dir", default="results", help="where the record <target>.csv lives")
+    p.add_argument("--update", action="store_true", help="rewrite the record with this run (other models' rows kept)")
+    p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
+    p.add_argument("--report", nargs="?", const="report", metavar="DIR",
+                   help="also write the HTML report of this run (default folder: report)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from harness.bench import run_bench
+    from harness.render import make_console
+    from harness.results import read_rows
+    from harness.spec import load_suite
+    from harness.targets import load_target
+
+    target = load_target(args.target)
+    suite = load_suite(args.suite)
+    inputs = bench_inputs(args, suite)
+    record_path = Path(args.results_dir) / f"{target.name}.csv"
+    # An unreadable record fails now, not after minutes of measuring.
+    recorded = read_rows(record_path) if record_path.is_file() else None
+    console = make_console()
+    run = run_bench(suite, target, inputs, console=console)
+    rows = run.rows
+    _print_tables(console, target, rows, suite.models[0].name)
+    latest = _write_results(console, args, target, run, record_path, recorded)
+    passed = _gate(console, args, target, rows, record_path, recorded)
+    if args.report:
+        from harness.report import load_target_results, render_report
+
+        baseline = record_path if recorded is not None and not args.update else None
+        files = render_report([load_target_results(latest, baseline)], Path(args.report))
+        console.print(f"report written: {files.html} ({len(files.pngs)} PNG figures beside it)")
+    if args.no_gate:
+        console.print("--no-gate: reporting only, exit 0")
+        return EXIT_OK
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _print_tables(console, target, rows, baseline_model: str) -> None:
+    from harness.budget import summarize
+    from harness.render import ladder_table, recipes_table, results_table
+
+    console.print(results_table(target, rows))
+    if len({r.model for r in rows}) > 1:
+        console.print(ladder_table(rows, baseline_model))
+    console.print(recipes_table(rows))
+    console.print(summarize(rows).line(target))
+
+
+def _write_results(console, args, target, run, record_path: Path, recorded) -> Path:
+    """This run to results/latest/<target>.csv (and .raw.json); the record too when asked (or when there is none yet)."""
+    from harness.results import merge_and_write, rows_to_csv_text, write_csv_atomic
+
+    rows = run.rows
+    latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
+    write_csv_atomic(latest, rows_to_csv_text(rows))  # harness compare RECORD LATEST shows the change
+    write_csv_atomic(latest.with_suffix(".raw.json"), run.raw_json())
+    if args.update or recorded is None:
+        merge_and_write(record_path, rows)
+        console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
+                      f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
+    return latest
+
+
+def _gate(console, args, target, rows, record_path: Path, recorded) -> bool:
+    from harness.gate import run_gate
+    from harness.render import gate_table
+
+    compare = recorded is not None and not args.update
+    report = run_gate(rows, recorded if compare else [], target)
+    if compare:
+        console.print(gate_table(report, record_path))
+        console.print(report.summary(target.name))
+    else:
+        console.print(f"budgets of {target.name}: " + ("all shipped rows fit" if report.passed else
+                      f"{len(report.failed)} row(s) over a budget or not measured"))
+    return report.passed

@@ -1,0 +1,116 @@
+"""Option groups several commands share, and how their values become a model spec or bench inputs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from harness.spec import DEFAULT_SUITE
+
+
+def input_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HEIGHTxWIDTH, e.g. 192x240") from None
+    return h, w
+
+
+def command_line() -> str:
+    """This invocation, as a checkpoint records it."""
+    return "harness " + shlex.join(sys.argv[1:])
+
+
+def add_suite_option(p) -> None:
+    p.add_argument("--suite", default=str(DEFAULT_SUITE), help="suite TOML (default: the built-in suite)")
+
+
+def add_model_options(p) -> None:
+    p.add_argument("--checkpoint", help="state_dict (or, with --allow-pickle, a whole module) to load")
+    p.add_argument("--allow-pickle", action="store_true", help="let the checkpoint hold a pickled module (trusted files only)")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--input-size", type=input_size, help="HEIGHTxWIDTH")
+
+
+def add_data_options(p) -> None:
+    """Evaluation and calibration data, and how int8-static is made."""
+    from harness.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
+
+    add_suite_option(p)
+    p.add_argument("--data", help="evaluation data: a split folder (images/ + masks/, or one folder per class) or a "
+                                  "dataset root holding val/ (default: the suite's)")
+    p.add_argument("--calibration-data", help="calibration images: a split folder or a root holding train/ (default: the suite's)")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help=f"default: the suite's ({DEFAULT_CALIBRATION_METHOD})")
+    p.add_argument("--calibration-images", type=int, help=f"how many calibration images (default: the suite's, {DEFAULT_CALIBRATION_IMAGES})")
+    p.add_argument("--activation-type", choices=["uint8", "int8"], help="int8-static activations (default uint8: see README)")
+    p.add_argument("--quantize-output", action="store_true",
+                   help="int8-static: quantize the node that writes the logits too (ORT's plain default; off by default)")
+    p.add_argument("--max-miou-drop", type=float, metavar="PTS",
+                   help="int8-static: leave the fewest nodes in float until the quality drop is within PTS")
+
+
+def resolve_spec(args, suite):
+    """MODEL is a suite entry, a registry architecture, or an ONNX file; CLI options override."""
+    from harness.spec import ModelSpec, find_spec
+
+    base = find_spec(suite, args.model)
+    changes = {k: v for k, v in {
+        "checkpoint": Path(args.checkpoint) if args.checkpoint else None,
+        "num_classes": args.num_classes, "input_hw": args.input_size,
+        "allow_pickle": True if args.allow_pickle else None,
+    }.items() if v is not None}
+    if base is not None:
+        return dataclasses.replace(base, **changes)
+    default_hw = suite.models[0].input_hw
+    if args.model.endswith(".onnx"):
+        source = {"onnx": Path(args.model)}
+    else:
+        from harness.models import get_model_info
+
+        stride = get_model_info(args.model).input_stride
+        default_hw = tuple(-(-side // stride) * stride for side in default_hw)
+        source = {"arch": args.model}
+    changes.setdefault("input_hw", default_hw)
+    changes.setdefault("num_classes", suite.models[0].num_classes)
+    return ModelSpec(name=Path(args.model).stem, task=suite.task, **source, **changes)
+
+
+def bench_inputs(args, suite):
+    """The data and quantization options of bench and quantize, from the suite with CLI overrides."""
+    from harness.bench import BenchInputs, default_data_dir
+    from harness.quantize import default_options
+
+    calibration = Path(args.calibration_data) if args.calibration_data else suite.calibration_dir
+    images = args.calibration_images if args.calibration_images is not None else suite.calibration_images
+    options = default_options(
+        calibration_method=args.calibration_method or suite.calibration_method,
+        calibration_images=images,
+        activation_type=args.activation_type,
+        keep_output_float=False if args.quantize_output else None,
+    )
+    return BenchInputs(default_data_dir(suite, args.data), calibration, options, args.max_miou_drop)
+
+
+def parity_images(suite, spec, data_arg: str | None):
+    """The first few evaluation images, fitted to the spec's input: the export's parity check runs on them."""
+    from harness.bench import default_data_dir
+    from harness.export import PARITY_IMAGES
+    from harness.tasks import get_task
+
+    images_u8, _ = get_task(spec.task).load(default_data_dir(suite, data_arg), "val", suite.ignore_index, spec.input_hw,
+                                           spec.num_classes, limit=PARITY_IMAGES)
+    return images_u8
+
+
+def copy_out(path: Path, out: str | None) -> Path:
+    """Also copy a made file to --out; return where the user should look."""
+    import shutil
+
+    if not out:
+        return path
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, out)
+    return Path(out)

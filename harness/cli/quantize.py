@@ -1,0 +1,54 @@
+"""`harness quantize MODEL --method M`: make one variant of a model's export."""
+
+from __future__ import annotations
+
+from harness.cli.options import add_data_options, add_model_options, bench_inputs, copy_out, parity_images, resolve_spec
+from harness.errors import EXIT_OK
+
+# The short names of earlier releases; any registered variant name works too.
+METHOD_ALIASES = {"static": "int8-static", "dynamic": "int8-dynamic"}
+
+
+def add_parser(sub) -> None:
+    from harness.variants import list_variants
+
+    p = sub.add_parser("quantize", help="make one int8 or fp16 variant of a model with ONNX Runtime")
+    p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
+    p.add_argument("--method", required=True, choices=[*METHOD_ALIASES, *(v for v in list_variants() if v != "fp32")],
+                   help="a variant (as targets name them), or static / dynamic for int8-static / int8-dynamic")
+    p.add_argument("--out", help="also copy the variant's ONNX file here")
+    add_model_options(p)
+    add_data_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from rich.progress import Progress
+
+    from harness.bench import calibration_bar, make_variant, plan_bench
+    from harness.export import export_spec
+    from harness.render import make_console
+    from harness.spec import load_suite
+    from harness.targets import TargetProfile
+
+    suite = load_suite(args.suite)
+    spec = resolve_spec(args, suite)
+    variant = METHOD_ALIASES.get(args.method, args.method)
+    images_u8 = parity_images(suite, spec, args.data)
+    console = make_console()
+    with console.status(f"exporting {spec.name}"):
+        exported = export_spec(spec, images_u8)
+    one_variant = TargetProfile.from_flat("quantize", threads=1, variants=(variant,))
+    plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"make {variant}", total=None)
+        made = make_variant(plan, spec, exported, variant, say=lambda message: progress.update(bar, description=message),
+                            on_calibration=calibration_bar(progress, spec.name))
+    out = copy_out(made.path, args.out)
+    console.print(f"{spec.name} {variant}: {out} ({made.file_mb:.2f} MB, fp32 {exported.file_mb:.2f} MB, "
+                  f"{100 * made.file_mb / exported.file_mb:.0f} %){' [cached]' if made.cached else ''}")
+    console.print(f"recipe: {made.recipe}")
+    if made.nodes_in_float:
+        console.print(f"left in float: {', '.join(made.nodes_in_float)}")
+    console.print("accuracy and speed: run harness bench, which measures every variant against fp32 in one run")
+    return EXIT_OK

@@ -1,0 +1,31 @@
+"""Score an ONNX Runtime session on evaluation images: confusion matrix and argmax predictions.
+
+numpy only (the measurement child imports it). Task-neutral: the class axis is axis 1 of the output,
+whether that output is one score per class (classification) or one logit map per class (segmentation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.metrics import confusion_matrix
+
+
+def evaluate_session(session, images: np.ndarray, targets: np.ndarray, num_classes: int, ignore_index: int,
+                     output_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Confusion matrix and predictions over normalised NCHW images, one image per call.
+
+    `output_shape` is one image's expected output without the batch axis; any other shape is refused.
+    """
+    input_name = session.get_inputs()[0].name
+    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    predictions = np.zeros(targets.shape, dtype=np.uint8 if num_classes <= 256 else np.int32)
+    want = (1, *output_shape)
+    for i, (image, target) in enumerate(zip(images, targets)):
+        logits = session.run(None, {input_name: image[None]})[0]
+        if tuple(logits.shape) != want:
+            raise ValueError(f"model output has shape {list(logits.shape)}; expected {list(want)} "
+                             f"(batch, {num_classes} classes{', height, width' if len(want) > 2 else ''})")
+        predictions[i] = logits[0].argmax(0)
+        conf += confusion_matrix(np.atleast_1d(predictions[i]), np.atleast_1d(target), num_classes, ignore_index)
+    return conf, predictions

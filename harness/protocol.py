@@ -1,0 +1,99 @@
+"""What the parent and the measurement child say to each other: one versioned Request in, one Reply back.
+
+Standard library only: the child imports it before anything else. The reply travels on its own pipe
+(a file descriptor the parent passes), never on stdout, so a library that prints cannot break a row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(ValueError):
+    """A message of another protocol version, or not a message at all."""
+
+
+class _Message:
+    """JSON both ways; decoding checks the protocol version and the fields."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls(**_decode(cls, text))
+
+
+@dataclass(frozen=True)
+class Request(_Message):
+    """One measurement: a model file, its input, how to run it and whether to evaluate it."""
+
+    onnx_path: str
+    sample_path: str  # one fitted, normalised image (C,H,W) as .npy
+    output_shape: tuple[int, ...]  # one image's logits, without the batch axis; checked when evaluating
+    threads: int
+    cpu_affinity: tuple[int, ...]
+    inter_op_threads: int = 1
+    serving: str = "batched"  # "batched": one call of images_at_once; "concurrent": that many requests in flight
+    images_at_once: int = 1
+    enable_cpu_mem_arena: bool = True
+    enable_mem_pattern: bool = True
+    warmup_runs: int = 10
+    min_runs: int = 50
+    min_duration_s: float = 2.0
+    max_runs: int = 5000
+    eval_path: str | None = None  # .npz of images and targets: evaluate after timing
+    predictions_path: str | None = None  # where to save the argmax predictions of the evaluation
+    num_classes: int = 1
+    ignore_index: int = 255
+    reference_path: str | None = None  # the fixed reference workload, timed after the model
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Reply(_Message):
+    """What one child measured, or why it could not."""
+
+    ok: bool
+    error: str | None = None
+    latencies_ms: tuple[float, ...] = ()
+    wall_s: float | None = None
+    images_per_s: float | None = None
+    peak_rss_mb: float | None = None  # kernel high-water mark (VmHWM) after the timed runs
+    import_rss_mb: float | None = None  # resident memory right after importing numpy and onnxruntime
+    threads_in_process: int | None = None
+    cpu_affinity: tuple[int, ...] = ()
+    max_in_flight: int | None = None
+    reference_ms: float | None = None
+    confusion: tuple[tuple[int, ...], ...] | None = None  # rows true class, columns predicted
+    ort_version: str | None = None
+    version: int = PROTOCOL_VERSION
+
+    @classmethod
+    def failed(cls, error: str) -> "Reply":
+        return cls(ok=False, error=error)
+
+
+_TUPLES = {"output_shape", "cpu_affinity", "latencies_ms"}
+
+
+def _decode(cls, text: str) -> dict:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"not a JSON document ({e})") from e
+    if not isinstance(doc, dict) or doc.get("version") != PROTOCOL_VERSION:
+        version = doc.get("version") if isinstance(doc, dict) else None
+        raise ProtocolError(f"{cls.__name__} of protocol version {version}; this harness speaks {PROTOCOL_VERSION}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ProtocolError(f"{cls.__name__} has unknown field '{unknown[0]}'")
+    for name in _TUPLES & set(doc):
+        doc[name] = tuple(doc[name])
+    if doc.get("confusion") is not None:
+        doc["confusion"] = tuple(tuple(row) for row in doc["confusion"])
+    return doc

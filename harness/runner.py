@@ -1,0 +1,133 @@
+"""Where a measurement runs. `LocalRunner`: a fresh worker process on this machine, blocked on its pipe.
+
+Like pyperf, each measurement is a new interpreter (nothing warm leaks between variants), the reply
+comes back as one JSON document on its own pipe, and the child is killed on timeout. A watchdog thread
+ends a child whose resident memory passes the cap; the kernel's VmHWM is read for the peak either way.
+Other runners (a device over SSH, a cluster) take the same Request and give back the same Reply.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Protocol
+
+from harness.protocol import ProtocolError, Reply, Request
+from harness.targets import TargetProfile, check_fits_this_machine
+
+WORKER_TIMEOUT_S = 900
+WATCHDOG_POLL_S = 0.005
+
+
+class Runner(Protocol):
+    name: str
+
+    def check_target(self, target: TargetProfile) -> None:
+        """Refuse (HarnessError) a target this runner's machine cannot honour, before anything is measured."""
+
+    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
+        """Measure `request` somewhere; never raise for a failed measurement: return `Reply.failed`."""
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+class _ReplyReader(threading.Thread):
+    """Drains the reply pipe while the child runs (a large reply would otherwise fill the pipe and block it)."""
+
+    def __init__(self, fd: int):
+        super().__init__(daemon=True)
+        self.fd, self.chunks = fd, []
+
+    def run(self) -> None:
+        with os.fdopen(self.fd, "rb") as pipe:
+            for chunk in iter(lambda: pipe.read(1 << 16), b""):
+                self.chunks.append(chunk)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode()
+
+
+class _Watchdog(threading.Thread):
+    """Kills the child when its RSS passes the cap; remembers the RSS it saw."""
+
+    def __init__(self, proc: subprocess.Popen, cap_mb: float):
+        super().__init__(daemon=True)
+        self.proc, self.cap_mb, self.done, self.over_mb = proc, cap_mb, threading.Event(), None
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            rss = _rss_mb(self.proc.pid)
+            if rss is not None and rss > self.cap_mb:
+                self.over_mb = rss
+                self.proc.kill()
+                return
+            self.done.wait(WATCHDOG_POLL_S)
+
+
+class LocalRunner:
+    """`python -m harness.worker` on this machine."""
+
+    name = "local"
+
+    def check_target(self, target: TargetProfile) -> None:
+        check_fits_this_machine(target)
+
+    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.worker", "--reply-fd", str(write_fd)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, pass_fds=(write_fd,))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child holds its own copy: EOF on our side when it exits
+        reader = _ReplyReader(read_fd)
+        reader.start()
+        watchdog = _Watchdog(proc, memory_cap_mb) if memory_cap_mb else None
+        if watchdog:
+            watchdog.start()
+        try:
+            _, stderr = proc.communicate(request.to_json(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return Reply.failed(f"worker did not finish within {timeout_s:.0f} s and was killed")
+        except BaseException:
+            proc.kill()  # Ctrl-C: never leave a measuring child behind
+            proc.communicate()
+            raise
+        finally:
+            if watchdog:
+                watchdog.done.set()
+                watchdog.join()
+            reader.join(timeout=10)
+        if watchdog and watchdog.over_mb is not None:
+            return Reply.failed(f"exceeded memory cap ({watchdog.over_mb:.0f} MB > {memory_cap_mb:.0f} MB)")
+        text = reader.text()
+        if proc.returncode != 0 or not text.strip():
+            last = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            return Reply.failed(f"worker failed: {last}")
+        try:
+            return Reply.from_json(text)
+        except ProtocolError as e:
+            return Reply.failed(f"worker reply unreadable: {e}")
+
+
+def run_worker(request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S):
+    """One local measurement as a Measurement (the figures the bench combines)."""
+    from harness.measurement import Measurement
+
+    return Measurement.from_reply(LocalRunner().run(request, memory_cap_mb, timeout_s))

@@ -1,0 +1,32 @@
+"""The built-in variants, made with ONNX Runtime: the export itself, static and dynamic int8, fp16."""
+
+from __future__ import annotations
+
+from harness.quantize import calibrate, preprocess, quantize_dynamic, quantize_static_with, to_fp16
+from harness.variants.registry import VariantJob, register_variant
+
+register_variant("fp32", "the export, unchanged")(None)
+
+
+@register_variant("int8-static", "QDQ int8, calibrated on real images (U8S8, per-channel)", needs_calibration=True,
+                  supports_fallback=True)
+def make_int8_static(job: VariantJob) -> str:
+    pre, pre_note = preprocess(job.exported.path, job.workdir)
+    ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)
+    quantize_static_with(pre, job.out, ranges, job.options)
+    return f"{job.options.describe()}; {pre_note}"
+
+
+@register_variant("int8-dynamic", "int8 weights (uint8), activations quantized per call")
+def make_int8_dynamic(job: VariantJob) -> str:
+    pre, pre_note = preprocess(job.exported.path, job.workdir)
+    quantize_dynamic(pre, job.out)
+    return (f"dynamic: weights uint8 (int8 weights make ORT's CPU ConvInteger refuse to load), "
+            f"activations quantized per call; {pre_note}")
+
+
+@register_variant("fp16", "fp16 weights and activations, float32 input/output")
+def make_fp16(job: VariantJob) -> str:
+    pre, _ = preprocess(job.exported.path, job.workdir)
+    to_fp16(pre, job.out)
+    return "fp16 weights and activations, float32 input/output (onnxruntime.transformers.float16)"

@@ -1,0 +1,127 @@
+"""The variant registry: each variant is a name, whether it needs calibration, and a function that makes it.
+
+Adding a variant (another quantizer, another runtime's format) is one decorated function anywhere:
+
+    @register_variant("int4-weights", "4-bit weight-only quantization")
+    def make_int4(job: VariantJob) -> str:
+        ...write job.out...
+        return "how it was made"
+
+Made files are cached by what made them (the export's hash, the variant, its options and images).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.cache import cached_entry
+from harness.errors import HarnessError, VariantError
+from harness.export import ExportedModel
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """What a variant's maker gets: the export, where to write, its options and calibration images."""
+
+    exported: ExportedModel
+    out: Path  # the ONNX file to write
+    workdir: Path  # scratch space beside it, removed afterwards
+    options: object  # harness.quantize.QuantizeOptions for the built-in quantizers
+    calibration_images: np.ndarray | None  # uint8 NHWC, only for variants that need calibration
+    on_progress: Callable[[int, int], None] | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    make: Callable[[VariantJob], str] | None  # None: the export itself, unchanged
+    needs_calibration: bool = False
+    supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
+
+
+@dataclass(frozen=True)
+class VariantModel:
+    """One variant's ONNX file and how it was made."""
+
+    variant: str
+    path: Path
+    file_mb: float
+    recipe: str
+    nodes_in_float: tuple[str, ...]
+    cached: bool
+
+
+VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be registered names)")
+
+
+def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False):
+    """Register `make(job) -> recipe` as the variant `name`."""
+
+    def wrap(make: Callable[[VariantJob], str] | None):
+        VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback))
+        return make
+
+    return wrap
+
+
+def list_variants() -> list[str]:
+    return VARIANTS.names()
+
+
+def get_variant(name: str) -> Variant:
+    return VARIANTS.get(name)
+
+
+def variant_of(exported: ExportedModel, name: str, options, calibration_images: np.ndarray | None,
+               on_progress: Callable[[int, int], None] | None = None) -> VariantModel:
+    """The variant's ONNX file, made now or taken from the cache."""
+    variant = get_variant(name)
+    if variant.make is None:
+        return VariantModel(name, exported.path, exported.file_mb, "the export, unchanged", (), True)
+    parts = {"sha": exported.sha256, "variant": name}
+    nodes_in_float: tuple[str, ...] = ()
+    if variant.needs_calibration:
+        calibration_images = _checked_calibration(calibration_images, options.calibration_images)
+        nodes_in_float = tuple(options.nodes_to_exclude)
+        parts.update(asdict(options), calib=_array_digest(calibration_images))
+
+    def build(staging: Path) -> dict:
+        job = VariantJob(exported, staging / "model.onnx", staging, options, calibration_images, on_progress)
+        try:
+            recipe = variant.make(job)
+        except HarnessError:
+            raise
+        except Exception as e:  # ORT's quantizers raise many types; the row says which and why
+            first_line = str(e).splitlines()[0] if str(e) else ""
+            raise VariantError(f"{name} could not be made: {type(e).__name__}: {first_line}") from e
+        for leftover in staging.iterdir():
+            if leftover.name != "model.onnx" and leftover.is_file():
+                leftover.unlink()
+        return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float)}
+
+    entry = cached_entry("variants", parts, build)
+    meta = entry.meta
+    return VariantModel(name, entry.folder / "model.onnx", meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]),
+                        entry.cached)
+
+
+def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:
+    if images is None or len(images) == 0:
+        raise HarnessError("int8-static needs calibration images: the suite's [calibration] dir, or --calibration-data")
+    if len(images) < wanted:
+        raise HarnessError(f"{wanted} calibration images asked for, {len(images)} available; "
+                           f"lower --calibration-images or add images")
+    return images[:wanted]
+
+
+def _array_digest(array: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
