@@ -14,26 +14,45 @@ from harness.spec import ModelSpec
 
 
 def import_factory(spec: ModelSpec):
-    """The callable a `factory = "package.module:function"` names, importable from the suite's folder."""
-    import importlib
-    import sys
+    """The callable a `factory = "package.module:function"` names, importable from the suite's folder.
 
+    A single-file module beside the suite is loaded from that file every time, under a name of its own:
+    two versions of one suite (this checkout and a recorded commit, for an A/B) never share a module.
+    """
     module_name, _, function_name = spec.factory.partition(":")
-    added = spec.search_path is not None and str(spec.search_path) not in sys.path
-    if added:
-        sys.path.insert(0, str(spec.search_path))
     try:
-        module = importlib.import_module(module_name)
+        module = _load_module(module_name, spec.search_path)
     except Exception as e:  # a user's module can fail in any way on import
         raise HarnessError(f"model '{spec.name}': cannot import {module_name} ({type(e).__name__}: {e}); "
                            f"put it beside the suite file or on PYTHONPATH") from e
-    finally:
-        if added:
-            sys.path.remove(str(spec.search_path))
     factory = getattr(module, function_name, None)
     if not callable(factory):
         raise HarnessError(f"model '{spec.name}': {module_name} has no function {function_name}")
     return factory
+
+
+def _load_module(module_name: str, search_path: Path | None):
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+
+    beside = Path(search_path) / f"{module_name}.py" if search_path is not None and "." not in module_name else None
+    if beside is not None and beside.is_file():
+        unique = f"harness_user_{module_name}_{hashlib.sha256(str(beside.resolve()).encode()).hexdigest()[:10]}"
+        loader_spec = importlib.util.spec_from_file_location(unique, beside)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[unique] = module  # dataclasses and inspect look their module up by name
+        loader_spec.loader.exec_module(module)
+        return module
+    added = search_path is not None and str(search_path) not in sys.path
+    if added:
+        sys.path.insert(0, str(search_path))
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(str(search_path))
 
 
 def factory_source_digest(spec: ModelSpec) -> str:

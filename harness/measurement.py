@@ -51,6 +51,17 @@ class Measurement:
     ort_version: str | None
     error: str | None = None
     per_process_latencies_ms: tuple[tuple[float, ...], ...] = ()  # one tuple per child, in the order they ran
+    per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, timed inside each child
+    other_cpu_pct: float | None = None  # most any child saw other work take of its CPUs
+    machine: dict | None = None  # the child's fingerprint
+
+    @property
+    def per_process_p50_ms(self) -> tuple[float, ...]:
+        return tuple(float(np.median(p)) for p in self.per_process_latencies_ms)
+
+    @property
+    def per_process_p95_ms(self) -> tuple[float, ...]:
+        return tuple(float(np.percentile(p, 95)) for p in self.per_process_latencies_ms)
 
     @classmethod
     def from_reply(cls, reply: Reply) -> "Measurement":
@@ -63,6 +74,8 @@ class Measurement:
             reference_ms=reply.reference_ms,
             confusion=np.asarray(reply.confusion, dtype=np.int64) if reply.confusion is not None else None,
             ort_version=reply.ort_version, per_process_latencies_ms=(reply.latencies_ms,),
+            per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms is not None else (),
+            other_cpu_pct=reply.other_cpu_pct, machine=reply.machine,
         )
 
 
@@ -98,6 +111,9 @@ def combine(children: list[Measurement]) -> Measurement:
         confusion=next((m.confusion for m in children if m.confusion is not None), None),
         ort_version=children[0].ort_version,
         per_process_latencies_ms=tuple(p for m in children for p in m.per_process_latencies_ms),
+        per_process_reference_ms=tuple(r for m in children for r in m.per_process_reference_ms),
+        other_cpu_pct=max((m.other_cpu_pct for m in children if m.other_cpu_pct is not None), default=None),
+        machine=children[0].machine,
     )
 
 
@@ -112,6 +128,7 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
         threads=device.threads, inter_op_threads=device.inter_op_threads, cpu_affinity=device.affinity(),
         serving=serving, images_at_once=scenario.images_at_once,
         enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
+        allow_spinning=runtime.allow_spinning,
         warmup_runs=scenario.warmup_runs, min_runs=scenario.min_runs, min_duration_s=scenario.min_duration_s,
         max_runs=MAX_RUNS, eval_path=str(eval_path) if eval_path else None,
         predictions_path=str(predictions_path) if predictions_path else None, num_classes=num_classes,

@@ -41,6 +41,7 @@ class Request(_Message):
     images_at_once: int = 1
     enable_cpu_mem_arena: bool = True
     enable_mem_pattern: bool = True
+    allow_spinning: bool = True  # ORT's session.intra_op.allow_spinning: idle pool threads spin (ORT's default)
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
@@ -70,6 +71,8 @@ class Reply(_Message):
     reference_ms: float | None = None
     confusion: tuple[tuple[int, ...], ...] | None = None  # rows true class, columns predicted
     ort_version: str | None = None
+    other_cpu_pct: float | None = None  # busy time of the pinned CPUs during the timed runs not spent by this child
+    machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/onnx/ORT versions
     version: int = PROTOCOL_VERSION
 
     @classmethod

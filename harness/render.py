@@ -182,6 +182,23 @@ def _cell_text(name: str, value) -> str:
     return format_cell(name, value) or "n/a"
 
 
+def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pct: float) -> Table:
+    """The gate's latency rule on two raw files: per-process medians, row by row."""
+    from harness.decide import decide
+
+    table = Table("model", "variant", "serving", "old p50 ms", "new p50 ms", "ratio", "p slower", "p faster", "decision",
+                  title=f"{old_name} → {new_name}: rank rule on per-process medians, minimum effect {min_effect_pct:g} %",
+                  title_justify="left")
+    for key in sorted(set(old) & set(new)):
+        d = decide(old[key], new[key], min_effect_pct)
+        cells = ([_num(v, 3) for v in (d.ratio, d.p_slower, d.p_faster)] if d.ratio is not None else [NOT_MEASURED] * 3)
+        medians = [f"{sorted(v)[len(v) // 2]:.2f} ({len(v)})" if v else NOT_MEASURED for v in (old[key], new[key])]
+        table.add_row(*key, *medians, *cells, d.outcome)
+    for key in sorted(set(old) ^ set(new)):
+        table.add_row(*key, "", "", "", "", "", "only in " + (old_name if key in old else new_name))
+    return table
+
+
 def models_table(infos) -> Table:
     table = Table("model", "task", "input sides divisible by", "description", title="registered models", title_justify="left")
     for info in infos:

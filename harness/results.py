@@ -12,10 +12,14 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts.
-# 3: import_rss_mb, threads_in_process, max_in_flight, processes added (measured, now kept).
+# 3: what the latency rule and a later A/B need: per-process p50/p95, the export's hash, the commit, the
+#    measuring child's versions, session options and affinity; plus import RSS, threads, requests in flight.
 SCHEMA_VERSION = 3
+SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "processes", "p50_per_process_ms",
+                    "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
+                    "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-READABLE_SCHEMAS = {2: ("import_rss_mb", "threads_in_process", "max_in_flight", "processes")}
+READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,16 @@ class ResultRow:
     threads_in_process: int | None  # threads the measuring child had (most over its processes)
     max_in_flight: int | None  # concurrent serving: most requests seen inside the runtime at once
     processes: int | None  # child processes whose timed runs were pooled
+    p50_per_process_ms: str  # each child's median, ';'-joined: the latency rule's observations (pyperf's unit)
+    p95_per_process_ms: str
+    contended_pct: float | None  # most of the target's CPUs any child saw taken by other work while timing
+    onnx_sha256: str  # the measured file: the gate A/Bs a model whose export changed
+    git_commit: str  # the suite's commit when measured ('-dirty': uncommitted changes in its folder)
+    allow_spinning: bool | None  # None: recorded before the harness set it (ORT's default, on)
+    cpu_affinity: str  # the CPUs the child ran on, ';'-joined
+    python_version: str
+    numpy_version: str
+    onnx_version: str
     cpu_model: str
     cpu_count: int
     cpu_isa: str
@@ -88,11 +102,19 @@ def _parse(name: str, text: str):
     kind = _TYPES[name]
     if kind == "str":
         return text
-    if kind == "bool":
-        return text == "True"
     if text == "":
-        return None
+        return None if "None" in kind else (False if kind == "bool" else text)
+    if kind.startswith("bool"):
+        return text == "True"
     return int(text) if kind.startswith("int") else float(text)
+
+
+def joined(values) -> str:
+    return ";".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values)
+
+
+def split_floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(";") if v)
 
 
 def row_key(row: ResultRow) -> tuple[str, str, str]:

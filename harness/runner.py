@@ -8,6 +8,7 @@ Other runners (a device over SSH, a cluster) take the same Request and give back
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -84,6 +85,10 @@ class LocalRunner:
         check_fits_this_machine(target)
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
+        with _off_cpus(request.cpu_affinity):
+            return self._run(request, memory_cap_mb, timeout_s)
+
+    def _run(self, request: Request, memory_cap_mb: float | None, timeout_s: float) -> Reply:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen([sys.executable, "-m", "harness.worker", "--reply-fd", str(write_fd)],
@@ -124,6 +129,22 @@ class LocalRunner:
             return Reply.from_json(text)
         except ProtocolError as e:
             return Reply.failed(f"worker reply unreadable: {e}")
+
+
+@contextlib.contextmanager
+def _off_cpus(child_cpus):
+    """Keep this thread (and the watchdog and reader it starts) off the child's CPUs while it measures, where
+    the machine has others; on a machine with no spare CPU nothing changes."""
+    allowed = os.sched_getaffinity(0)
+    spare = allowed - set(child_cpus)
+    if not spare:
+        yield
+        return
+    os.sched_setaffinity(0, spare)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def run_worker(request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S):

@@ -83,6 +83,7 @@ class RuntimeOptions:
 
     enable_cpu_mem_arena: bool = True
     enable_mem_pattern: bool = True
+    allow_spinning: bool = True  # idle intra-op threads spin: ORT's default; off saves CPU for other work
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,14 @@ class GateRules:
     file_tolerance_pct: float = 1.0
     quality_tolerance_pts: float = 0.1
     model_mb_tolerance: float = 4.0
-    latency_tolerance_pct: float = 10.0
-    latency_noise_sigmas: float = 3.0
+    latency_tolerance_pct: float = 10.0  # p50: the smallest slowdown the rank test may call "slower"
+    p95_tolerance_pct: float = 20.0  # p95 is noisier: a larger minimum effect
+    ab_processes: int = 5  # child processes per side when a changed model is measured against its recorded version
 
     def __post_init__(self):
         _non_negative(self, tuple(f.name for f in fields(self)))
+        if self.ab_processes < 3:
+            raise HarnessError(f"gate_ab_processes = {self.ab_processes}; the rank test needs at least 3 per side")
 
 
 PARTS = {"device": Device, "scenario": Scenario, "runtime": RuntimeOptions, "budgets": Budgets, "gate": GateRules}
@@ -126,7 +130,8 @@ _RENAMED = {("gate", "file_tolerance_pct"): "gate_file_tolerance_pct",
             ("gate", "quality_tolerance_pts"): "gate_miou_tolerance_pts",
             ("gate", "model_mb_tolerance"): "gate_model_mb_tolerance",
             ("gate", "latency_tolerance_pct"): "gate_latency_tolerance_pct",
-            ("gate", "latency_noise_sigmas"): "gate_latency_noise_sigmas"}
+            ("gate", "p95_tolerance_pct"): "gate_p95_tolerance_pct",
+            ("gate", "ab_processes"): "gate_ab_processes"}
 FLAT_KEYS = {_RENAMED.get((part, f.name), f.name): (part, f.name, f.type)
              for part, cls in PARTS.items() for f in fields(cls)}
 

@@ -53,11 +53,13 @@ def measure(request: Request) -> Reply:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.enable_cpu_mem_arena = request.enable_cpu_mem_arena
     options.enable_mem_pattern = request.enable_mem_pattern
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if request.allow_spinning else "0")
     options.log_severity_level = 3
     session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     sample = np.load(request.sample_path)  # one real image, already fitted and normalised
     max_in_flight = None
+    busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
     if request.serving == "concurrent":
         latencies_ms, wall_s, max_in_flight = _time_concurrent(session, input_name, sample, request)
         images_per_call = 1
@@ -65,6 +67,7 @@ def measure(request: Request) -> Reply:
         images_per_call = request.images_at_once
         batch = np.ascontiguousarray(np.repeat(sample[None], images_per_call, axis=0))
         latencies_ms, wall_s = _time_sequential(session, {input_name: batch}, request)
+    other_cpu_pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, wall_s)
     peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
     threads_in_process = _threads_now()
     return Reply(
@@ -73,8 +76,54 @@ def measure(request: Request) -> Reply:
         cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=max_in_flight,
         confusion=_evaluate(session, request) if request.eval_path else None,
         reference_ms=_reference_ms(ort, options, request.reference_path) if request.reference_path else None,
-        ort_version=ort.__version__,
+        ort_version=ort.__version__, other_cpu_pct=other_cpu_pct, machine=_machine(ort.__version__, np.__version__),
     )
+
+
+def _cpu_busy_s(cpus) -> float | None:
+    """Seconds the given CPUs spent busy (user, system, interrupts, and time the hypervisor stole) since boot."""
+    try:
+        with open("/proc/stat") as f:
+            lines = {line.split()[0]: line.split()[1:] for line in f if line.startswith("cpu")}
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    busy = 0
+    for cpu in cpus:
+        fields = [int(v) for v in lines.get(f"cpu{cpu}", [])]
+        if len(fields) >= 8:  # user nice system idle iowait irq softirq steal
+            busy += fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / ticks
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _other_cpu_pct(cpus, busy_before, own_before, wall_s: float) -> float | None:
+    """Share of the pinned CPUs' capacity during the timed runs that went to something other than this child."""
+    busy_after = _cpu_busy_s(cpus)
+    if busy_before is None or busy_after is None or wall_s <= 0:
+        return None
+    other = (busy_after - busy_before) - (_own_cpu_s() - own_before)
+    return max(0.0, 100 * other / (wall_s * len(cpus)))
+
+
+def _machine(ort_version: str, numpy_version: str) -> dict:
+    """The fingerprint of the machine the child runs on: the device, not the controller."""
+    import platform
+    from dataclasses import asdict
+    from importlib import metadata
+
+    from harness.machine import machine_fingerprint
+
+    try:
+        onnx_version = metadata.version("onnx")
+    except metadata.PackageNotFoundError:
+        onnx_version = "not installed"
+    return {**asdict(machine_fingerprint(ort_version)), "python_version": platform.python_version(),
+            "numpy_version": numpy_version, "onnx_version": onnx_version}
 
 
 def _reference_ms(ort, options, path: str) -> float:

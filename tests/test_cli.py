@@ -160,3 +160,18 @@ def test_quantize_command_makes_a_static_variant(tmp_path, tiny_suite):
     proc = run_cli("quantize", "tiny_unet", "--suite", str(tiny_suite), "--method", "static", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and "int8-static" in proc.stdout and "Percentile 99.999 calibration on 8 images" in proc.stdout
+
+
+def test_compare_decides_two_raw_latency_files(tmp_path):
+    def raw(path, scale):
+        rows = [{"model": "m", "variant": "fp32", "serving": "1 per call",
+                 "per_process_latencies_ms": [[scale * (10 + 0.01 * i + 0.05 * p) for i in range(30)] for p in range(5)]}]
+        path.write_text(json.dumps({"schema": 1, "unit": "ms", "rows": rows}))
+        return str(path)
+
+    old, same, slower = raw(tmp_path / "a.raw.json", 1.0), raw(tmp_path / "b.raw.json", 1.01), raw(tmp_path / "c.raw.json", 1.3)
+    assert "no change" in run_cli("compare", old, same).stdout
+    proc = run_cli("compare", old, slower)
+    assert proc.returncode == 0 and "slower" in proc.stdout and "1.300" in proc.stdout
+    (tmp_path / "bad.raw.json").write_text("{}")
+    _assert_one_line_error(run_cli("compare", old, str(tmp_path / "bad.raw.json")), "not a raw latency file")

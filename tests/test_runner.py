@@ -105,3 +105,23 @@ def test_concurrent_serving_keeps_requests_in_flight(tmp_path, sample):
     assert measured.error is None
     assert measured.latency.runs >= 40 and measured.images_per_s > 0
     assert 2 <= measured.max_in_flight <= 4
+
+
+@pytest.mark.slow
+def test_other_work_on_the_childs_cpu_is_noticed(tmp_path, sample):
+    """A busy loop pinned to the child's CPU takes about half of it: the child reports that; alone, it reports little."""
+    import subprocess
+    import sys
+
+    model = _conv_stack(tmp_path / "convs.onnx")
+    request = build_request(model, _target(threads=1, cpu_affinity=(0,), min_runs=5, min_duration_s=1.5), sample, None, 1, 0)
+    quiet = run_worker(request)
+    spin = "import os, time\nos.sched_setaffinity(0, {0})\nend = time.time() + 20\nwhile time.time() < end: pass\n"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        contended = run_worker(request)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert quiet.error is None and contended.error is None
+    assert quiet.other_cpu_pct < 25 <= contended.other_cpu_pct

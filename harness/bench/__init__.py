@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
-from harness.bench.prepare import load_calibration, make_variant, prepare_eval_sets, prepare_model
+from harness.ab import Baselines
+from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_alternating
 from harness.bench.rows import model_rows
 from harness.results import ResultRow, row_key
@@ -31,16 +32,18 @@ class BenchRun:
 
     rows: list[ResultRow]
     raw_latencies_ms: dict[tuple[str, str, str], tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
+    partner_rows: dict[tuple[str, str, str], ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
+    ab_notes: dict[str, str] = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
             {"model": r.model, "variant": r.variant, "serving": r.serving, "measured_at": r.measured_at,
              "per_process_latencies_ms": [list(p) for p in self.raw_latencies_ms.get(row_key(r), ())]}
-            for r in self.rows]})
+            for r in [*self.rows, *self.partner_rows.values()]]})
 
 
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None,
-              runner: Runner | None = None) -> BenchRun:
+              runner: Runner | None = None, baselines: Baselines | None = None) -> BenchRun:
     """Export (cached), make each variant (cached), measure each in child processes; failures become rows."""
     runner = runner or LocalRunner()
     runner.check_target(target)
@@ -61,15 +64,42 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
         prepared = [prepare_model(plan, spec, eval_sets[(spec.input_hw, spec.num_classes)], say, advance,
                                   calibration_bar(progress, spec.name)) for spec in suite.models]
         measurable = [model for model in prepared if model.exported is not None]
-        measured = measure_alternating(plan, measurable, runner, workdir, say, advance)
+        partners, ab_notes = _partners(plan, measurable, baselines, workdir, say, progress) if baselines else ([], {})
+        measured = measure_alternating(plan, measurable + partners, runner, workdir, say, advance)
         rows: list[ResultRow] = []
         for model in prepared:
             rows += model_rows(plan, model, measured)
+        partner_rows = {(p.ab_partner_of, r.variant, r.serving): r for p in partners for r in model_rows(plan, p, measured)}
     raw = {}
     for key, (measurement, _) in measured.items():
         if key[0] != FLOOR:
             raw[(key[0], key[1], target.scenario.serving_label(key[2]))] = measurement.per_process_latencies_ms
-    return BenchRun(rows, raw)
+    return BenchRun(rows, raw, partner_rows, ab_notes)
+
+
+def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines, workdir: Path, say, progress):
+    """The recorded version of each changed model, exported and with its variants made; notes for the others."""
+    partners, notes = [], {}
+    for model in models:
+        name = model.spec.name
+        needed, why = baselines.needs_partner(name, model.exported.sha256)
+        notes[name] = why
+        if not needed:
+            continue
+        say(f"rebuild {name} as recorded")
+        partner = baselines.partner(name, workdir)
+        if partner.spec is None or partner.spec.input_hw != model.spec.input_hw:
+            notes[name] = partner.reason or f"{name}'s input size changed since {partner.rev[:12]}: no A/B"
+            continue
+        old = prepare_model(plan, partner.spec, model.eval_set, say, lambda: None, calibration_bar(progress, partner.spec.name))
+        if old.exported is None or old.exported.sha256 == model.exported.sha256:
+            notes[name] = f"{why}; rebuilt at {partner.rev[:12]}: " + (
+                "the same export, nothing to A/B" if old.exported is not None else "its export failed, no A/B")
+            continue
+        old.ab_partner_of = name
+        notes[name] = f"{why}: measured beside its version at {partner.rev[:12]} in alternating processes"
+        partners.append(old)
+    return partners, notes
 
 
 def calibration_bar(progress: Progress, name: str):

@@ -30,6 +30,7 @@ class BenchPlan:
     inputs: BenchInputs
     task: Task
     variants: tuple[str, ...]  # fp32 first: every ratio's reference
+    git_commit: str = ""  # the suite's commit, recorded with every row (the gate's A/B rebuilds from it)
 
     @property
     def input_sizes(self) -> list[tuple[int, int]]:
@@ -48,7 +49,9 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
     for name in variants:
         get_variant(name)  # unknown names fail now, with close matches
-    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants)
+    from harness.ab import current_commit
+
+    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path))
     if any(get_variant(v).needs_calibration for v in variants):
         calibration_split(plan)
     check_batch_feedable(suite, target)

@@ -34,6 +34,7 @@ class PreparedModel:
     made: dict[str, VariantModel]
     eval_set: EvalSet
     failures: dict[str, str]  # variant -> why it could not be made
+    ab_partner_of: str | None = None  # set: the recorded version of this suite model, measured beside it
 
 
 def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:

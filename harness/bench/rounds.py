@@ -21,7 +21,10 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     against fp32 or against the suite's baseline model stays honest. Accuracy and predictions come from
     the first round's children.
     """
-    target, processes = plan.target, plan.target.scenario.processes
+    target = plan.target
+    processes = plan.target.scenario.processes
+    ab_names = {m.spec.name for m in prepared if m.ab_partner_of} | {m.ab_partner_of for m in prepared if m.ab_partner_of}
+    rounds = max(processes, target.gate.ab_processes) if ab_names else processes
     cap = target.budgets.memory_cap_mb or None
     children: dict[tuple, list[Measurement]] = {}
     predictions: dict[tuple, Path | None] = {}
@@ -29,17 +32,18 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     sizes = sorted({model.spec.input_hw for model in prepared})  # a model whose export failed needs no floor
     floors = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
     samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
-    for round_index in range(processes):
-        progress = f"round {round_index + 1}/{processes}"
-        for hw in sizes:
+    for round_index in range(rounds):
+        progress = f"round {round_index + 1}/{rounds}"
+        for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
             say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
             request = build_request(floors[hw], target, samples[hw], reference_path=reference)
             request = _untimed(request)
             children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
             predictions[(FLOOR, hw, "")] = None
             advance()
-        for model in prepared:
-            for key, measured, pred in _measure_model(plan, model, runner, workdir, round_index, children, say, progress):
+        for model in prepared if round_index < processes else [m for m in prepared if m.spec.name in ab_names]:
+            for key, measured, pred in _measure_model(plan, model, runner, workdir, round_index, children, say, progress,
+                                                      reference):
                 if measured is not None:
                     children.setdefault(key, []).append(measured)
                     if round_index == 0:
@@ -56,7 +60,7 @@ def _untimed(request):
 
 
 def _measure_model(plan: BenchPlan, model: PreparedModel, runner: Runner, workdir: Path, round_index: int,
-                   children: dict, say, progress: str):
+                   children: dict, say, progress: str, reference: Path):
     """Yield (key, measurement, predictions path) for each variant and serving; measurement None: skipped."""
     target, spec, eval_set = plan.target, model.spec, model.eval_set
     cap = target.budgets.memory_cap_mb or None
@@ -74,7 +78,7 @@ def _measure_model(plan: BenchPlan, model: PreparedModel, runner: Runner, workdi
             pred_path = workdir / f"pred_{_slug(spec.name)}_{variant}_{serving}.npy" if first else None
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
-                                    output_shape=output_shape)
+                                    reference_path=reference, output_shape=output_shape)
             measured = Measurement.from_reply(runner.run(request, cap))
             yield key, measured, pred_path if pred_path is not None and pred_path.is_file() else None
 

@@ -15,7 +15,7 @@ from harness.budget import verdict
 from harness.export import ExportedModel
 from harness.machine import machine_fingerprint
 from harness.measurement import Measurement
-from harness.results import ResultRow
+from harness.results import ResultRow, joined
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant
 
@@ -36,7 +36,9 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
         threads=target.device.threads, quality_metric=plan.task.quality_metric, per_class_pct="",
         images_at_once=target.scenario.images_at_once, cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
-        harness_version=fp.harness_version, measured_at=_now(),
+        harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
+        onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
+        cpu_affinity=joined(target.device.affinity()), python_version="", numpy_version="", onnx_version="",
     )
     del fields["schema_version"]
     return fields
@@ -59,10 +61,16 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
         parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
         peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, images_per_s=measured.images_per_s,
-        reference_ms=floor.reference_ms, import_rss_mb=measured.import_rss_mb,
+        import_rss_mb=measured.import_rss_mb,
         threads_in_process=measured.threads_in_process, max_in_flight=measured.max_in_flight,
-        processes=len(measured.per_process_latencies_ms) or None,
+        processes=len(measured.per_process_latencies_ms) or None, onnx_sha256=made.sha256,
+        p50_per_process_ms=joined(measured.per_process_p50_ms), p95_per_process_ms=joined(measured.per_process_p95_ms),
+        contended_pct=measured.other_cpu_pct, cpu_affinity=joined(measured.cpu_affinity),
+        reference_ms=float(np.median(measured.per_process_reference_ms)) if measured.per_process_reference_ms else None,
     )
+    if measured.machine:  # the fingerprint of where the child ran, not of the controller
+        fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",
+                                                        "python_version", "numpy_version", "onnx_version")})
     lat = measured.latency
     if lat:
         fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,

@@ -15,12 +15,16 @@ def add_parser(sub) -> None:
     p.add_argument("--results-dir", default="results", help="where the record <target>.csv lives")
     p.add_argument("--update", action="store_true", help="rewrite the record with this run (other models' rows kept)")
     p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
+    p.add_argument("--against", metavar="REV", help="A/B every model against its version at this git revision "
+                                                     "(e.g. the pull request's base branch), measured in this run")
+    p.add_argument("--strict", action="store_true", help="a row whose latency could not be gated fails")
     p.add_argument("--report", nargs="?", const="report", metavar="DIR",
                    help="also write the HTML report of this run (default folder: report)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from harness.ab import Baselines
     from harness.bench import run_bench
     from harness.render import make_console
     from harness.results import read_rows
@@ -34,11 +38,13 @@ def run(args) -> int:
     # An unreadable record fails now, not after minutes of measuring.
     recorded = read_rows(record_path) if record_path.is_file() else None
     console = make_console()
-    run = run_bench(suite, target, inputs, console=console)
+    gating = (recorded is not None or args.against) and not args.update
+    baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
+    run = run_bench(suite, target, inputs, console=console, baselines=baselines)
     rows = run.rows
     _print_tables(console, target, rows, suite.models[0].name)
     latest = _write_results(console, args, target, run, record_path, recorded)
-    passed = _gate(console, args, target, rows, record_path, recorded)
+    passed = _gate(console, args, target, run, record_path, recorded, latest)
     if args.report:
         from harness.report import load_target_results, render_report
 
@@ -77,12 +83,16 @@ def _write_results(console, args, target, run, record_path: Path, recorded) -> P
     return latest
 
 
-def _gate(console, args, target, rows, record_path: Path, recorded) -> bool:
+def _gate(console, args, target, run, record_path: Path, recorded, latest: Path) -> bool:
+    """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
     from harness.gate import run_gate
     from harness.render import gate_table
+    from harness.results import write_csv_atomic
 
-    compare = recorded is not None and not args.update
-    report = run_gate(rows, recorded if compare else [], target)
+    compare = (recorded is not None or args.against) and not args.update
+    report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
+                      run.ab_notes if compare else None)
+    write_csv_atomic(latest.with_suffix(".gate.json"), report.to_json())
     if compare:
         console.print(gate_table(report, record_path))
         console.print(report.summary(target.name))

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.cache import cached_entry
+from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, VariantError
 from harness.export import ExportedModel
 from harness.registry import Registry
@@ -56,6 +56,7 @@ class VariantModel:
     recipe: str
     nodes_in_float: tuple[str, ...]
     cached: bool
+    sha256: str = ""  # of the variant's ONNX file
 
 
 VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be registered names)")
@@ -84,7 +85,7 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
     """The variant's ONNX file, made now or taken from the cache."""
     variant = get_variant(name)
     if variant.make is None:
-        return VariantModel(name, exported.path, exported.file_mb, "the export, unchanged", (), True)
+        return VariantModel(name, exported.path, exported.file_mb, "the export, unchanged", (), True, exported.sha256)
     parts = {"sha": exported.sha256, "variant": name}
     nodes_in_float: tuple[str, ...] = ()
     if variant.needs_calibration:
@@ -104,12 +105,14 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
         for leftover in staging.iterdir():
             if leftover.name != "model.onnx" and leftover.is_file():
                 leftover.unlink()
-        return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float)}
+        return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float),
+                "sha256": file_sha256(job.out)}
 
     entry = cached_entry("variants", parts, build)
     meta = entry.meta
-    return VariantModel(name, entry.folder / "model.onnx", meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]),
-                        entry.cached)
+    path = entry.folder / "model.onnx"
+    return VariantModel(name, path, meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), entry.cached,
+                        meta.get("sha256") or file_sha256(path))
 
 
 def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:
