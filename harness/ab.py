@@ -44,6 +44,20 @@ def current_commit(suite_path: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
+def committed_keys(record_path: Path) -> set[tuple[str, str, str]]:
+    """(model, variant, serving) of every row in the committed version (HEAD) of a record; empty outside git."""
+    import csv
+
+    root = repo_root(record_path)
+    if root is None:
+        return set()
+    relative = Path(record_path).resolve().relative_to(root)
+    text = _git(["show", f"HEAD:{relative.as_posix()}"], root)
+    if not text:
+        return set()
+    return {(r.get("model", ""), r.get("variant", ""), r.get("serving", "")) for r in csv.DictReader(io.StringIO(text))}
+
+
 @dataclass(frozen=True)
 class Partner:
     """The recorded version of one model, or why there is none."""

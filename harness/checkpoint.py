@@ -142,6 +142,25 @@ def load_state(model: nn.Module, state: dict, spec: ModelSpec) -> None:
     model.load_state_dict(state)
 
 
+class LogitsOf(nn.Module):
+    """A user's model whose forward returns a dict (torchvision's segmentation models: {'out': ..., 'aux': ...}),
+    reduced to the one tensor of logits the harness exports and measures."""
+
+    def __init__(self, model: nn.Module, key: str, name: str):
+        super().__init__()
+        self.model, self.key, self.name = model, key, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if isinstance(out, torch.Tensor):
+            return out
+        if isinstance(out, dict) and isinstance(out.get(self.key), torch.Tensor):
+            return out[self.key]
+        found = f"a dict with keys {sorted(out)}" if isinstance(out, dict) else f"a {type(out).__name__}"
+        raise HarnessError(f"model '{self.name}': forward returned {found}; the factory's model must return the "
+                           f"logits tensor, or a dict holding it under output = \"{self.key}\" (set output in the suite)")
+
+
 def _build_from_factory(spec: ModelSpec) -> nn.Module:
     factory = import_factory(spec)
     try:
@@ -153,13 +172,13 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
     if spec.checkpoint is not None:
         loaded, reductions = read_checkpoint(spec.checkpoint, spec.allow_pickle)
         if isinstance(loaded, nn.Module):
-            return loaded.eval()
+            return LogitsOf(loaded, spec.output, spec.name).eval()
         if reductions:
             from harness.reduce import rebuild
 
             rebuild(model, reductions, loaded)
         load_state(model, loaded, spec)
-    return model.eval()
+    return LogitsOf(model, spec.output, spec.name).eval()
 
 
 def write_checkpoint(out: Path, model: nn.Module, *, arch: str, num_classes: int, input_hw: tuple[int, int],

@@ -58,17 +58,26 @@ def find_split(path: str | Path, split: str, ignore_index: int) -> SegmentationS
     return SegmentationSplit(root, tuple(pairs), ignore_index)
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def _open_image(path: Path, kind: str):
+    """Decode a whole image now: a file that is not an image, or is cut short, is named in one line."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise HarnessError(f"{kind} {path} cannot be read as an image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'}); "
+                           f"replace it or remove it (with its {'mask' if kind == 'image' else 'image'})") from e
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with _open_image(path, "image") as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def read_mask(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with _open_image(path, "mask") as im:
         if im.mode not in ("L", "P", "I", "I;16"):
             raise HarnessError(f"mask {path} is {im.mode}, not an index mask: save one class index per pixel (8-bit)")
         return np.asarray(im, dtype=np.int64)
@@ -125,7 +134,7 @@ def load_split(split: SegmentationSplit, input_hw: tuple[int, int], num_classes:
         if bad.any():
             raise HarnessError(
                 f"mask {mask_path} holds class {int(mask[bad].max())}, outside 0..{num_classes - 1} and not the "
-                f"ignore index {split.ignore_index}: set --ignore-index or the model's number of classes"
+                f"ignore index {split.ignore_index}: set ignore_index in the suite's [data] table (harness train: --ignore-index) or the model's number of classes"
             )
         image, mask = fit_to_input(image, mask, input_hw, split.ignore_index)
         images.append(image)

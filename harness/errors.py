@@ -15,5 +15,9 @@ class ParityError(HarnessError):
     """The exported ONNX model does not reproduce the PyTorch model's output."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C with a message saying what had already been written."""
+
+
 class VariantError(HarnessError):
     """ONNX Runtime could not make a variant (quantization or conversion failed); that row fails."""

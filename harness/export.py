@@ -86,6 +86,7 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
 
     def build(staging: Path) -> dict:
         model = build_model(spec)
+        _probe(model, spec)
         onnx_path = staging / "model.onnx"
         _export_to_file(model, spec, onnx_path)
         parity = check_parity(model, onnx_path, parity_images[:PARITY_IMAGES])
@@ -103,6 +104,21 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
     meta = entry.meta
     return ExportedModel(spec.name, entry.folder / "model.onnx", meta["sha256"], meta["file_mb"], meta["params_in_graph"],
                          ParityReport(**meta["parity"]), cached=entry.cached)
+
+
+def _probe(model, spec: ModelSpec) -> None:
+    """One forward pass before exporting: a model that fails or returns the wrong kind of output says so in one line."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, *spec.input_hw))
+    except HarnessError:
+        raise
+    except Exception as e:  # the user's forward can fail in any way
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise HarnessError(f"model '{spec.name}': forward on a 1x3x{spec.input_hw[0]}x{spec.input_hw[1]} image failed "
+                           f"({type(e).__name__}: {first[:200]}); check input_size and the model") from e
 
 
 def _export_to_file(model, spec: ModelSpec, onnx_path: Path) -> None:
@@ -182,3 +198,34 @@ def check_onnx_input(onnx_path: Path, spec: ModelSpec) -> None:
     want = list(spec.input_hw)
     if any(d is not None and d != w for d, w in zip(dims[2:], want)):
         raise HarnessError(f"{onnx_path} expects {dims[2]}x{dims[3]} images but model '{spec.name}' says input_size {want}; make them agree")
+
+
+def check_output_shape(onnx_path: Path, spec: ModelSpec, expected: tuple[int, ...]) -> None:
+    """The first output must be (batch, *expected); dims the graph leaves symbolic are not held against it."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in graph.output[0].type.tensor_type.shape.dim]
+    if not dims:
+        return  # no shape recorded: the measurement child checks every real output
+    want = [None, *expected]
+    if len(dims) != len(want) or any(d is not None and w is not None and d != w for d, w in zip(dims, want)):
+        raise HarnessError(f"model '{spec.name}' outputs shape {dims} but {spec.num_classes} classes at "
+                           f"{spec.input_hw[0]}x{spec.input_hw[1]} need (N, {', '.join(map(str, expected))}); "
+                           f"check num_classes, input_size and the model's last layer")
+
+
+def check_onnx_loads(onnx_path: Path, spec: ModelSpec, expected: tuple[int, ...]) -> None:
+    """A user's ONNX file must pass onnx.checker, open in ONNX Runtime and give outputs of the expected shape."""
+    import onnx
+    import onnxruntime as ort
+
+    check_onnx_input(onnx_path, spec)
+    try:
+        onnx.checker.check_model(str(onnx_path))
+        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnx and ORT raise their own types: say which and what
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HarnessError(f"{onnx_path} is not a model ONNX Runtime can run ({type(e).__name__}: {first[:200]}); "
+                           f"re-export it") from e
+    check_output_shape(onnx_path, spec, expected)

@@ -117,7 +117,7 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
 
 def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: TargetProfile,
              partners: dict[tuple[str, str, str], ResultRow] | None = None, strict: bool = False,
-             model_notes: dict[str, str] | None = None) -> GateReport:
+             model_notes: dict[str, str] | None = None, lost: set[tuple[str, str, str]] = frozenset()) -> GateReport:
     """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any."""
     by_key, partners, model_notes = {row_key(r): r for r in recorded}, partners or {}, model_notes or {}
     checks = []
@@ -125,6 +125,10 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
         check = check_row(r, by_key.get(row_key(r)), target, partners.get(row_key(r)), strict)
         if r.model in model_notes:
             check = dataclasses.replace(check, notes=check.notes + (f"A/B: {model_notes[r.model]}",))
+        if row_key(r) in lost and row_key(r) not in by_key:  # a damaged record must not turn its rows into "new" ones
+            check = dataclasses.replace(check, outcome=FAIL, reasons=check.reasons + (
+                "this row is in the committed record (git HEAD) but missing from the record file: restore the file "
+                "from git, or re-record with --update",))
         checks.append(check)
     checks = tuple(checks)
     produced = {row_key(r) for r in new_rows}

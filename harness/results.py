@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import locked, write_text_atomic
 
 # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts.
 # 3: what the latency rule and a later A/B need: per-process p50/p95, the export's hash, the commit, the
@@ -133,21 +132,8 @@ def rows_to_csv_text(rows: list[ResultRow]) -> str:
 
 
 def write_csv_atomic(path: Path, text: str) -> None:
-    """Write to a temp file beside `path`, fsync, then rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """A results file written atomically (harness.files), its mode kept."""
+    write_text_atomic(path, text)
 
 
 def read_rows(path: Path) -> list[ResultRow]:
@@ -159,6 +145,13 @@ def read_rows(path: Path) -> list[ResultRow]:
             records = list(reader)
     except OSError as e:
         raise HarnessError(f"cannot read results file {path}: {e.strerror}") from e
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise HarnessError(f"results file {path} is not a CSV written by harness ({type(e).__name__}); restore it from "
+                           f"git or move it aside and re-record with harness bench --update") from e
+    damaged = next((i for i, r in enumerate(records, 2) if None in r or not r.get("schema_version")), None)
+    if "schema_version" in header and damaged is not None:
+        raise HarnessError(f"results file {path} is truncated or damaged at line {damaged} (a row without all its "
+                           f"columns); restore it from git or re-record it with harness bench --update")
     versions = {r.get("schema_version") or "none" for r in records}
     readable = {str(SCHEMA_VERSION), *map(str, READABLE_SCHEMAS)}
     if "schema_version" in header and versions - readable:
@@ -180,8 +173,13 @@ def read_rows(path: Path) -> list[ResultRow]:
                            f"or re-record it with harness bench --update") from e
 
 
-def merge_and_write(path: Path, new_rows: list[ResultRow]) -> None:
-    """Replace this run's models in `path`, keep rows for models not in this run."""
-    run_models = {r.model for r in new_rows}
-    kept = [r for r in read_rows(path) if r.model not in run_models] if path.is_file() else []
-    write_csv_atomic(path, rows_to_csv_text(kept + list(new_rows)))
+def merge_and_write(path: Path, new_rows: list[ResultRow], on_wait=None) -> None:
+    """Replace this run's models in `path`, keep rows for models not in this run.
+
+    Read, merge and replace happen under one lock, so two runs updating one record (two CI jobs, two
+    terminals) both land: the second merges on top of what the first wrote.
+    """
+    with locked(path, on_wait):
+        run_models = {r.model for r in new_rows}
+        kept = [r for r in read_rows(path) if r.model not in run_models] if path.is_file() else []
+        write_text_atomic(path, rows_to_csv_text(kept + list(new_rows)))

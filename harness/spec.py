@@ -28,6 +28,7 @@ class ModelSpec:
     allow_pickle: bool = False
     model_kwargs: dict = field(default_factory=dict)
     task: str = "segmentation"  # or "classification": what the outputs mean, which quality is measured
+    output: str = "out"  # a factory model whose forward returns a dict: the key holding the logits
 
     def __post_init__(self):
         from harness.tasks import get_task
@@ -66,7 +67,8 @@ class Suite:
     calibration_images: int | None = None
 
 
-_MODEL_KEYS = {"name", "arch", "factory", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs"}
+_MODEL_KEYS = {"name", "arch", "factory", "num_classes", "input_size", "checkpoint", "onnx", "allow_pickle", "kwargs",
+               "output"}
 _DATA_KEYS = {"dir", "ignore_index", "task"}
 _CALIBRATION_KEYS = {"dir", "method", "images"}
 
@@ -110,6 +112,7 @@ def load_suite(path: str | Path) -> Suite:
             onnx=base / table["onnx"] if "onnx" in table else None,
             allow_pickle=bool(table.get("allow_pickle", False)),
             model_kwargs=dict(table.get("kwargs", {})),
+            output=str(table.get("output", "out")),
             task=task,
         ))
     if not models:

@@ -13,6 +13,8 @@ import time
 
 from harness.protocol import Reply, Request
 
+REFERENCE_RUNS = 20  # timed in every measuring child: a median of 20 is steady, and 60 children pay ~1 s each run
+
 
 def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
@@ -135,7 +137,7 @@ def _reference_ms(ort, options, path: str) -> float:
     for _ in range(5):
         session.run(None, feed)
     samples = []
-    for _ in range(40):
+    for _ in range(REFERENCE_RUNS):
         t0 = time.perf_counter_ns()
         session.run(None, feed)
         samples.append((time.perf_counter_ns() - t0) / 1e6)

@@ -103,3 +103,16 @@ def test_against_a_revision_with_the_same_export_needs_no_ab(repo):
     missing = _bench(repo, "--against", "no-such-branch", "--no-gate")
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
     assert missing.returncode == 0 and any("cannot be read" in n for n in gate["rows"][0]["notes"])
+
+
+@pytest.mark.slow
+def test_rows_lost_from_the_committed_record_fail_instead_of_passing_as_new(repo):
+    assert _bench(repo).returncode == 0
+    _git(repo, "add", "results/fast.csv")
+    _git(repo, "commit", "-qm", "the record")
+    record = repo / "results" / "fast.csv"
+    record.write_text(record.read_text().splitlines()[0] + "\n")  # every row gone, header kept
+    proc = _bench(repo)
+    assert proc.returncode == 1, proc.stdout
+    gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
+    assert "missing from the record file" in gate["rows"][0]["reasons"][-1]

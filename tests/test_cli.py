@@ -132,7 +132,11 @@ def test_cap_below_the_floor_ends_the_child_and_the_run_finishes(tmp_path, tiny_
     proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(tmp_path / "r"))
     assert proc.returncode == 1, proc.stderr
     assert "budgets of capped: 1 row(s) over a budget or not measured" in proc.stdout
-    row = (tmp_path / "r" / "capped.csv").read_text().splitlines()[1]
+    assert not (tmp_path / "r" / "capped.csv").exists() and "not recorded: every row failed" in proc.stdout
+    row = (tmp_path / "r" / "latest" / "capped.csv").read_text().splitlines()[1]
+    forced = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(tmp_path / "r"),
+                     "--force")
+    assert forced.returncode == 1 and (tmp_path / "r" / "capped.csv").is_file()
     assert ",exceeded memory cap (" in row and ",over memory (exceeded memory cap (" in row
 
 

@@ -102,3 +102,26 @@ def test_unfaithful_export_fails_with_exit_1(user_suite):
     proc = run_cli("export", "mine", "--suite", str(user_suite))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not faithful" in proc.stderr and "Traceback" not in proc.stderr
+
+
+TORCHVISION_FACTORY = """
+from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+def build(classes=11):
+    # torchvision's segmentation models return {'out': logits}; the harness takes 'out' (the suite's `output` key)
+    return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=classes)
+"""
+
+
+@pytest.mark.slow
+def test_a_torchvision_segmentation_model_benches_through_a_suite(tmp_path, small_split, fast_target):
+    from conftest import run_cli
+
+    (tmp_path / "tv_models.py").write_text(TORCHVISION_FACTORY)
+    suite = tmp_path / "tv_suite.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "lraspp"\n'
+                     f'factory = "tv_models:build"\nnum_classes = 11\ninput_size = [192, 240]\n')
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = (tmp_path / "r" / "fast.csv").read_text().splitlines()[1]
+    assert row.startswith("fast,lraspp,fp32,1 per call,ok,fits,")

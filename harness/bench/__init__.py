@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,9 @@ def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=
     runner = runner or LocalRunner()
     runner.check_target(target)
     plan = plan_bench(suite, target, inputs)
+    remove_stale_workdirs()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp, \
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp, \
             Progress(*columns, console=console, transient=True) as progress:
         workdir = Path(tmp)
         bar = progress.add_task("loading evaluation images", total=plan.steps)
@@ -100,6 +102,33 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
         notes[name] = f"{why}: measured beside its version at {partner.rev[:12]} in alternating processes"
         partners.append(old)
     return partners, notes
+
+
+WORKDIR_PREFIX = "harness-bench-"
+
+
+def remove_stale_workdirs() -> list[Path]:
+    """Scratch folders of earlier runs that were killed (their process is gone): removed, so none piles up."""
+    import shutil
+
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        pid = folder.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def calibration_bar(progress: Progress, name: str):

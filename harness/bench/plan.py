@@ -54,8 +54,21 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path))
     if any(get_variant(v).needs_calibration for v in variants):
         calibration_split(plan)
+        for spec in suite.models:  # every calibration image opened and checked now, not after the first export
+            plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, spec.input_hw, spec.num_classes,
+                           limit=inputs.quantize.calibration_images)
     check_batch_feedable(suite, target)
+    check_user_onnx(plan)
     return plan
+
+
+def check_user_onnx(plan: BenchPlan) -> None:
+    """A user's ONNX file is loaded in ONNX Runtime and its output shape checked before anything is measured."""
+    from harness.export import check_onnx_loads
+
+    for spec in plan.suite.models:
+        if spec.onnx is not None:
+            check_onnx_loads(spec.onnx, spec, plan.task.output_shape(spec.num_classes, spec.input_hw))
 
 
 def calibration_split(plan: BenchPlan):

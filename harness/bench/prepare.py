@@ -11,7 +11,7 @@ import numpy as np
 from harness.bench.plan import BenchPlan, calibration_split
 from harness.data import normalize
 from harness.errors import ParityError, VariantError
-from harness.export import ExportedModel, export_spec
+from harness.export import ExportedModel, check_output_shape, export_spec
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant, variant_of
 
@@ -92,6 +92,7 @@ def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, adva
         return PreparedModel(spec, None, {}, eval_set, {v: f"export not faithful: {e}" for v in plan.variants})
     finally:
         advance()
+    check_output_shape(exported.path, spec, plan.task.output_shape(spec.num_classes, spec.input_hw))
     model = PreparedModel(spec, exported, {}, eval_set, {})
     for name in plan.variants:
         say(f"make {spec.name} {name}")

@@ -15,7 +15,8 @@ import threading
 
 from harness import __version__
 from harness.cli import bench, compare, export, models, quantize, reduce, report, targets, train
-from harness.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError, ParityError
+from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError, Interrupted,
+                            ParityError)
 
 COMMANDS = (bench, export, quantize, train, reduce, report, compare, models, targets)
 INTERRUPT_GRACE_S = 15.0
@@ -70,8 +71,8 @@ def _run(args) -> int:
         return _fail(args, f"error: {e}", EXIT_FAILED)
     except HarnessError as e:
         return _fail(args, f"error: {e}", EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        print("interrupted: results on disk are unchanged", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(str(e) if isinstance(e, Interrupted) else "interrupted: results on disk are unchanged", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug: say so in one line, not as if the user's input or the gate had failed
         first_line = str(e).splitlines()[0] if str(e) else ""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cli.options import add_data_options, bench_inputs
-from harness.errors import EXIT_FAILED, EXIT_OK
+from harness.cli.options import add_data_options, bench_inputs, writable_folder
+from harness.errors import EXIT_FAILED, EXIT_OK, Interrupted
 
 
 def add_parser(sub) -> None:
@@ -18,25 +18,29 @@ def add_parser(sub) -> None:
     p.add_argument("--against", metavar="REV", help="A/B every model against its version at this git revision "
                                                      "(e.g. the pull request's base branch), measured in this run")
     p.add_argument("--strict", action="store_true", help="a row whose latency could not be gated fails")
+    p.add_argument("--force", action="store_true", help="record even a run in which every row failed")
     p.add_argument("--report", nargs="?", const="report", metavar="DIR",
                    help="also write the HTML report of this run (default folder: report)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from harness.ab import Baselines
+    from harness.ab import Baselines, committed_keys
     from harness.bench import run_bench
     from harness.render import make_console
-    from harness.results import read_rows
+    from harness.results import read_rows, row_key
     from harness.spec import load_suite
     from harness.targets import load_target
 
     target = load_target(args.target)
     suite = load_suite(args.suite)
     inputs = bench_inputs(args, suite)
-    record_path = Path(args.results_dir) / f"{target.name}.csv"
+    record_path = writable_folder(args.results_dir, "--results-dir") / f"{target.name}.csv"
+    if args.report:
+        writable_folder(args.report, "--report")
     # An unreadable record fails now, not after minutes of measuring.
     recorded = read_rows(record_path) if record_path.is_file() else None
+    lost = committed_keys(record_path) - {row_key(r) for r in recorded or []}
     console = make_console()
     gating = (recorded is not None or args.against) and not args.update
     baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
@@ -44,7 +48,11 @@ def run(args) -> int:
     rows = run.rows
     _print_tables(console, target, rows, suite.models[0].name)
     latest = _write_results(console, args, target, run, record_path, recorded)
-    passed = _gate(console, args, target, run, record_path, recorded, latest)
+    try:
+        passed = _gate(console, args, target, run, record_path, recorded, latest, lost)
+    except KeyboardInterrupt:
+        written = record_path if args.update or recorded is None else latest
+        raise Interrupted(f"interrupted after this run was written to {written}") from None
     if args.report:
         from harness.report import load_target_results, render_report
 
@@ -76,14 +84,19 @@ def _write_results(console, args, target, run, record_path: Path, recorded) -> P
     latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
     write_csv_atomic(latest, rows_to_csv_text(rows))  # harness compare RECORD LATEST shows the change
     write_csv_atomic(latest.with_suffix(".raw.json"), run.raw_json())
-    if args.update or recorded is None:
-        merge_and_write(record_path, rows)
-        console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
-                      f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
+    if not (args.update or recorded is None):
+        return latest
+    if not any(r.status == "ok" for r in rows) and not args.force:
+        console.print(f"[red]not recorded[/red]: every row failed, so {record_path} would hold no figure to gate "
+                      f"against; fix the failures above and rerun, or pass --force to record them anyway")
+        return latest
+    merge_and_write(record_path, rows, on_wait=console.print)
+    console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
+                  f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
     return latest
 
 
-def _gate(console, args, target, run, record_path: Path, recorded, latest: Path) -> bool:
+def _gate(console, args, target, run, record_path: Path, recorded, latest: Path, lost: set) -> bool:
     """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
     from harness.gate import run_gate
     from harness.render import gate_table
@@ -91,7 +104,7 @@ def _gate(console, args, target, run, record_path: Path, recorded, latest: Path)
 
     compare = (recorded is not None or args.against) and not args.update
     report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
-                      run.ab_notes if compare else None)
+                      run.ab_notes if compare else None, lost if compare else frozenset())
     write_csv_atomic(latest.with_suffix(".gate.json"), report.to_json())
     if compare:
         console.print(gate_table(report, record_path))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.cli.options import add_model_options, add_suite_option, copy_out, parity_images, resolve_spec
+from harness.cli.options import (add_model_options, add_suite_option, copy_out, parity_images, resolve_spec,
+                                 writable_file)
 from harness.errors import EXIT_OK
 
 
@@ -23,6 +24,7 @@ def run(args) -> int:
     from harness.render import export_table, make_console
     from harness.spec import load_suite
 
+    writable_file(args.out, "--out")
     suite = load_suite(args.suite)
     spec = resolve_spec(args, suite)
     images_u8 = parity_images(suite, spec, args.data)

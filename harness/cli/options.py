@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.spec import DEFAULT_SUITE
 
 
@@ -105,12 +107,35 @@ def parity_images(suite, spec, data_arg: str | None):
     return images_u8
 
 
+def writable_folder(path: str | Path, option: str) -> Path:
+    """A folder the run will write into, checked before any work: it may not exist yet, but must be creatable."""
+    folder = Path(path)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if existing == folder and not folder.is_dir():
+        raise HarnessError(f"{option} {folder} is a file, not a folder: pass a folder (it is created if missing)")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise HarnessError(f"{option} {folder}: {existing} cannot be written to; pass a folder you can write to")
+    return folder
+
+
+def writable_file(path: str | None, option: str) -> None:
+    """An output file, checked before any work."""
+    if not path:
+        return
+    if Path(path).is_dir():
+        raise HarnessError(f"{option} {path} is a folder: pass a file name, e.g. {Path(path) / 'model.onnx'}")
+    writable_folder(Path(path).parent, option)
+
+
 def copy_out(path: Path, out: str | None) -> Path:
     """Also copy a made file to --out; return where the user should look."""
     import shutil
 
     if not out:
         return path
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, out)
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+    except OSError as e:
+        raise HarnessError(f"--out {out} cannot be written ({e.strerror}); pass a path you can write to") from e
     return Path(out)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.cli.options import add_data_options, add_model_options, bench_inputs, copy_out, parity_images, resolve_spec
+from harness.cli.options import (add_data_options, add_model_options, bench_inputs, copy_out, parity_images,
+                                 resolve_spec, writable_file)
 from harness.errors import EXIT_OK
 
 # The short names of earlier releases; any registered variant name works too.
@@ -31,6 +32,7 @@ def run(args) -> int:
     from harness.spec import load_suite
     from harness.targets import TargetProfile
 
+    writable_file(args.out, "--out")
     suite = load_suite(args.suite)
     spec = resolve_spec(args, suite)
     variant = METHOD_ALIASES.get(args.method, args.method)

@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from harness.report import load_target_results, render_report
 
+    from harness.cli.options import writable_folder
+
+    writable_folder(args.out, "--out")
     results_dir = Path(args.results_dir)
     names = args.target or sorted(p.stem for p in results_dir.glob("*.csv"))
     if not names:

@@ -1,0 +1,135 @@
+"""Hostile and unusual input: every one gets one line on stderr, exit 2, no traceback, and the record untouched."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto, helper
+
+from harness.onnx_graph import save_graph
+
+from conftest import SAMPLE_DIR, results_csv_text, run_cli
+
+
+def _one_line(proc, *fragments):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def record(tmp_path):
+    """A results folder holding a record that must come through every bad run byte for byte."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "fast.csv").write_text(results_csv_text("fast", "kept_model"))
+    return results
+
+
+def _bench(tiny_suite, fast_target, results, *extra):
+    return run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--results-dir", str(results), *extra)
+
+
+@pytest.mark.parametrize("victim, damage, message", [
+    ("images", lambda b: b"this is not a png", "cannot be read as an image"),
+    ("images", lambda b: b[:200], "cannot be read as an image"),
+    ("masks", lambda b: b[:120], "cannot be read as an image"),
+])
+def test_broken_image_files(tiny_suite, fast_target, small_split, record, victim, damage, message):
+    path = sorted((small_split / victim).iterdir())[2]
+    path.write_bytes(damage(path.read_bytes()))
+    before = (record / "fast.csv").read_bytes()
+    _one_line(_bench(tiny_suite, fast_target, record), message, path.name)
+    assert (record / "fast.csv").read_bytes() == before
+
+
+def test_a_record_that_is_not_utf8_text(tiny_suite, fast_target, record):
+    (record / "fast.csv").write_bytes(b"\xff\xfe\x00garbage\x80\x81\n")
+    _one_line(_bench(tiny_suite, fast_target, record), "is not a CSV written by harness")
+    _one_line(run_cli("compare", str(record / "fast.csv"), str(record / "fast.csv")), "is not a CSV written by harness")
+
+
+def test_a_truncated_record(tiny_suite, fast_target, record):
+    header, row = (record / "fast.csv").read_text().splitlines()[:2]
+    (record / "fast.csv").write_text(f"{header}\n{row[: len(row) // 2]}")  # cut off mid-row, as a full disk would
+    _one_line(_bench(tiny_suite, fast_target, record), "truncated or damaged at line 2")
+
+
+def test_output_places_that_cannot_be_written(tmp_path, tiny_suite, fast_target):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    _one_line(_bench(tiny_suite, fast_target, a_file), "--results-dir", "is a file, not a folder")
+    _one_line(run_cli("report", "--out", str(a_file)), "--out", "is a file")
+    _one_line(run_cli("export", "tiny_unet", "--suite", str(tiny_suite), "--out", str(a_file / "m.onnx")),
+              "--out", "is a file, not a folder")
+    _one_line(run_cli("export", "tiny_unet", "--suite", str(tiny_suite), "--out", str(tmp_path)), "is a folder")
+
+
+def test_zero_calibration_images(tiny_suite, fast_target, record):
+    _one_line(_bench(tiny_suite, fast_target, record, "--calibration-images", "0"), "calibration images = 0")
+
+
+def test_mask_class_out_of_range_names_the_suite_key(tmp_path, small_split, fast_target, record):
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 255\n\n[[model]]\nname = "m"\narch = "unet_small"\n'
+                     f'num_classes = 11\ninput_size = [184, 240]\nkwargs = {{ width = 0.125 }}\n')
+    _one_line(_bench(suite, fast_target, record), "ignore_index in the suite's [data] table")
+
+
+def _user_onnx_suite(tmp_path, small_split, nodes, out_channels, num_classes=11):
+    save_graph(tmp_path / "mine.onnx", "g", nodes,
+               [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 184, 240])],
+               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", out_channels, 184, 240])])
+    suite = tmp_path / "onnx_suite.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "mine"\nonnx = "mine.onnx"\n'
+                     f'num_classes = {num_classes}\ninput_size = [184, 240]\n')
+    return suite
+
+
+def test_user_onnx_that_parses_but_cannot_run(tmp_path, small_split, fast_target, record):
+    suite = _user_onnx_suite(tmp_path, small_split, [helper.make_node("NoSuchOperator", ["image"], ["logits"])], 11)
+    before = (record / "fast.csv").read_bytes()
+    _one_line(_bench(suite, fast_target, record), "is not a model ONNX Runtime can run")
+    assert (record / "fast.csv").read_bytes() == before
+
+
+def test_user_onnx_with_the_wrong_class_count_is_refused_before_measuring(tmp_path, small_split, fast_target, record):
+    suite = _user_onnx_suite(tmp_path, small_split, [helper.make_node("Identity", ["image"], ["logits"])], 3)
+    _one_line(_bench(suite, fast_target, record), "outputs shape [None, 3, 184, 240]", "11 classes")
+
+
+def test_a_factory_returning_a_dict_without_the_key(tmp_path, small_split, fast_target, record):
+    (tmp_path / "dict_models.py").write_text(
+        "from torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 11, 1)\n\n    def forward(self, x):\n        return {'logits': self.conv(x)}\n\n"
+        "def build():\n    return M()\n")
+    suite = tmp_path / "dict_suite.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "d"\n'
+                     f'factory = "dict_models:build"\nnum_classes = 11\ninput_size = [184, 240]\n')
+    _one_line(_bench(suite, fast_target, record), "forward returned a dict with keys ['logits']", 'output = "out"')
+    suite.write_text(suite.read_text() + 'output = "logits"\n')  # naming the key makes it work
+    assert _bench(suite, fast_target, record, "--no-gate").returncode == 0
+
+
+def test_stale_scratch_folders_of_killed_runs_are_removed():
+    from harness.bench import WORKDIR_PREFIX, remove_stale_workdirs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"{WORKDIR_PREFIX}{dead.pid}-test"
+    live = Path(tempfile.gettempdir()) / f"{WORKDIR_PREFIX}{os.getpid()}-test"
+    for folder in (stale, live):
+        folder.mkdir(exist_ok=True)
+        (folder / "eval.npz").write_bytes(b"x" * 1000)
+    try:
+        removed = remove_stale_workdirs()
+        assert stale in removed and not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(live, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
