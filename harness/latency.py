@@ -50,9 +50,9 @@ def judge(new: ResultRow, old: ResultRow | None, partner: ResultRow | None, rule
     return _against_record(new, old, rules)
 
 
-def _decisions(old_p50, new_p50, old_p95, new_p95, rules: GateRules) -> dict[str, Decision]:
-    return {"p50": decide(old_p50, new_p50, rules.latency_tolerance_pct),
-            "p95": decide(old_p95, new_p95, rules.p95_tolerance_pct)}
+def _decisions(old_p50, new_p50, old_p95, new_p95, rules: GateRules, floor_pct: float = 0.0) -> dict[str, Decision]:
+    return {"p50": decide(old_p50, new_p50, max(rules.latency_tolerance_pct, floor_pct)),
+            "p95": decide(old_p95, new_p95, max(rules.p95_tolerance_pct, floor_pct))}
 
 
 def _ab(new: ResultRow, partner: ResultRow, rules: GateRules) -> LatencyVerdict:
@@ -70,10 +70,10 @@ def _against_record(new: ResultRow, old: ResultRow, rules: GateRules) -> Latency
     old_p50 = split_floats(old.p50_per_process_ms)
     if old_p50:  # per-process figures on both sides: the rank rule
         decisions = _decisions(old_p50, split_floats(new.p50_per_process_ms), split_floats(old.p95_per_process_ms),
-                               split_floats(new.p95_per_process_ms), rules)
+                               split_floats(new.p95_per_process_ms), rules, rules.record_tolerance_pct)
     else:  # a record from before per-process figures were kept: the ratio of medians alone, no noise allowance
         # p95 of one run against p95 of another, with nothing to tell noise from change, is not decided.
-        decisions = {"p50": _ratio_only(old.p50_ms, new.p50_ms, rules.latency_tolerance_pct)}
+        decisions = {"p50": _ratio_only(old.p50_ms, new.p50_ms, max(rules.latency_tolerance_pct, rules.record_tolerance_pct))}
     machine = new.reference_ms / old.reference_ms if new.reference_ms and old.reference_ms else None
     reasons, notes = [], []
     for quantity, d in decisions.items():

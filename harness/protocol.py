@@ -51,6 +51,7 @@ class Request(_Message):
     num_classes: int = 1
     ignore_index: int = 255
     reference_path: str | None = None  # the fixed reference workload, timed after the model
+    report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
     version: int = PROTOCOL_VERSION
 
 

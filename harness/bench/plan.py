@@ -31,6 +31,7 @@ class BenchPlan:
     task: Task
     variants: tuple[str, ...]  # fp32 first: every ratio's reference
     git_commit: str = ""  # the suite's commit, recorded with every row (the gate's A/B rebuilds from it)
+    onnx_version: str = ""  # the exporter's onnx (the measuring child never imports onnx)
 
     @property
     def input_sizes(self) -> list[tuple[int, int]]:
@@ -51,11 +52,14 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
         get_variant(name)  # unknown names fail now, with close matches
     from harness.ab import current_commit
 
-    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path))
+    import onnx
+
+    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path), onnx.__version__)
     if any(get_variant(v).needs_calibration for v in variants):
         calibration_split(plan)
-        for spec in suite.models:  # every calibration image opened and checked now, not after the first export
-            plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, spec.input_hw, spec.num_classes,
+        for hw, classes in {(spec.input_hw, spec.num_classes) for spec in suite.models}:
+            # every calibration image opened and checked now, not after the first export
+            plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, hw, classes,
                            limit=inputs.quantize.calibration_images)
     check_batch_feedable(suite, target)
     check_user_onnx(plan)

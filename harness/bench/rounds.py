@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from harness.bench.plan import BenchPlan
@@ -36,7 +37,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
         progress = f"round {round_index + 1}/{rounds}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
             say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
-            request = build_request(floors[hw], target, samples[hw], reference_path=reference)
+            request = build_request(floors[hw], target, samples[hw])  # the yardstick is timed beside each model
             request = _untimed(request)
             children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
             predictions[(FLOOR, hw, "")] = None
@@ -79,6 +80,7 @@ def _measure_model(plan: BenchPlan, model: PreparedModel, runner: Runner, workdi
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
+            request = dataclasses.replace(request, report_machine=first)
             measured = Measurement.from_reply(runner.run(request, cap))
             yield key, measured, pred_path if pred_path is not None and pred_path.is_file() else None
 

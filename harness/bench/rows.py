@@ -38,7 +38,7 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
         harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
         onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
-        cpu_affinity=joined(target.device.affinity()), python_version="", numpy_version="", onnx_version="",
+        cpu_affinity=joined(target.device.affinity()), python_version="", numpy_version="", onnx_version=plan.onnx_version,
     )
     del fields["schema_version"]
     return fields
@@ -70,7 +70,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller
         fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",
-                                                        "python_version", "numpy_version", "onnx_version")})
+                                                        "python_version", "numpy_version")})
     lat = measured.latency
     if lat:
         fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,
