@@ -133,3 +133,13 @@ def test_stale_scratch_folders_of_killed_runs_are_removed():
     finally:
         shutil.rmtree(live, ignore_errors=True)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_model_name_with_a_slash_is_measured(tmp_path, small_split, fast_target):
+    suite = tmp_path / "slash.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "team/tiny"\narch = "unet_small"\n'
+                     f'num_classes = 11\ninput_size = [96, 128]\nkwargs = {{ width = 0.125 }}\n')
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "r" / "fast.csv").read_text().splitlines()[1].startswith("fast,team/tiny,fp32,")
