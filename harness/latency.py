@@ -45,8 +45,8 @@ def judge(new: ResultRow, old: ResultRow | None, partner: ResultRow | None, rule
     if different:
         return LatencyVerdict(NOT_GATED, notes=(
             f"latency not gated: recorded on {old.cpu_model} ({old.cpu_isa}, ORT {old.ort_version}, {old.threads} "
-            f"thread(s)), measured on {new.cpu_model} ({new.cpu_isa}, ORT {new.ort_version}, {new.threads} thread(s)); "
-            f"the export is unchanged, so there is nothing to A/B",))
+            f"thread(s)), measured on {new.cpu_model} ({new.cpu_isa}, ORT {new.ort_version}, {new.threads} thread(s)), "
+            f"and no A/B partner in this run",))
     return _against_record(new, old, rules)
 
 

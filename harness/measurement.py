@@ -11,7 +11,6 @@ from harness.protocol import Reply, Request
 from harness.targets import TargetProfile
 
 MAX_RUNS = 5000
-UNSTABLE_STDEV_PCT = 10.0  # pyperf's threshold: stdev at or above 10 % of the mean
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,6 @@ class LatencyStats:
         a = np.asarray(latencies_ms, dtype=np.float64)
         p50, p95, p99 = np.percentile(a, [50, 95, 99])
         return cls(len(a), float(p50), float(p95), float(p99), float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0)
-
-    @property
-    def unstable(self) -> bool:
-        return self.mean_ms > 0 and 100 * self.stdev_ms / self.mean_ms >= UNSTABLE_STDEV_PCT
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,6 @@ class Measurement:
     ort_version: str | None
     error: str | None = None
     per_process_latencies_ms: tuple[tuple[float, ...], ...] = ()  # one tuple per child, in the order they ran
-    per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, timed inside each child
     other_cpu_pct: float | None = None  # most any child saw other work take of its CPUs
     machine: dict | None = None  # the child's fingerprint
 
@@ -74,7 +68,6 @@ class Measurement:
             reference_ms=reply.reference_ms,
             confusion=np.asarray(reply.confusion, dtype=np.int64) if reply.confusion is not None else None,
             ort_version=reply.ort_version, per_process_latencies_ms=(reply.latencies_ms,),
-            per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms is not None else (),
             other_cpu_pct=reply.other_cpu_pct, machine=reply.machine,
         )
 
@@ -111,7 +104,6 @@ def combine(children: list[Measurement]) -> Measurement:
         confusion=next((m.confusion for m in children if m.confusion is not None), None),
         ort_version=children[0].ort_version,
         per_process_latencies_ms=tuple(p for m in children for p in m.per_process_latencies_ms),
-        per_process_reference_ms=tuple(r for m in children for r in m.per_process_reference_ms),
         other_cpu_pct=max((m.other_cpu_pct for m in children if m.other_cpu_pct is not None), default=None),
         machine=children[0].machine,
     )

@@ -62,7 +62,6 @@ class Reply(_Message):
     ok: bool
     error: str | None = None
     latencies_ms: tuple[float, ...] = ()
-    wall_s: float | None = None
     images_per_s: float | None = None
     peak_rss_mb: float | None = None  # kernel high-water mark (VmHWM) after the timed runs
     import_rss_mb: float | None = None  # resident memory right after importing numpy and onnxruntime
@@ -73,7 +72,7 @@ class Reply(_Message):
     confusion: tuple[tuple[int, ...], ...] | None = None  # rows true class, columns predicted
     ort_version: str | None = None
     other_cpu_pct: float | None = None  # busy time of the pinned CPUs during the timed runs not spent by this child
-    machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/onnx/ORT versions
+    machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/ORT versions
     version: int = PROTOCOL_VERSION
 
     @classmethod

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.export import ExportedModel
-from harness.measurement import UNSTABLE_STDEV_PCT
-from harness.results import ResultRow, format_cell, row_key
+from harness.decide import UNSTABLE_SPREAD_PCT, unstable
+from harness.results import ResultRow, format_cell, row_key, split_floats
 from harness.targets import TargetProfile
 
 NOT_MEASURED = "[dim]n/a[/dim]"
@@ -57,7 +57,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
-        if r.latency_stdev_pct is not None and r.latency_stdev_pct >= UNSTABLE_STDEV_PCT:
+        if unstable(split_floats(r.p50_per_process_ms)):  # pyperf's rule, on per-process medians
             runs += " [yellow]![/yellow]"
         speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
         if r.speedup_vs_fp32 is not None and r.speedup_vs_fp32 < 1:
@@ -72,7 +72,8 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
                      "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
                      "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second; "
-                     f"runs marked ! were unstable (stdev ≥ {UNSTABLE_STDEV_PCT:g} % of the mean: rerun on a quieter machine).\n"
+                     f"runs marked ! were unstable (the child processes' medians spread ≥ {UNSTABLE_SPREAD_PCT:g} % of their mean: "
+                     f"rerun on a quieter machine).\n"
                      f"vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). {metric} is computed from each ONNX "
                      f"model's outputs on the evaluation images{', void excluded' if metric == 'mIoU' else ''}; "
                      f"Δ{metric} and agree % (predicted classes equal to fp32's) are against fp32.")

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.results import ResultRow, format_cell, read_rows, row_key
 from harness.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
-from harness.targets import TargetProfile
+from harness.results import format_cell, read_rows, row_key
 
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
                  ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),

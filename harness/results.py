@@ -131,11 +131,6 @@ def rows_to_csv_text(rows: list[ResultRow]) -> str:
     return buffer.getvalue()
 
 
-def write_csv_atomic(path: Path, text: str) -> None:
-    """A results file written atomically (harness.files), its mode kept."""
-    write_text_atomic(path, text)
-
-
 def read_rows(path: Path) -> list[ResultRow]:
     """Rows of a results CSV; a CSV of another schema, or with a column missing, is refused with a clear message."""
     try:

@@ -73,7 +73,7 @@ def measure(request: Request) -> Reply:
     peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
     threads_in_process = _threads_now()
     return Reply(
-        ok=True, latencies_ms=tuple(latencies_ms), wall_s=wall_s, images_per_s=len(latencies_ms) * images_per_call / wall_s,
+        ok=True, latencies_ms=tuple(latencies_ms), images_per_s=len(latencies_ms) * images_per_call / wall_s,
         peak_rss_mb=peak_rss_mb, import_rss_mb=import_rss_mb, threads_in_process=threads_in_process,
         cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=max_in_flight,
         confusion=_evaluate(session, request) if request.eval_path else None,

@@ -1,8 +1,11 @@
 """Files the user keeps: atomic, mode kept, and concurrent updates of one record lose nothing."""
 
 import os
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from harness.files import write_text_atomic
 from harness.results import read_rows
@@ -48,3 +51,34 @@ def test_two_concurrent_updaters_lose_no_row(tmp_path):
         assert proc.wait(timeout=120) == 0
     models = {r.model for r in read_rows(record)}
     assert models == {f"{name}_{i}" for name in ("suite_a", "suite_b") for i in range(25)}
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "watch.csv"
+    path.write_text("old contents\n")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_text_atomic(path, "new contents\n")
+    assert path.read_text() == "old contents\n"
+    assert os.listdir(tmp_path) == ["watch.csv"]
+
+
+def test_kill_9_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
+    """A writer killed while it streams a large CSV never leaves a truncated results file."""
+    path = tmp_path / "watch.csv"
+    path.write_text("old contents\n")
+    code = (
+        "import sys, harness.files as f\n"
+        "text = 'x' * (200 * 1024 * 1024)\n"
+        "print('ready', flush=True)\n"
+        f"f.write_text_atomic(__import__('pathlib').Path({str(path)!r}), text)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.read_text() == "old contents\n"

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from harness.onnx_graph import save_graph
 
-from conftest import SAMPLE_DIR, results_csv_text, run_cli
+from conftest import results_csv_text, run_cli
 
 
 def _one_line(proc, *fragments):
@@ -115,6 +115,17 @@ def test_a_factory_returning_a_dict_without_the_key(tmp_path, small_split, fast_
     _one_line(_bench(suite, fast_target, record), "forward returned a dict with keys ['logits']", 'output = "out"')
     suite.write_text(suite.read_text() + 'output = "logits"\n')  # naming the key makes it work
     assert _bench(suite, fast_target, record, "--no-gate").returncode == 0
+
+
+def test_a_pytorch_model_with_the_wrong_class_count_is_refused_after_export(tmp_path, small_split, fast_target, record):
+    """Parity holds (ONNX matches PyTorch), but 3 class maps cannot be scored as 11 classes: refused before measuring."""
+    (tmp_path / "three.py").write_text("from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 3, 1)\n")
+    suite = tmp_path / "three.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "three"\n'
+                     f'factory = "three:build"\nnum_classes = 11\ninput_size = [184, 240]\n')
+    proc = _bench(suite, fast_target, record)
+    _one_line(proc, "model 'three' outputs shape [None, 3, 184, 240]", "11 classes")
+    assert "harness.worker" not in proc.stdout
 
 
 def test_stale_scratch_folders_of_killed_runs_are_removed():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
 from harness.ab import Baselines
+from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_alternating
 from harness.bench.rows import model_rows

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.machine import MachineFingerprint, machine_fingerprint
 from harness.quantize import QuantizeOptions
 from harness.spec import Suite
 from harness.targets import TargetProfile
@@ -32,6 +33,9 @@ class BenchPlan:
     variants: tuple[str, ...]  # fp32 first: every ratio's reference
     git_commit: str = ""  # the suite's commit, recorded with every row (the gate's A/B rebuilds from it)
     onnx_version: str = ""  # the exporter's onnx (the measuring child never imports onnx)
+    # (input_hw, num_classes) -> calibration images and targets, read once and checked before any export
+    calibration: dict = field(default_factory=dict)
+    machine: MachineFingerprint | None = None  # the controller's; a measured row takes its child's instead
 
     @property
     def input_sizes(self) -> list[tuple[int, int]]:
@@ -47,20 +51,21 @@ class BenchPlan:
 
 def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
     """The plan, or one HarnessError naming what is wrong with the input."""
-    variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
-    for name in variants:
-        get_variant(name)  # unknown names fail now, with close matches
-    from harness.ab import current_commit
-
     import onnx
 
-    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path), onnx.__version__)
-    if any(get_variant(v).needs_calibration for v in variants):
+    from harness.ab import current_commit
+
+    variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
+    needs_calibration = [get_variant(v).needs_calibration for v in variants]  # unknown names fail now
+    import onnxruntime
+
+    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path), onnx.__version__,
+                     machine=machine_fingerprint(onnxruntime.__version__))
+    if any(needs_calibration):
         calibration_split(plan)
-        for hw, classes in {(spec.input_hw, spec.num_classes) for spec in suite.models}:
-            # every calibration image opened and checked now, not after the first export
-            plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, hw, classes,
-                           limit=inputs.quantize.calibration_images)
+        for key in {(spec.input_hw, spec.num_classes) for spec in suite.models}:
+            plan.calibration[key] = plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, *key,
+                                                   limit=inputs.quantize.calibration_images)
     check_batch_feedable(suite, target)
     check_user_onnx(plan)
     return plan

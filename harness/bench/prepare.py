@@ -55,10 +55,17 @@ def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:
 
 
 def load_calibration(plan: BenchPlan, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Calibration images and their targets (masks or labels: the accuracy fallback scores on them)."""
-    calibration_split(plan)
-    return plan.task.load(plan.inputs.calibration_dir, "train", plan.suite.ignore_index, spec.input_hw,
-                          spec.num_classes, limit=plan.inputs.quantize.calibration_images)
+    """Calibration images and their targets (masks or labels: the accuracy fallback scores on them).
+
+    The plan read them once per input size of its suite; a model outside the suite (`harness quantize
+    ARCH` at another size) has them read now, once.
+    """
+    key = (spec.input_hw, spec.num_classes)
+    if key not in plan.calibration:
+        calibration_split(plan)
+        plan.calibration[key] = plan.task.load(plan.inputs.calibration_dir, "train", plan.suite.ignore_index, *key,
+                                               limit=plan.inputs.quantize.calibration_images)
+    return plan.calibration[key]
 
 
 def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name: str,

@@ -55,8 +55,6 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
 
 def _untimed(request):
     """The floor's peak needs no timing: one warm-up and one run."""
-    import dataclasses
-
     return dataclasses.replace(request, warmup_runs=1, min_runs=1, min_duration_s=0.0)
 
 

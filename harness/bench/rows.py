@@ -13,7 +13,6 @@ from harness.bench.prepare import PreparedModel
 from harness.bench.rounds import FLOOR
 from harness.budget import verdict
 from harness.export import ExportedModel
-from harness.machine import machine_fingerprint
 from harness.measurement import Measurement
 from harness.results import ResultRow, joined
 from harness.spec import ModelSpec
@@ -24,11 +23,8 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, status: str, ort_version: str | None) -> dict:
-    import onnxruntime
-
-    target = plan.target
-    fp = machine_fingerprint(ort_version or onnxruntime.__version__)
+def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, status: str) -> dict:
+    target, fp = plan.target, plan.machine
     fields = {f.name: None for f in dataclasses.fields(ResultRow)}
     fields.update(
         target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving),
@@ -45,7 +41,7 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
 
 
 def failed_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, reason: str) -> ResultRow:
-    return ResultRow(**_base_row(plan, spec, variant, serving, reason, None))
+    return ResultRow(**_base_row(plan, spec, variant, serving, reason))
 
 
 def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: str, exported: ExportedModel,
@@ -53,7 +49,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
     status = measured.error or "ok"
     if not measured.error and floor.error:
         status = f"runtime floor not measured: {floor.error}"
-    fields = _base_row(plan, spec, made.variant, serving, status, measured.ort_version)
+    fields = _base_row(plan, spec, made.variant, serving, status)
     fields.update(
         recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
         nodes_in_float=len(made.nodes_in_float) if get_variant(made.variant).supports_fallback else None,
@@ -66,7 +62,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         processes=len(measured.per_process_latencies_ms) or None, onnx_sha256=made.sha256,
         p50_per_process_ms=joined(measured.per_process_p50_ms), p95_per_process_ms=joined(measured.per_process_p95_ms),
         contended_pct=measured.other_cpu_pct, cpu_affinity=joined(measured.cpu_affinity),
-        reference_ms=float(np.median(measured.per_process_reference_ms)) if measured.per_process_reference_ms else None,
+        reference_ms=measured.reference_ms,  # timed inside the same children as the model: median over them
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller
         fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",

@@ -78,12 +78,13 @@ def _print_tables(console, target, rows, baseline_model: str) -> None:
 
 def _write_results(console, args, target, run, record_path: Path, recorded) -> Path:
     """This run to results/latest/<target>.csv (and .raw.json); the record too when asked (or when there is none yet)."""
-    from harness.results import merge_and_write, rows_to_csv_text, write_csv_atomic
+    from harness.files import write_text_atomic
+    from harness.results import merge_and_write, rows_to_csv_text
 
     rows = run.rows
     latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
-    write_csv_atomic(latest, rows_to_csv_text(rows))  # harness compare RECORD LATEST shows the change
-    write_csv_atomic(latest.with_suffix(".raw.json"), run.raw_json())
+    write_text_atomic(latest, rows_to_csv_text(rows))  # harness compare RECORD LATEST shows the change
+    write_text_atomic(latest.with_suffix(".raw.json"), run.raw_json())
     if not (args.update or recorded is None):
         return latest
     if not any(r.status == "ok" for r in rows) and not args.force:
@@ -100,12 +101,12 @@ def _gate(console, args, target, run, record_path: Path, recorded, latest: Path,
     """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
     from harness.gate import run_gate
     from harness.render import gate_table
-    from harness.results import write_csv_atomic
+    from harness.files import write_text_atomic
 
     compare = (recorded is not None or args.against) and not args.update
     report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
                       run.ab_notes if compare else None, lost if compare else frozenset())
-    write_csv_atomic(latest.with_suffix(".gate.json"), report.to_json())
+    write_text_atomic(latest.with_suffix(".gate.json"), report.to_json())
     if compare:
         console.print(gate_table(report, record_path))
         console.print(report.summary(target.name))
