@@ -5,16 +5,20 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from harness.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
 from harness.spec import ASSETS_DIR, DEFAULT_SUITE
 
 
-def subset_suite(folder: Path, names: list[str], data_dir: Path | None = None) -> Path:
-    """A copy of the default suite holding only the named models (in that order), paths made absolute."""
-    default = tomllib.loads(DEFAULT_SUITE.read_text())
+def subset_suite(folder: Path, names: list[str], data_dir: Path | None = None, source: Path = DEFAULT_SUITE) -> Path:
+    """A copy of a built-in suite (the default unless `source`) holding only the named models (in that order),
+    paths made absolute."""
+    default = tomllib.loads(source.read_text())
     models = {m["name"]: m for m in default["model"]}
+    calibration = default["calibration"]
     lines = ["[data]", f'dir = "{data_dir or ASSETS_DIR / default["data"]["dir"]}"',
              f'ignore_index = {default["data"]["ignore_index"]}', "", "[calibration]",
-             f'dir = "{ASSETS_DIR / default["calibration"]["dir"]}"', ""]
+             f'dir = "{ASSETS_DIR / calibration["dir"]}"', f'method = "{calibration.get("method", DEFAULT_CALIBRATION_METHOD)}"',
+             f'images = {calibration.get("images", DEFAULT_CALIBRATION_IMAGES)}', ""]
     for name in names:
         m = models[name]
         lines += ["[[model]]", f'name = "{name}"', f'arch = "{m["arch"]}"', f'num_classes = {m["num_classes"]}',

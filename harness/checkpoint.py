@@ -182,21 +182,29 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
 
 
 def write_checkpoint(out: Path, model: nn.Module, *, arch: str, num_classes: int, input_hw: tuple[int, int],
-                     model_kwargs: dict | None, reductions: list[str] | None, task: str, command: str, **extra) -> None:
-    """The one checkpoint writer: a plain state_dict plus what rebuilds it, written atomically.
+                     model_kwargs: dict | None, reductions: list[str] | None, task: str, command: str,
+                     weights_dtype: str = "float32", **extra) -> None:
+    """The one checkpoint writer: a plain state_dict on the CPU plus what rebuilds it, written atomically.
 
     It loads with `torch.load(weights_only=True)`; `reductions` are replayed on a fresh registry model
-    before the weights load (harness.reduce.rebuild).
+    before the weights load (harness.reduce.rebuild). Float weights may be stored as float16 to halve
+    the file; loading casts them back into the float32 model.
     """
     from harness import __version__
 
+    store = {"float32": torch.float32, "float16": torch.float16}[weights_dtype]
     payload = {
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: _stored(v, store) for k, v in model.state_dict().items()}, "weights_dtype": weights_dtype,
         "arch": arch, "num_classes": num_classes, "input_size": list(input_hw), "model_kwargs": dict(model_kwargs or {}),
         "reductions": list(reductions or []), "task": task, "command": command, "harness_version": __version__,
         "torch_version": str(torch.__version__), **extra,
     }
     _save_atomic(payload, Path(out))
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    tensor = tensor.detach().to("cpu")
+    return (tensor.to(dtype) if tensor.is_floating_point() else tensor).clone()
 
 
 def update_checkpoint(path: Path, **fields) -> None:

@@ -41,6 +41,8 @@ class TrainConfig:
     temperature: float = 4.0
     soft_weight: float = 0.25  # share of the loss on the teacher's soft targets; the rest on the labels
     provenance: dict | None = None  # extra fields saved in the checkpoint (e.g. the reduce note)
+    device: str = "cpu"  # where the training runs ("cuda" on an accelerator); checkpoints are always CPU tensors
+    weights_dtype: str = "float32"  # float16 halves the shipped file
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,15 @@ class TrainResult:
 
 
 def evaluate_torch(model, images_u8: np.ndarray, targets: np.ndarray, num_classes: int, ignore_index: int,
-                   task: str = "segmentation", batch_size: int = 8):
+                   task: str = "segmentation", batch_size: int = 8, device: str = "cpu"):
     """mIoU (or top-1) of a PyTorch model on fitted images and their masks (or labels)."""
     model.eval()
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     with torch.inference_mode():
         for i in range(0, len(images_u8), batch_size):
-            logits = model(torch.from_numpy(normalize(images_u8[i:i + batch_size])))
-            conf += confusion_matrix(logits.argmax(1).numpy(), targets[i:i + batch_size], num_classes, ignore_index)
+            logits = model(torch.from_numpy(normalize(images_u8[i:i + batch_size])).to(device))
+            predicted = logits.argmax(1).cpu().numpy()
+            conf += confusion_matrix(predicted, targets[i:i + batch_size], num_classes, ignore_index)
     return get_task(task).quality(conf)
 
 
@@ -102,7 +105,8 @@ class _Run:
             x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
             if y.ndim == 3:  # masks flip with their images; class labels do not change
                 y = np.where(flip[:, None, None], y[:, :, ::-1], y)
-            inputs, labels = torch.from_numpy(normalize(x)), torch.from_numpy(np.ascontiguousarray(y))
+            inputs = torch.from_numpy(normalize(x)).to(cfg.device)
+            labels = torch.from_numpy(np.ascontiguousarray(y)).to(cfg.device)
             logits = self.model(inputs)
             loss = self.loss_fn(logits, labels)
             if self.teacher is not None:
@@ -121,12 +125,16 @@ class _Run:
 def train(cfg: TrainConfig, command: str) -> TrainResult:
     """Train; keep the checkpoint of the best val quality; stop after `patience` flat epochs."""
     _check(cfg)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"--device {cfg.device}: PyTorch sees no CUDA device here; train with --device cpu")
     torch.manual_seed(cfg.seed)
+    torch.backends.cudnn.benchmark = cfg.device.startswith("cuda")  # fixed input size: let cuDNN pick its kernels
     torch.set_num_threads(os.cpu_count() or 1)
     task = get_task(cfg.task)
     train_x, train_y = task.load(cfg.data_dir, "train", cfg.ignore_index, cfg.input_hw, cfg.num_classes)
     val_x, val_y = task.load(cfg.data_dir, "val", cfg.ignore_index, cfg.input_hw, cfg.num_classes)
     model, reductions = initial_model(cfg)
+    model.to(cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     run = _Run(cfg, model, _teacher(cfg), optimizer, np.random.default_rng(cfg.seed),
@@ -142,7 +150,7 @@ def train(cfg: TrainConfig, command: str) -> TrainResult:
             progress.reset(batch_bar, description=f"epoch {epoch}")
             loss = run.epoch(train_x, train_y, lambda mean: progress.update(batch_bar, advance=1, status=f"loss {mean:.3f}"))
             scheduler.step()
-            quality = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index, cfg.task)
+            quality = evaluate_torch(model, val_x, val_y, cfg.num_classes, cfg.ignore_index, cfg.task, device=cfg.device)
             if quality.pct > best:
                 best, best_epoch = quality.pct, epoch
                 save_checkpoint(model, cfg, command, epoch, quality.pct, reductions)
@@ -172,7 +180,7 @@ def _teacher(cfg: TrainConfig):
         return None
     from harness.checkpoint import build_model
 
-    teacher = build_model(cfg.teacher).eval()
+    teacher = build_model(cfg.teacher).eval().to(cfg.device)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
@@ -195,4 +203,5 @@ def save_checkpoint(model, cfg: TrainConfig, command: str, epoch: int, val_quali
              "epoch": epoch, "val_quality_pct": val_quality_pct,  # mIoU, or top-1 for a classifier
              **(cfg.provenance or {})}  # a reduced checkpoint's note, history and its own parent win
     write_checkpoint(cfg.out_path, model, arch=cfg.arch, num_classes=cfg.num_classes, input_hw=cfg.input_hw,
-                     model_kwargs=cfg.model_kwargs, reductions=reductions, task=cfg.task, command=command, **extra)
+                     model_kwargs=cfg.model_kwargs, reductions=reductions, task=cfg.task, command=command,
+                     weights_dtype=cfg.weights_dtype, **extra)

@@ -37,6 +37,26 @@ def add_model_options(p) -> None:
     p.add_argument("--input-size", type=input_size, help="HEIGHTxWIDTH")
 
 
+def add_training_options(p) -> None:
+    """Where training runs and how the checkpoint stores its weights (train, and reduce when it retrains)."""
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda[:N]")
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="how the checkpoint stores float weights; float16 halves the file, loading casts back")
+
+
+def model_arg(text: str) -> tuple[str, object]:
+    """KEY=VALUE for the architecture's factory; numbers become int or float."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE, e.g. hidden_units=512")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
 def add_data_options(p) -> None:
     """Evaluation and calibration data, and how int8-static is made."""
     from harness.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
@@ -75,9 +95,23 @@ def resolve_spec(args, suite):
         stride = get_model_info(args.model).input_stride
         default_hw = tuple(-(-side // stride) * stride for side in default_hw)
         source = {"arch": args.model}
+        changes = {**_recorded_by(args), **changes}
     changes.setdefault("input_hw", default_hw)
     changes.setdefault("num_classes", suite.models[0].num_classes)
-    return ModelSpec(name=Path(args.model).stem, task=suite.task, **source, **changes)
+    changes.setdefault("task", suite.task)
+    return ModelSpec(name=Path(args.model).stem, **source, **changes)
+
+
+def _recorded_by(args) -> dict:
+    """What a harness checkpoint of this architecture records (classes, input size, keywords, task)."""
+    from harness.checkpoint import checkpoint_fields
+
+    saved = checkpoint_fields(Path(args.checkpoint)) if args.checkpoint and Path(args.checkpoint).is_file() else {}
+    if saved.get("arch") != args.model:
+        return {}
+    recorded = {"num_classes": saved.get("num_classes"), "model_kwargs": saved.get("model_kwargs"), "task": saved.get("task"),
+                "input_hw": tuple(saved["input_size"]) if saved.get("input_size") else None}
+    return {k: v for k, v in recorded.items() if v is not None}
 
 
 def bench_inputs(args, suite):

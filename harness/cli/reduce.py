@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cli.options import add_model_options, add_suite_option, command_line, resolve_spec
+from harness.cli.options import add_model_options, add_suite_option, add_training_options, command_line, resolve_spec
 from harness.errors import EXIT_OK, HarnessError
 
 
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better val score (default: never)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    add_training_options(p)
     add_suite_option(p)
     add_model_options(p)
     p.set_defaults(run=run)
@@ -49,7 +50,7 @@ def run(args) -> int:
     provenance = {"note": note, "parent": str(spec.checkpoint) if spec.checkpoint else None, "history": history + [note]}
     write_checkpoint(out, reduced.model, arch=reduced.arch, num_classes=spec.num_classes, input_hw=spec.input_hw,
                      model_kwargs=reduced.model_kwargs, reductions=reduced.reductions, task=spec.task,
-                     command=command_line(), **provenance)
+                     command=command_line(), weights_dtype=args.weights_dtype, **provenance)
     if args.epochs:
         note = f"{note}; {_train(args, suite, spec, reduced, teacher, out, provenance)}"
         update_checkpoint(out, note=note, history=history + [note])
@@ -131,7 +132,7 @@ def _train(args, suite, spec, reduced, teacher, out: Path, provenance: dict) -> 
         ignore_index=suite.ignore_index, max_epochs=args.epochs, patience_epochs=args.patience or args.epochs,
         batch_size=args.batch_size, lr=args.lr, model_kwargs=reduced.model_kwargs, task=spec.task,
         init_checkpoint=out, teacher=teacher, temperature=args.temperature, soft_weight=args.soft_weight,
-        provenance=provenance)
+        provenance=provenance, device=args.device, weights_dtype=args.weights_dtype)
     result = train(cfg, command_line())
     return (f"{result.epochs_run} epochs of {'distillation' if teacher else 'training'} on {args.data}, best val "
             f"{get_task(spec.task).quality_metric} {result.best_val_quality_pct:.2f}% (epoch {result.best_epoch})")

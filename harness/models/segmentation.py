@@ -47,6 +47,12 @@ def pspnet_resnet34(num_classes: int, **kwargs) -> nn.Module:
 
 
 @register_model(input_stride=8)
+def pspnet_resnet50(num_classes: int, **kwargs) -> nn.Module:
+    """smp PSPNet, ResNet-50 encoder (depth 3: the same network as ResNet-101, whose extra blocks are in layer3)."""
+    return _pspnet("resnet50", num_classes, **kwargs)
+
+
+@register_model(input_stride=8)
 def pspnet_resnet101(num_classes: int, **kwargs) -> nn.Module:
     """smp PSPNet, ResNet-101 encoder (depth 3)."""
     return _pspnet("resnet101", num_classes, **kwargs)
