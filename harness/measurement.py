@@ -48,6 +48,7 @@ class Measurement:
     per_process_latencies_ms: tuple[tuple[float, ...], ...] = ()  # one tuple per child, in the order they ran
     other_cpu_pct: float | None = None  # most any child saw other work take of its CPUs
     machine: dict | None = None  # the child's fingerprint
+    measured_on: str | None = None  # where the children ran, in the runner's words
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:
@@ -68,7 +69,7 @@ class Measurement:
             reference_ms=reply.reference_ms,
             confusion=np.asarray(reply.confusion, dtype=np.int64) if reply.confusion is not None else None,
             ort_version=reply.ort_version, per_process_latencies_ms=(reply.latencies_ms,),
-            other_cpu_pct=reply.other_cpu_pct, machine=reply.machine,
+            other_cpu_pct=reply.other_cpu_pct, machine=reply.machine, measured_on=reply.measured_on,
         )
 
 
@@ -106,6 +107,7 @@ def combine(children: list[Measurement]) -> Measurement:
         per_process_latencies_ms=tuple(p for m in children for p in m.per_process_latencies_ms),
         other_cpu_pct=max((m.other_cpu_pct for m in children if m.other_cpu_pct is not None), default=None),
         machine=children[0].machine,
+        measured_on=children[0].measured_on,
     )
 
 
@@ -117,7 +119,7 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
     device, scenario, runtime = target.device, target.scenario, target.runtime
     return Request(
         onnx_path=str(onnx_path), sample_path=str(sample_path), output_shape=tuple(output_shape),
-        threads=device.threads, inter_op_threads=device.inter_op_threads, cpu_affinity=device.affinity(),
+        threads=device.threads, inter_op_threads=device.inter_op_threads, cpu_affinity=device.cpu_affinity or (),
         serving=serving, images_at_once=scenario.images_at_once,
         enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
         allow_spinning=runtime.allow_spinning,

@@ -35,7 +35,7 @@ class Request(_Message):
     sample_path: str  # one fitted, normalised image (C,H,W) as .npy
     output_shape: tuple[int, ...]  # one image's logits, without the batch axis; checked when evaluating
     threads: int
-    cpu_affinity: tuple[int, ...]
+    cpu_affinity: tuple[int, ...]  # empty: the first `threads` CPUs where the child runs (the runner decides)
     inter_op_threads: int = 1
     serving: str = "batched"  # "batched": one call of images_at_once; "concurrent": that many requests in flight
     images_at_once: int = 1
@@ -73,6 +73,7 @@ class Reply(_Message):
     ort_version: str | None = None
     other_cpu_pct: float | None = None  # busy time of the pinned CPUs during the timed runs not spent by this child
     machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/ORT versions
+    measured_on: str | None = None  # the runner's word for where: "local (host)", "ssh://dev (host)", "ray node ..."
     version: int = PROTOCOL_VERSION
 
     @classmethod

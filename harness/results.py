@@ -13,12 +13,14 @@ from harness.files import locked, write_text_atomic
 # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts.
 # 3: what the latency rule and a later A/B need: per-process p50/p95, the export's hash, the commit, the
 #    measuring child's versions, session options and affinity; plus import RSS, threads, requests in flight.
-SCHEMA_VERSION = 3
+# 4: measured_on, where the child ran (local, an ssh device, a Ray node).
+SCHEMA_VERSION = 4
+SCHEMA_4_COLUMNS = ("measured_on",)
 SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "processes", "p50_per_process_ms",
                     "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
                     "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS}
+READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS, 3: SCHEMA_4_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class ResultRow:
     git_commit: str  # the suite's commit when measured ('-dirty': uncommitted changes in its folder)
     allow_spinning: bool | None  # None: recorded before the harness set it (ORT's default, on)
     cpu_affinity: str  # the CPUs the child ran on, ';'-joined
+    measured_on: str  # where: "local (host)", "ssh://user@device (host)", "ray node ID (host)"
     python_version: str
     numpy_version: str
     onnx_version: str

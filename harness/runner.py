@@ -9,14 +9,15 @@ Other runners (a device over SSH, a cluster) take the same Request and give back
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import platform
 import subprocess
 import sys
 import threading
 from typing import Protocol
 
 from harness.protocol import ProtocolError, Reply, Request
-from harness.targets import TargetProfile, check_fits_this_machine
 
 WORKER_TIMEOUT_S = 900
 WATCHDOG_POLL_S = 0.005
@@ -25,11 +26,27 @@ WATCHDOG_POLL_S = 0.005
 class Runner(Protocol):
     name: str
 
-    def check_target(self, target: TargetProfile) -> None:
+    def check_target(self, target) -> None:
         """Refuse (HarnessError) a target this runner's machine cannot honour, before anything is measured."""
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
         """Measure `request` somewhere; never raise for a failed measurement: return `Reply.failed`."""
+
+    def close(self) -> None:
+        """Remove what the runner staged or started (remote folders, connections)."""
+
+
+def make_runner(target, cluster: str | None = None) -> Runner:
+    """The runner a target names (`runner = "ssh://..."`), a Ray cluster's when `cluster` is given, else local."""
+    if cluster:
+        from harness.ray_runner import RayRunner
+
+        return RayRunner(cluster)
+    if target.device.runner.startswith("ssh://"):
+        from harness.ssh_runner import SshRunner
+
+        return SshRunner(target.device)
+    return LocalRunner()
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -81,12 +98,20 @@ class LocalRunner:
 
     name = "local"
 
-    def check_target(self, target: TargetProfile) -> None:
+    def check_target(self, target) -> None:
+        from harness.targets import check_fits_this_machine  # imported here: the device side has no TOML targets
+
         check_fits_this_machine(target)
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
+        if not request.cpu_affinity:  # the first `threads` CPUs this process may use, on the machine it runs on
+            request = dataclasses.replace(request, cpu_affinity=tuple(sorted(os.sched_getaffinity(0))[: request.threads]))
         with _off_cpus(request.cpu_affinity):
-            return self._run(request, memory_cap_mb, timeout_s)
+            reply = self._run(request, memory_cap_mb, timeout_s)
+        return dataclasses.replace(reply, measured_on=f"local ({platform.node()})")
+
+    def close(self) -> None:
+        pass
 
     def _run(self, request: Request, memory_cap_mb: float | None, timeout_s: float) -> Reply:
         read_fd, write_fd = os.pipe()

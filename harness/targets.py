@@ -28,13 +28,19 @@ def _non_negative(part, names: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class Device:
-    """The cores a measurement may use."""
+    """Where a measurement runs and the cores it may use there."""
 
     threads: int
     inter_op_threads: int = 1
     cpu_affinity: tuple[int, ...] | None = None  # None: the first `threads` CPUs the measuring process may use
+    runner: str = "local"  # or "ssh://[user@]host[:port]": the system OpenSSH client, the user's ~/.ssh/config
+    python: str = "python3"  # the interpreter on an ssh device (needs numpy and onnxruntime)
+    ssh_options: tuple[str, ...] = ()  # extra ssh arguments, e.g. ["-i", "key", "-o", "UserKnownHostsFile=f"]
 
     def __post_init__(self):
+        if self.runner != "local" and not (self.runner.startswith("ssh://") and len(self.runner) > len("ssh://")):
+            raise HarnessError(f"runner = '{self.runner}'; use \"local\" or \"ssh://[user@]host[:port]\" "
+                               f"(a Ray cluster is chosen with harness bench --cluster)")
         if self.threads < 1:
             raise HarnessError(f"threads = {self.threads}; set threads to 1 or more")
         if self.inter_op_threads < 1:
@@ -42,9 +48,6 @@ class Device:
         if self.cpu_affinity is not None and len(self.cpu_affinity) < self.threads:
             raise HarnessError(f"cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; "
                                f"list at least {self.threads}")
-
-    def affinity(self) -> tuple[int, ...]:
-        return self.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: self.threads])
 
 
 @dataclass(frozen=True)

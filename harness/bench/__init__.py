@@ -19,7 +19,7 @@ from harness.bench.prepare import PreparedModel, load_calibration, make_variant,
 from harness.bench.rounds import FLOOR, measure_alternating
 from harness.bench.rows import model_rows
 from harness.results import ResultRow, row_key
-from harness.runner import LocalRunner, Runner
+from harness.runner import Runner, make_runner
 from harness.spec import Suite
 from harness.targets import TargetProfile
 
@@ -46,9 +46,18 @@ class BenchRun:
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None,
               runner: Runner | None = None, baselines: Baselines | None = None) -> BenchRun:
     """Export (cached), make each variant (cached), measure each in child processes; failures become rows."""
-    runner = runner or LocalRunner()
-    runner.check_target(target)
     plan = plan_bench(suite, target, inputs)
+    own_runner = runner is None
+    runner = runner or make_runner(target)
+    try:
+        runner.check_target(target)
+        return _run(plan, suite, target, console, runner, baselines)
+    finally:
+        if own_runner:
+            runner.close()
+
+
+def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: Runner, baselines) -> BenchRun:
     remove_stale_workdirs()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as tmp, \

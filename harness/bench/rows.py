@@ -34,7 +34,7 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
         harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
         onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
-        cpu_affinity=joined(target.device.affinity()), python_version="", numpy_version="", onnx_version=plan.onnx_version,
+        cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
     )
     del fields["schema_version"]
     return fields
@@ -62,6 +62,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         processes=len(measured.per_process_latencies_ms) or None, onnx_sha256=made.sha256,
         p50_per_process_ms=joined(measured.per_process_p50_ms), p95_per_process_ms=joined(measured.per_process_p95_ms),
         contended_pct=measured.other_cpu_pct, cpu_affinity=joined(measured.cpu_affinity),
+        measured_on=measured.measured_on or "",
         reference_ms=measured.reference_ms,  # timed inside the same children as the model: median over them
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller

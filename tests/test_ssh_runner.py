@@ -1,0 +1,197 @@
+"""The ssh runner against a real OpenSSH server on 127.0.0.1 (an unprivileged `sshd -D` with throwaway keys).
+
+.ci/run installs openssh-server when it is missing and sets HARNESS_REQUIRE_SSHD=1, so CI fails rather
+than skips when no sshd can be started.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.errors import HarnessError
+from harness.targets import TargetProfile
+
+from conftest import run_cli
+from harness.spec import ASSETS_DIR
+
+CALIBRATION = ("--calibration-data", str(ASSETS_DIR / "camvid_train32"))
+
+SSHD = shutil.which("sshd") or next((p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(p)), None)
+
+
+class Sshd:
+    """One sshd on a free loopback port, its keys, and a target TOML that reaches it."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+        shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        (folder / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\nStrictModes no\n"
+            "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n")
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", exist_ok=True)  # root's sshd wants its privilege-separation folder
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {self.proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.05)
+        raise RuntimeError("sshd did not listen within 5 s")
+
+    def target(self, python: str = sys.executable, port: int | None = None, **flat) -> Path:
+        options = ["-F", "/dev/null", "-i", str(self.folder / "client_key"), "-o", "IdentitiesOnly=yes",
+                   "-o", f"UserKnownHostsFile={self.folder / 'known_hosts'}", "-o", "StrictHostKeyChecking=no"]
+        keys = {"description": '"a device over ssh"', "threads": 1, "min_runs": 20, "min_duration_s": 0.2,
+                "warmup_runs": 2, "variants": '["fp32", "int8-static"]',
+                "runner": f'"ssh://{getpass.getuser()}@127.0.0.1:{port or self.port}"', "python": f'"{python}"',
+                "ssh_options": "[" + ", ".join(f'"{o}"' for o in options) + "]", **flat}
+        lines = [f"{k} = {v}" for k, v in keys.items()]
+        path = self.folder / f"device_{len(list(self.folder.glob('device_*.toml')))}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def kill(self) -> None:
+        """The device goes away: the listener and every session it started, at once."""
+        family = [psutil.Process(self.proc.pid)]
+        family += family[0].children(recursive=True)
+        for p in family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.proc.wait(timeout=10)
+
+
+def _start(folder: Path) -> Sshd:
+    if SSHD is None or shutil.which("ssh") is None:
+        if os.environ.get("HARNESS_REQUIRE_SSHD"):
+            pytest.fail("sshd or ssh is not installed (apt-get install openssh-server openssh-client)")
+        pytest.skip("no OpenSSH server here: apt-get install openssh-server")
+    return Sshd(folder)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = _start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.kill()
+
+
+def _rows(results: Path, target: Path) -> dict[tuple[str, str], dict]:
+    with open(results / f"{target.stem}.csv", newline="") as f:
+        return {(r["model"], r["variant"]): r for r in csv.DictReader(f)}
+
+
+@pytest.mark.slow
+def test_a_bench_over_ssh_matches_the_local_runner(sshd, baseline_suite, tmp_path):
+    remote_target = sshd.target(processes=3)
+    local_target = tmp_path / "local.toml"
+    local_target.write_text("\n".join(line for line in remote_target.read_text().splitlines()
+                                      if not line.startswith(("runner", "python", "ssh_options"))) + "\n")
+    folders_before = set(Path("/tmp").glob("harness-remote-*"))
+    for target in (remote_target, local_target):
+        proc = run_cli("bench", "--target", str(target), "--suite", str(baseline_suite), "--no-gate", *CALIBRATION,
+                       "--results-dir", str(tmp_path / "results"))
+        assert proc.returncode == 0, proc.stderr
+    remote, local = _rows(tmp_path / "results", remote_target), _rows(tmp_path / "results", local_target)
+    assert set(remote) == set(local) == {("pspnet_resnet18", "fp32"), ("pspnet_resnet18", "int8-static")}
+    for key, row in remote.items():
+        assert row["status"] == "ok", row["status"]
+        assert row["quality_pct"] == local[key]["quality_pct"]  # same model, same images, same runtime
+        assert row["measured_on"] == f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port} ({os.uname().nodename})"
+        assert local[key]["measured_on"].startswith("local (")
+        assert row["cpu_model"] == local[key]["cpu_model"] and row["ort_version"] == local[key]["ort_version"]
+        ratio = float(row["p50_ms"]) / float(local[key]["p50_ms"])
+        assert 0.7 < ratio < 1.4, f"{key}: p50 over ssh {row['p50_ms']} ms vs local {local[key]['p50_ms']} ms"
+    leftovers = set(Path("/tmp").glob("harness-remote-*")) - folders_before
+    assert not leftovers, f"the device's folder was not removed: {leftovers}"
+
+
+@pytest.mark.slow
+def test_a_device_that_dies_mid_run_gives_failed_rows_with_a_reason(tmp_path, baseline_suite):
+    server = _start(tmp_path / "dying")
+    target = server.target(processes=3, min_duration_s=1.0)
+    folders_before = set(Path("/tmp").glob("harness-remote-*"))
+    started = time.monotonic()
+    bench = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite",
+                              str(baseline_suite), "--no-gate", "--force", *CALIBRATION, "--results-dir", str(tmp_path / "results")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: set[int] = set()  # the device's measuring launchers: the first one times the runtime floor
+    while len(seen) < 2:
+        assert bench.poll() is None and time.monotonic() - started < 300, "no model measurement started on the device"
+        seen |= _remote_launchers(server.proc.pid)
+        time.sleep(0.02)
+    server.kill()
+    killed = time.monotonic()
+    _, stderr = bench.communicate(timeout=120)
+    assert time.monotonic() - killed < 60, "the harness hung on a dead connection"
+    for folder in set(Path("/tmp").glob("harness-remote-*")) - folders_before:  # a dead device keeps its folder
+        shutil.rmtree(folder, ignore_errors=True)
+    assert (tmp_path / "results" / f"{target.stem}.csv").is_file(), stderr[-1000:]
+    rows = _rows(tmp_path / "results", target)
+    failed = [r for r in rows.values() if r["status"] != "ok"]
+    assert failed, f"no failed row after the device died: {stderr[-500:]}"
+    assert all(f"ssh to {getpass.getuser()}@127.0.0.1 failed" in r["status"] for r in failed), \
+        [r["status"] for r in failed]
+
+
+def _remote_launchers(sshd_pid: int) -> set[int]:
+    found = set()
+    try:
+        family = psutil.Process(sshd_pid).children(recursive=True)
+    except psutil.Error:
+        return found
+    for p in family:
+        try:
+            command = " ".join(p.cmdline())
+            if "harness.remote" in command and "--probe" not in command:
+                found.add(p.pid)
+        except psutil.Error:  # ended, or a zombie, between listing and reading
+            pass
+    return found
+
+
+@pytest.mark.parametrize("case", ["unreachable", "no python", "no onnxruntime"])
+def test_bad_devices_are_refused_in_one_line_before_measuring(sshd, baseline_suite, tmp_path, case):
+    if case == "unreachable":
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            target, expected = sshd.target(port=s.getsockname()[1]), "cannot reach"
+    elif case == "no python":
+        target, expected = sshd.target(python="/nonexistent/python3"), "no '/nonexistent/python3' on"
+    else:
+        bare = tmp_path / "bare"  # a Python without numpy and onnxruntime
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+        target, expected = sshd.target(python=str(bare / "bin" / "python")), "numpy and onnxruntime missing on"
+    proc = run_cli("bench", "--target", str(target), "--suite", str(baseline_suite), *CALIBRATION,
+                   "--results-dir", str(tmp_path / "results"), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("runner", ["ssh://", "scp://host", "ray://host:10001"])
+def test_a_runner_that_is_not_local_or_ssh_is_refused(runner):
+    with pytest.raises(HarnessError, match="use \"local\" or \"ssh://"):
+        TargetProfile.from_flat("t", threads=1, runner=runner)
