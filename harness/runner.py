@@ -36,19 +36,6 @@ class Runner(Protocol):
         """Remove what the runner staged or started (remote folders, connections)."""
 
 
-def make_runner(target, cluster: str | None = None) -> Runner:
-    """The runner a target names (`runner = "ssh://..."`), a Ray cluster's when `cluster` is given, else local."""
-    if cluster:
-        from harness.ray_runner import RayRunner
-
-        return RayRunner(cluster)
-    if target.device.runner.startswith("ssh://"):
-        from harness.ssh_runner import SshRunner
-
-        return SshRunner(target.device)
-    return LocalRunner()
-
-
 def _rss_mb(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:

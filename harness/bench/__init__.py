@@ -16,10 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.ab import Baselines
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
-from harness.bench.rounds import FLOOR, measure_alternating
+from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
 from harness.results import ResultRow, row_key
-from harness.runner import Runner, make_runner
+from harness.runner import Runner
+from harness.runners import make_runner
 from harness.spec import Suite
 from harness.targets import TargetProfile
 
@@ -44,11 +45,11 @@ class BenchRun:
 
 
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None,
-              runner: Runner | None = None, baselines: Baselines | None = None) -> BenchRun:
+              runner: Runner | None = None, baselines: Baselines | None = None, cluster: str | None = None) -> BenchRun:
     """Export (cached), make each variant (cached), measure each in child processes; failures become rows."""
     plan = plan_bench(suite, target, inputs)
     own_runner = runner is None
-    runner = runner or make_runner(target)
+    runner = runner or make_runner(target, cluster)
     try:
         runner.check_target(target)
         return _run(plan, suite, target, console, runner, baselines)
@@ -76,15 +77,17 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
                                   calibration_bar(progress, spec.name)) for spec in suite.models]
         measurable = [model for model in prepared if model.exported is not None]
         partners, ab_notes = _partners(plan, measurable, baselines, workdir, say, progress) if baselines else ([], {})
-        measured = measure_alternating(plan, measurable + partners, runner, workdir, say, advance)
+        by_model = measure_groups(plan, measurable + partners, runner, workdir, say, advance)
         rows: list[ResultRow] = []
         for model in prepared:
-            rows += model_rows(plan, model, measured)
-        partner_rows = {(p.ab_partner_of, r.variant, r.serving): r for p in partners for r in model_rows(plan, p, measured)}
+            rows += model_rows(plan, model, by_model.get(model.spec.name, {}))
+        partner_rows = {(p.ab_partner_of, r.variant, r.serving): r for p in partners
+                        for r in model_rows(plan, p, by_model[p.spec.name])}
     raw = {}
-    for key, (measurement, _) in measured.items():
-        if key[0] != FLOOR:
-            raw[(key[0], key[1], target.scenario.serving_label(key[2]))] = measurement.per_process_latencies_ms
+    for measured in by_model.values():
+        for key, (measurement, _) in measured.items():
+            if key[0] != FLOOR:
+                raw[(key[0], key[1], target.scenario.serving_label(key[2]))] = measurement.per_process_latencies_ms
     return BenchRun(rows, raw, partner_rows, ab_notes)
 
 

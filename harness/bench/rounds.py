@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.bench.plan import BenchPlan
@@ -12,6 +13,24 @@ from harness.runner import Runner
 from harness.yardsticks import reference_model, trivial_model
 
 FLOOR = "floor"
+
+
+def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
+    """{model name: its measurements}. Each model with its A/B partner is one group kept on one place (a Ray
+    node); where the runner has several places the groups run side by side, else all alternate in one loop."""
+    if getattr(runner, "places", 1) <= 1:
+        measured = measure_alternating(plan, models, runner, workdir, say, advance)
+        return {model.spec.name: measured for model in models}
+    groups = [[m, *(p for p in models if p.ab_partner_of == m.spec.name)] for m in models if not m.ab_partner_of]
+
+    def measure_group(index: int):
+        folder = workdir / f"group_{index}"  # each group times its own floor and reference on its own node
+        folder.mkdir()
+        return measure_alternating(plan, groups[index], runner.place(index), folder, say, advance)
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        results = list(pool.map(measure_group, range(len(groups))))
+    return {model.spec.name: measured for group, measured in zip(groups, results) for model in group}
 
 
 def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance):

@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
                                                      "(e.g. the pull request's base branch), measured in this run")
     p.add_argument("--strict", action="store_true", help="a row whose latency could not be gated fails")
     p.add_argument("--force", action="store_true", help="record even a run in which every row failed")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="measure on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (pip install 'harness[ray]'); "
+                        "one measurement per node at a time, each model on one node")
     p.add_argument("--report", nargs="?", const="report", metavar="DIR",
                    help="also write the HTML report of this run (default folder: report)")
     p.set_defaults(run=run)
@@ -44,7 +47,7 @@ def run(args) -> int:
     console = make_console()
     gating = (recorded is not None or args.against) and not args.update
     baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
-    run = run_bench(suite, target, inputs, console=console, baselines=baselines)
+    run = run_bench(suite, target, inputs, console=console, baselines=baselines, cluster=args.cluster)
     rows = run.rows
     _print_tables(console, target, rows, suite.models[0].name)
     latest = _write_results(console, args, target, run, record_path, recorded)
