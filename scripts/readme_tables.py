@@ -1,4 +1,4 @@
-"""Print the README's watch table from a results CSV (the record), so the README shows what the record holds.
+"""Print the README's watch table (the default suite's rows) from a results CSV, so the README shows the record.
 
     python scripts/readme_tables.py results/watch.csv
 """
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.results import read_rows
+from harness.spec import DEFAULT_SUITE, load_suite
 
 
 def watch_table(path: Path) -> str:
@@ -16,12 +17,8 @@ def watch_table(path: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {"fp32": 0, "int8-static": 1, "int8-dynamic": 2, "fp16": 3}
     rows = read_rows(path)
-    models = list(dict.fromkeys(r.model for r in rows))
-    baseline = "pspnet_resnet18"
-    models = [baseline] + [m for m in ("pspnet_resnet18_decoder256", "pspnet_resnet18_pruned30", "pspnet_mobilenet_v2",
-                                       "pspnet_resnet18_factorized_distilled") if m in models] + \
-             [m for m in models if m not in (baseline, "pspnet_resnet18_decoder256", "pspnet_resnet18_pruned30",
-                                              "pspnet_mobilenet_v2", "pspnet_resnet18_factorized_distilled")]
+    # the default suite's models, in its order: the record also holds the other suites' rows
+    models = [m.name for m in load_suite(DEFAULT_SUITE).models if any(r.model == m.name for r in rows)]
     for model in models:
         for r in sorted((r for r in rows if r.model == model), key=lambda r: order.get(r.variant, 9)):
             drop = -r.quality_drop_pts if r.quality_drop_pts is not None else None
