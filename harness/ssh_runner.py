@@ -9,6 +9,7 @@ connection (ControlMaster) carries every call of a run.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -126,8 +127,6 @@ class SshRunner:
         except (ValueError, KeyError) as e:
             return Reply.failed(f"unreadable reply from {self.destination}: {e}")
         if request.predictions_path and "predictions_b64" in envelope:
-            import base64
-
             Path(request.predictions_path).write_bytes(base64.b64decode(envelope["predictions_b64"]))
         return dataclasses.replace(reply, measured_on=f"{self.url} ({self._hostname})")
 

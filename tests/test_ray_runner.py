@@ -17,12 +17,9 @@ import pytest
 from conftest import SAMPLE_DIR, run_cli
 from harness.spec import ASSETS_DIR
 
-try:
-    import ray  # noqa: F401
+import importlib.util
 
-    HAVE_RAY = True
-except ImportError:
-    HAVE_RAY = False
+HAVE_RAY = importlib.util.find_spec("ray") is not None
 
 needs_ray = pytest.mark.skipif(not HAVE_RAY and not os.environ.get("HARNESS_REQUIRE_RAY"),
                                reason="Ray is not installed (pip install 'harness[ray]')")
