@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 from harness.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
 from harness.spec import ASSETS_DIR, DEFAULT_SUITE
+
+
+def bench_rows(folder: Path, suite: Path, target: str) -> list[dict[str, str]]:
+    """One `harness bench --no-gate` of `suite` under `target` (a name or a .toml), its rows as CSV dicts."""
+    results = folder / "results"
+    subprocess.run([sys.executable, "-m", "harness", "bench", "--target", target, "--suite", str(suite), "--no-gate",
+                    "--results-dir", str(results)], check=True, stdout=subprocess.DEVNULL)
+    with open(results / f"{Path(target).stem}.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def subset_suite(folder: Path, names: list[str], data_dir: Path | None = None, source: Path = DEFAULT_SUITE) -> Path:

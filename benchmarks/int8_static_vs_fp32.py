@@ -11,13 +11,11 @@ fp32's, and its mIoU within 0.5 point of fp32's. Prints the figures; exits 1 if 
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _suites import subset_suite
+from _suites import bench_rows, subset_suite
 
 MIN_SPEEDUP, MAX_FILE_SHARE, MAX_MIOU_DROP = 2.0, 0.30, 0.5
 
@@ -25,11 +23,7 @@ MIN_SPEEDUP, MAX_FILE_SHARE, MAX_MIOU_DROP = 2.0, 0.30, 0.5
 def one_run() -> dict[str, dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         suite = subset_suite(Path(tmp), ["pspnet_resnet18"])
-        subprocess.run([sys.executable, "-m", "harness", "bench", "--target", "watch", "--suite", str(suite), "--no-gate",
-                        "--results-dir", tmp],
-                       check=True, stdout=subprocess.DEVNULL)
-        with open(Path(tmp) / "watch.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = bench_rows(Path(tmp), suite, "watch")
     return {r["variant"]: r for r in rows if r["model"] == "pspnet_resnet18"}
 
 

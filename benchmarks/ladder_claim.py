@@ -14,13 +14,11 @@ Exits 1 if the claim fails.
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _suites import subset_suite
+from _suites import bench_rows, subset_suite
 
 from harness.spec import ASSETS_DIR
 
@@ -38,10 +36,7 @@ def one_run(data_dir: Path | None, threads: int) -> list[dict[str, str]]:
         target = folder / "ladder.toml"
         target.write_text(f'description = "ladder: {threads} thread(s), fp32 and int8-static"\nthreads = {threads}\n'
                           'variants = ["fp32", "int8-static"]\nenable_cpu_mem_arena = true\nenable_mem_pattern = false\n')
-        subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite", str(suite),
-                        "--no-gate", "--results-dir", str(folder / "results")], check=True, stdout=subprocess.DEVNULL)
-        with open(folder / "results" / "ladder.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = bench_rows(folder, suite, str(target))
     return sorted(rows, key=lambda r: (MODELS.index(r["model"]), r["variant"]))  # heaviest first
 
 

@@ -15,13 +15,11 @@ Prints the figures; exits 1 if a claim fails.
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _suites import subset_suite
+from _suites import bench_rows, subset_suite
 
 PRUNED_FRACTION, FILE_SLACK_PTS = 0.30, 5.0
 MAX_STUDENT_DROP_PTS, MIN_STUDENT_SPEEDUP = 2.0, 2.0
@@ -35,10 +33,7 @@ def one_run(data_dir: Path | None) -> dict[str, dict[str, str]]:
         target = folder / "one_thread.toml"
         target.write_text('description = "watch profile, fp32 only"\nthreads = 1\nvariants = ["fp32"]\n'
                           "enable_cpu_mem_arena = true\nenable_mem_pattern = false\n")
-        subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite", str(suite),
-                        "--no-gate", "--results-dir", str(folder / "results")], check=True, stdout=subprocess.DEVNULL)
-        with open(folder / "results" / "one_thread.csv", newline="") as f:
-            return {r["model"]: r for r in csv.DictReader(f)}
+        return {r["model"]: r for r in bench_rows(folder, suite, str(target))}
 
 
 def main() -> int:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.protocol import Reply, Request
+from harness.runner import CHILD_MODULES
 
 RESOURCE = "harness_measure"
-CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py",
-                 "ray_runner.py", "errors.py")
 
 
 def _import_ray():
@@ -65,14 +64,13 @@ class RayRunner:
         ray = self._ray
         package = Path(self._package_dir) / "harness"
         package.mkdir(exist_ok=True)
-        for name in CHILD_MODULES:
+        for name in (*CHILD_MODULES, "ray_runner.py", "errors.py"):
             shutil.copy(Path(__file__).parent / name, package / name)
-        address = None if self.address == "local" else self.address
-        if address not in (None, "auto"):
-            _check_reachable(address)
-        try:
-            ray.init(address=address, runtime_env={"py_modules": [str(package)]}, log_to_driver=False,
-                     logging_level="ERROR", include_dashboard=False)
+        if self.address != "auto":
+            _check_reachable(self.address)
+        try:  # an existing cluster only: a fresh local Ray would have no node offering RESOURCE
+            ray.init(address=self.address, runtime_env={"py_modules": [str(package)]}, log_to_driver=False,
+                     logging_level="ERROR")
         except Exception as e:  # Ray raises ConnectionError, RuntimeError or its own errors here
             raise HarnessError(f"cannot connect to the Ray cluster at {self.address}: {type(e).__name__}: "
                                f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}") from None

@@ -20,6 +20,8 @@ from typing import Protocol
 from harness.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
+# What a measuring child imports (standard library, numpy, onnxruntime): what a remote runner ships.
+CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py")
 WATCHDOG_POLL_S = 0.005
 
 

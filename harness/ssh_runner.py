@@ -24,9 +24,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
 from harness.protocol import Reply, Request
-
-CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py",
-                 "remote.py")
+from harness.runner import CHILD_MODULES
 CONNECT_TIMEOUT_S = 10
 ALIVE_INTERVAL_S = 5  # a silent connection is declared dead after ALIVE_INTERVAL_S * ALIVE_COUNT
 ALIVE_COUNT = 3
@@ -61,9 +59,12 @@ class SshRunner:
     def check_target(self, target) -> None:
         """Reach the device, stage the child's modules, and check Python, numpy, onnxruntime and the CPUs there."""
         try:
-            made = self._ssh("mktemp -d /tmp/harness-remote-XXXXXX")
+            self._prepare_device(target)
         except subprocess.TimeoutExpired:
             raise HarnessError(f"{target.where}: {self.destination} did not answer over ssh within 60 s") from None
+
+    def _prepare_device(self, target) -> None:
+        made = self._ssh("mktemp -d /tmp/harness-remote-XXXXXX")
         if made.returncode != 0:
             raise HarnessError(f"{target.where}: cannot reach {self.destination} over ssh ({_last_line(made.stderr)}); "
                                f"`ssh {self.destination}` must work in your shell without a password prompt")
@@ -78,7 +79,11 @@ class SshRunner:
                                f"set python = \"/path/to/python3\" in the target")
         if probed.returncode != 0:
             raise HarnessError(f"{target.where}: '{self.python}' on {self.destination} failed: {_last_line(probed.stderr)}")
-        found = json.loads(probed.stdout)
+        try:
+            found = json.loads(probed.stdout)
+        except ValueError:
+            raise HarnessError(f"{target.where}: '{self.python}' on {self.destination} did not answer the probe "
+                               f"(got {probed.stdout[:80]!r}); is it a Python 3?") from None
         if found["missing"]:
             raise HarnessError(f"{target.where}: {' and '.join(found['missing'])} missing on {self.destination} for "
                                f"{self.python}; install there: {self.python} -m pip install numpy onnxruntime")
@@ -158,7 +163,7 @@ def _child_modules_tar() -> bytes:
     package = Path(__file__).parent
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in CHILD_MODULES:
+        for name in (*CHILD_MODULES, "remote.py"):
             tar.add(package / name, arcname=f"harness/{name}")
     return buffer.getvalue()
 

@@ -29,3 +29,19 @@ def test_missing_column_is_refused_with_a_clear_message(tmp_path):
     path.write_text("target,model\nwatch,a\n")
     with pytest.raises(HarnessError, match="lacks column 'variant'"):
         read_rows(path)
+
+
+def test_a_schema_3_record_reads_without_measured_on_and_a_schema_4_one_needs_it(tmp_path):
+    """Records made before the runners lack `measured_on`: read as not measured; a current one may not lack it."""
+    path = tmp_path / "watch.csv"
+    merge_and_write(path, [_row("a", 1.0)])
+    header, *lines = path.read_text().splitlines()
+    drop = header.split(",").index("measured_on")
+    cut = lambda line: ",".join(c for i, c in enumerate(line.split(",")) if i != drop)  # noqa: E731
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join([cut(header), *(cut(line)[: cut(line).rindex(",")] + ",3" for line in lines)]) + "\n")
+    assert [(r.model, r.measured_on) for r in read_rows(old)] == [("a", "")]
+    current = tmp_path / "current.csv"
+    current.write_text("\n".join([cut(header), *(cut(line) for line in lines)]) + "\n")
+    with pytest.raises(HarnessError, match="lacks column 'measured_on'"):
+        read_rows(current)
