@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,20 +75,48 @@ class Baselines:
     def __init__(self, suite_path: Path, recorded: list[ResultRow], against: str | None = None):
         self.suite_path, self.against = Path(suite_path), against
         self.recorded = {r.model: r for r in recorded if r.variant == "fp32"} or {r.model: r for r in recorded}
+        self.by_variant = {(r.model, r.variant): r.onnx_sha256 for r in recorded if r.status == "ok"}
         self.root = repo_root(self.suite_path)
 
-    def needs_partner(self, name: str, sha256: str) -> tuple[bool, str]:
-        """Whether `name` changed since the record (or since --against); the note says how that was decided."""
+    def changes(self, name: str, files: dict[str, str], runtime: dict) -> tuple[list[str], str]:
+        """What changed since the record for model `name` that can change its latency, and how that reads.
+
+        `files`: variant -> sha256 of the file made now; `runtime`: the recorded row's configuration fields
+        (ort_version, threads, cpu_mem_arena, mem_pattern, allow_spinning, images_at_once) as they are now.
+        Kinds: "files" (the export or any variant's file), "runtime" (onnxruntime release), "options".
+        """
         if self.against:
-            return True, f"A/B against {self.against}"
+            return ["files"], f"A/B against {self.against}"
         row = self.recorded.get(name)
         if row is None:
-            return False, "no recorded row"
+            return [], "no recorded row"
+        kinds, said = [], []
         if not row.onnx_sha256:
-            return False, "the record holds no export hash (re-record with --update to enable A/B)"
-        if row.onnx_sha256 == sha256:
-            return False, "export unchanged since the record"
-        return True, f"export changed since the record ({row.onnx_sha256[:12]} → {sha256[:12]})"
+            said.append("the record holds no file hash (re-record with --update to enable A/B)")
+        else:
+            changed = sorted(v for v, sha in files.items() if self.variant_sha(name, v) not in ("", None, sha))
+            if changed:
+                kinds.append("files")
+                said.append(f"{', '.join(changed)} file changed since the record")
+        if row.ort_version and runtime.get("ort_version") and row.ort_version != runtime["ort_version"]:
+            kinds.append("runtime")
+            said.append(f"recorded with onnxruntime {row.ort_version}, installed {runtime['ort_version']}")
+        options = [f"{k} {getattr(row, k)} → {v}" for k, v in runtime.items()
+                   if k != "ort_version" and getattr(row, k, None) is not None and getattr(row, k) != v]
+        if options:
+            kinds.append("options")
+            said.append("session options changed since the record (" + ", ".join(options) + ")")
+        return kinds, "; ".join(said) or "file, runtime and session options unchanged since the record"
+
+    def variant_sha(self, name: str, variant: str) -> str | None:
+        return self.by_variant.get((name, variant))
+
+    def recorded_options(self, name: str) -> dict:
+        """Request fields as the record ran them (for an options A/B)."""
+        row = self.recorded[name]
+        fields = {"threads": row.threads, "enable_cpu_mem_arena": row.cpu_mem_arena, "images_at_once": row.images_at_once,
+                  "enable_mem_pattern": row.mem_pattern, "allow_spinning": row.allow_spinning}
+        return {k: v for k, v in fields.items() if v is not None}
 
     def partner(self, name: str, workdir: Path) -> Partner:
         rev = self.against or (self.recorded[name].git_commit or "").removesuffix("-dirty")
@@ -104,6 +134,34 @@ class Baselines:
         if spec is None:
             return Partner(None, rev, f"model {name} was not in the suite at {rev[:12]}: nothing to compare with")
         return Partner(dataclasses.replace(spec, name=f"{name}@{rev[:8]}"), rev)
+
+    def variant_by_recorded_harness(self, name: str, variant: str, rev: str, workdir: Path, machine: str) -> Path | None:
+        """`variant` of `name` made by the harness code of commit `rev` itself (its own `harness quantize`), in a
+        child process on this machine; the file, or None when that code cannot make it. Cached per machine."""
+        from harness.cache import cached_entry
+
+        tree = self._tree(rev, Path(workdir))
+        if tree is None:
+            return None
+        relative = self.suite_path.resolve().relative_to(self.root)
+        parts = {"rev": rev, "model": name, "variant": variant, "machine": machine}
+
+        def build(folder: Path) -> dict:
+            out = folder / "variant.onnx"
+            script = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.cli import main; "
+                      "sys.exit(main(sys.argv[2:]))")
+            proc = subprocess.run([sys.executable, "-c", script, str(tree), "quantize", name, "--suite", str(relative),
+                                   "--method", variant, "--out", str(out)], cwd=tree, capture_output=True, text=True,
+                                  timeout=1800, env={**os.environ, "PYTHONPATH": str(tree)})
+            if proc.returncode != 0 or not out.is_file():
+                last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+                raise RuntimeError(last)
+            return {"rev": rev}
+
+        try:
+            return cached_entry("recorded-variants", parts, build).folder / "variant.onnx"
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            return None
 
     def _tree(self, rev: str, workdir: Path) -> Path | None:
         tree = workdir / f"rev-{rev[:12]}"

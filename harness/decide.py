@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass
 
 ALPHA = 0.05
-SLOWER, FASTER, NO_CHANGE, UNKNOWN = "slower", "faster", "no change", "unknown"
+SLOWER, FASTER, NO_CHANGE, UNKNOWN, UNDECIDED = "slower", "faster", "no change", "unknown", "undecided"
 EXACT_LIMIT = 200_000  # combinations enumerated exactly; beyond, the normal approximation
 UNSTABLE_SPREAD_PCT = 10.0  # pyperf: stdev at or above 10 % of the mean, here over per-process values
 
@@ -92,3 +92,60 @@ def unstable(values) -> bool:
         return False
     mean = statistics.fmean(values)
     return mean > 0 and 100 * statistics.stdev(values) / mean >= UNSTABLE_SPREAD_PCT
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (1..30); beyond, the normal's.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+@dataclass(frozen=True)
+class PairedDecision:
+    """b against a from paired rounds: the ratio, its 95 % interval, and what it lets the gate say."""
+
+    outcome: str  # slower, faster, no change, undecided (the interval spans the minimum effect), unknown
+    ratio: float | None  # geometric mean of the rounds' paired ratios
+    low: float | None
+    high: float | None
+    min_effect_pct: float
+    rounds: tuple[float, ...]
+
+    @property
+    def noise_pct(self) -> float | None:
+        """Half the interval's width, in %: the smallest change this comparison could tell apart."""
+        return None if self.low is None else 100 * (math.sqrt(self.high / self.low) - 1)
+
+    def describe(self, quantity: str) -> str:
+        if self.outcome == UNKNOWN:
+            return f"{quantity}: not decided ({len(self.rounds)} paired rounds; need 2)"
+        text = (f"{quantity} x{self.ratio:.3f} (95 % interval x{self.low:.3f}-x{self.high:.3f}, {len(self.rounds)} "
+                f"paired rounds, minimum effect {self.min_effect_pct:g} %)")
+        if self.outcome == UNDECIDED:
+            return f"{text}: undecided: host too noisy (±{self.noise_pct:.1f} %)"
+        return f"{text}: {self.outcome}"
+
+    def as_dict(self) -> dict:
+        return {"outcome": self.outcome, "ratio": self.ratio, "low": self.low, "high": self.high,
+                "noise_pct": self.noise_pct, "min_effect_pct": self.min_effect_pct, "paired_rounds": list(self.rounds)}
+
+
+def decide_paired(ratios, min_effect_pct: float) -> PairedDecision:
+    """Slower only when the interval excludes 1 and the ratio reaches the minimum effect; no change only when
+    the interval excludes the minimum effect both ways; otherwise undecided (never a silent pass or fail)."""
+    ratios = tuple(float(r) for r in ratios if r and r > 0)
+    if len(ratios) < 2:
+        return PairedDecision(UNKNOWN, None, None, None, min_effect_pct, ratios)
+    logs = [math.log(r) for r in ratios]
+    centre = statistics.fmean(logs)
+    half = _T975[min(len(logs) - 1, len(_T975)) - 1] * statistics.stdev(logs) / math.sqrt(len(logs))
+    ratio, low, high = math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+    threshold = 1 + min_effect_pct / 100
+    if low > 1 and ratio >= threshold:
+        outcome = SLOWER
+    elif high < 1 and ratio <= 1 / threshold:
+        outcome = FASTER
+    elif high < threshold and low > 1 / threshold:
+        outcome = NO_CHANGE
+    else:
+        outcome = UNDECIDED
+    return PairedDecision(outcome, ratio, low, high, min_effect_pct, ratios)

@@ -1,10 +1,11 @@
 """The gate: compare a run with the committed record (results/<target>.csv) and decide pass or fail.
 
-A row fails when it breaks a budget, could not be measured, or regressed against its recorded row.
-Deterministic figures (file size, parameters, quality (mIoU or top-1), parity) compare tightly; model
-memory within an absolute tolerance; latency by the rank rule on per-process figures (harness.decide),
-against the same run's A/B partner when the model changed, else against the record on the same
-machine, else not gated, and counted as such (harness.latency). `strict` fails an ungated latency.
+A shipped row fails when it breaks a budget, could not be measured, or regressed against its recorded
+row. Deterministic figures (file size, parameters, quality (mIoU or top-1), parity) compare tightly;
+model memory within an absolute tolerance; latency only on evidence from this run: the A/B of a changed
+configuration against its recorded one (harness.latency). Comparison-only rows (not in the target's
+`ship`) never fail: what would have failed them becomes a note. `strict` also fails a row whose latency
+could not be gated or stayed undecided.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from harness.latency import LatencyVerdict, judge
+from harness.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
 from harness.results import ResultRow, row_key
 from harness.targets import TargetProfile
 
@@ -48,9 +49,13 @@ class GateReport:
     def passed(self) -> bool:
         return not self.failed
 
+    host_noise: str = ""  # how much the host wandered in this run, in words
+
     def latency_counts(self) -> dict[str, int]:
         methods = [c.latency.method for c in self.checks if c.latency is not None]
-        return {m: methods.count(m) for m in ("A/B", "record", "not gated")}
+        counts = {m: methods.count(m) for m in (AB, UNCHANGED, RECORD, NOT_GATED)}
+        counts["undecided"] = sum(1 for c in self.checks if c.latency is not None and c.latency.undecided)
+        return counts
 
     def summary(self, target: str) -> str:
         counts = {o: sum(c.outcome == o for c in self.checks) for o in (PASS, FAIL, NEW)}
@@ -61,35 +66,50 @@ class GateReport:
         if self.missing:
             text += f", {len(self.missing)} recorded rows not produced by this run"
         latency = self.latency_counts()
-        gated = latency["A/B"] + latency["record"]
-        text += (f"; latency gated on {gated} of {len(self.checks)} rows ({latency['A/B']} by A/B in this run, "
-                 f"{latency['record']} against the record), not gated on {latency['not gated']}")
+        text += f"; latency: {latency[AB]} rows by A/B in this run"
+        if latency["undecided"]:
+            text += f" ({latency['undecided']} undecided: host too noisy)"
+        text += f", {latency[UNCHANGED]} unchanged since the record (reported, not gated)"
+        if latency[RECORD]:
+            text += f", {latency[RECORD]} against the record (opted in)"
+        text += f", {latency[NOT_GATED]} not gated"
+        if self.host_noise:
+            text += f"; {self.host_noise}"
         return text
 
     def to_json(self) -> str:
-        return json.dumps({"passed": self.passed, "summary_counts": self.latency_counts(),
+        return json.dumps({"passed": self.passed, "summary_counts": self.latency_counts(), "host_noise": self.host_noise,
                            "rows": [c.as_dict() for c in self.checks],
                            "missing": [list(key) for key in self.missing]}, indent=1)
 
 
 def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, partner: ResultRow | None = None,
-              strict: bool = False) -> RowCheck:
+              strict: bool = False, paired=None, explained: str = "") -> RowCheck:
+    """`explained`: why this row's file differs from the record without a change (the recorded code makes it here)."""
     reasons, notes = [], []
-    if not target.budgets.ships(new.variant):
-        notes.append("comparison only: budgets not gated (not in the target's ship list)")
-    elif new.status != "ok":
+    if new.status != "ok":
         reasons.append(f"not measured: {new.status}")
     elif new.verdict != "fits":
         reasons.append(f"budget: {new.verdict}")
-    latency = judge(new, old, partner, target.gate)
+    latency = judge(new, dataclasses.replace(old, onnx_sha256=new.onnx_sha256) if old and explained else old,
+                    partner, target.gate, paired)
     reasons += latency.reasons
     notes += latency.notes
-    if strict and not latency.gated and new.status == "ok":
+    if strict and new.status == "ok" and latency.method == NOT_GATED:
         reasons.append("latency not gated (--strict): " + (latency.notes[0] if latency.notes else "no baseline"))
+    if strict and latency.undecided:
+        reasons.append("latency undecided (--strict): the host was too noisy to tell the minimum effect apart")
+    if old is not None and explained:
+        notes += [explained, *(f"against the record (not a change): {r}" for r in _deterministic_regressions(new, old, target))]
+    elif old is not None:
+        reasons += _deterministic_regressions(new, old, target)
+    if not target.budgets.ships(new.variant):  # measured beside the shipped variants, for comparison: never fails
+        notes = ["comparison only (not in the target's ship list): never fails the gate",
+                 *(f"would fail a shipped row: {r}" for r in reasons), *notes]
+        reasons = []
     if old is None:
         outcome = FAIL if reasons else (PASS if latency.gated else NEW)
         return RowCheck(row_key(new), outcome, tuple(reasons), tuple(notes) + ("no recorded row",), latency)
-    reasons += _deterministic_regressions(new, old, target)
     return RowCheck(row_key(new), FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency)
 
 
@@ -117,12 +137,17 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
 
 def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: TargetProfile,
              partners: dict[tuple[str, str, str], ResultRow] | None = None, strict: bool = False,
-             model_notes: dict[str, str] | None = None, lost: set[tuple[str, str, str]] = frozenset()) -> GateReport:
-    """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any."""
+             model_notes: dict[str, str] | None = None, lost: set[tuple[str, str, str]] = frozenset(),
+             paired: dict | None = None, host_noise: str = "", explained: dict | None = None) -> GateReport:
+    """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any.
+
+    `paired`: PairedRatios of a row against its partner, by row key, where both ran in lockstep."""
     by_key, partners, model_notes = {row_key(r): r for r in recorded}, partners or {}, model_notes or {}
+    paired, explained = paired or {}, explained or {}
     checks = []
     for r in new_rows:
-        check = check_row(r, by_key.get(row_key(r)), target, partners.get(row_key(r)), strict)
+        check = check_row(r, by_key.get(row_key(r)), target, partners.get(row_key(r)), strict, paired.get(row_key(r)),
+                          explained.get((r.model, r.variant), ""))
         if r.model in model_notes:
             check = dataclasses.replace(check, notes=check.notes + (f"A/B: {model_notes[r.model]}",))
         if row_key(r) in lost and row_key(r) not in by_key:  # a damaged record must not turn its rows into "new" ones
@@ -134,4 +159,4 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
     produced = {row_key(r) for r in new_rows}
     models = {r.model for r in new_rows}
     missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced))
-    return GateReport(checks, missing)
+    return GateReport(checks, missing, host_noise)

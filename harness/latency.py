@@ -1,8 +1,15 @@
-"""Latency against a baseline: the same run's A/B partner, the record on the same machine, or not gated (said so).
+"""Latency against a baseline: only evidence from this run can fail it.
 
-One scaling at most: against the record, a slowdown that the reference workload (timed inside the same
-children) shows too is the machine's and is noted, not failed. Nothing is scaled across machines: a
-changed model is judged by the A/B, an unchanged one on another machine is reported as not gated.
+- **A/B**: a model whose file, runtime or session options changed since the record is measured beside its
+  recorded configuration in this run. From lockstep children, the paired rounds decide (harness.decide:
+  slower, no change, or undecided when the host is too noisy to tell the minimum effect apart);
+  otherwise (a runner without lockstep) the rank rule on per-process figures.
+- **unchanged**: same file, runtime and options as the record: the ratio against the record is reported
+  and said to be the host's, never failed. A profile may opt in (`gate_latency_against_record = true`) to
+  the record rule for dedicated, quiet hardware: the rank rule, excused by the reference workload.
+- **not gated**: nothing to compare with, or a change that could not be measured beside its recorded
+  configuration (said so; `--strict` fails it).
+Budgets (`p95_budget_ms`) are absolute and judged elsewhere (harness.budget).
 """
 
 from __future__ import annotations
@@ -10,44 +17,92 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from harness.decide import SLOWER, UNKNOWN, Decision, decide, unstable
+from harness.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
 from harness.results import ResultRow, split_floats
 from harness.targets import GateRules
 
 MACHINE_FIELDS = ("cpu_model", "cpu_count", "cpu_isa", "ort_version", "threads")
-AB, RECORD, NOT_GATED = "A/B", "record", "not gated"
+# What a row's latency depends on besides the host: a change in any of them is A/B'd, never excused.
+CONFIGURATION_FIELDS = {"onnx_sha256": "file", "ort_version": "onnxruntime", "threads": "threads",
+                        "cpu_mem_arena": "CPU arena", "mem_pattern": "memory pattern", "allow_spinning": "spinning",
+                        "images_at_once": "images at once"}
+AB, UNCHANGED, RECORD, NOT_GATED = "A/B", "unchanged", "record", "not gated"
 
 
 @dataclass(frozen=True)
 class LatencyVerdict:
-    method: str  # A/B, record, not gated
+    method: str  # A/B, unchanged (reported, not gated), record (opt-in), not gated
     reasons: tuple[str, ...] = ()  # why the row fails on latency
     notes: tuple[str, ...] = ()
-    decisions: dict = field(default_factory=dict)  # "p50"/"p95" -> Decision.as_dict(): the figures behind it
+    decisions: dict = field(default_factory=dict)  # "p50"/"p95" -> the decision's figures
+    undecided: bool = False  # a comparison ran but could not separate the minimum effect from the host's noise
 
     @property
     def gated(self) -> bool:
-        return self.method != NOT_GATED
+        return self.method in (AB, RECORD)
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "reasons": list(self.reasons), "notes": list(self.notes), **self.decisions}
+        return {"method": self.method, "reasons": list(self.reasons), "notes": list(self.notes),
+                "undecided": self.undecided, **self.decisions}
 
 
-def judge(new: ResultRow, old: ResultRow | None, partner: ResultRow | None, rules: GateRules) -> LatencyVerdict:
+def configuration_changes(new: ResultRow, old: ResultRow) -> list[str]:
+    """What differs between the two rows' configurations (None on either side: not recorded, not a change)."""
+    changes = []
+    for name, label in CONFIGURATION_FIELDS.items():
+        a, b = getattr(old, name, None), getattr(new, name, None)
+        if a not in (None, "") and b not in (None, "") and a != b:
+            changes.append(f"{label} {str(a)[:12]} → {str(b)[:12]}")
+    return changes
+
+
+def judge(new: ResultRow, old: ResultRow | None, partner: ResultRow | None, rules: GateRules,
+          paired=None) -> LatencyVerdict:
     """How `new`'s latency compares: with the A/B partner when there is one, else with the record."""
     if new.status != "ok" or new.p50_ms is None:
         return LatencyVerdict(NOT_GATED, notes=("latency: not measured",))
     if partner is not None and partner.status == "ok":
-        return _ab(new, partner, rules)
+        return _ab_paired(new, partner, rules, paired) if paired is not None else _ab(new, partner, rules)
     if old is None or old.p50_ms is None:
         return LatencyVerdict(NOT_GATED, notes=("latency: no recorded figure to compare with",))
-    different = [f for f in MACHINE_FIELDS if getattr(new, f) != getattr(old, f)]
-    if different:
-        return LatencyVerdict(NOT_GATED, notes=(
-            f"latency not gated: recorded on {old.cpu_model} ({old.cpu_isa}, ORT {old.ort_version}, {old.threads} "
-            f"thread(s)), measured on {new.cpu_model} ({new.cpu_isa}, ORT {new.ort_version}, {new.threads} thread(s)), "
-            f"and no A/B partner in this run",))
-    return _against_record(new, old, rules)
+    changes = configuration_changes(new, old)
+    if changes:
+        return LatencyVerdict(NOT_GATED, notes=(f"latency not gated: {', '.join(changes)} since the record, and the "
+                                                f"recorded configuration was not measured beside it in this run",))
+    if rules.latency_against_record:
+        different = [f for f in MACHINE_FIELDS if getattr(new, f) != getattr(old, f)]
+        if different:
+            return LatencyVerdict(NOT_GATED, notes=(
+                f"latency not gated: recorded on {old.cpu_model} ({old.cpu_isa}, {old.threads} thread(s)), measured on "
+                f"{new.cpu_model} ({new.cpu_isa}, {new.threads} thread(s))",))
+        return _against_record(new, old, rules)
+    return _unchanged(new, old)
+
+
+def _unchanged(new: ResultRow, old: ResultRow) -> LatencyVerdict:
+    ratio = new.p50_ms / old.p50_ms if old.p50_ms else None
+    machine = new.reference_ms / old.reference_ms if new.reference_ms and old.reference_ms else None
+    yardstick = f" (reference workload x{machine:.2f})" if machine else ""
+    return LatencyVerdict(UNCHANGED, notes=(
+        f"latency: unchanged file, runtime and profile: p50 x{ratio:.2f} against the record{yardstick}: the host, "
+        f"not a regression (figures from another run never fail latency)",))
+
+
+def _ab_paired(new: ResultRow, partner: ResultRow, rules: GateRules, paired) -> LatencyVerdict:
+    decisions = {"p50": decide_paired(paired.p50, rules.latency_tolerance_pct),
+                 "p95": decide_paired(paired.p95, rules.p95_tolerance_pct)}
+    against = f"A/B against {partner.model}" + _runtime_note(new, partner)
+    reasons = tuple(f"{d.describe(q)} ({against}, paired in this run)" for q, d in decisions.items() if d.outcome == SLOWER)
+    undecided = any(d.outcome in (UNDECIDED, UNKNOWN) for d in decisions.values())
+    notes = [f"latency: {against}, {paired.cycles} paired cycles in lockstep — "
+             + "; ".join(d.describe(q) for q, d in decisions.items())]
+    return LatencyVerdict(AB, reasons, tuple(notes), {q: d.as_dict() for q, d in decisions.items()}, undecided)
+
+
+def _runtime_note(new: ResultRow, partner: ResultRow) -> str:
+    if partner.ort_version and new.ort_version and partner.ort_version != new.ort_version:
+        return f" (onnxruntime {partner.ort_version} against {new.ort_version})"
+    return ""
 
 
 def _decisions(old_p50, new_p50, old_p95, new_p95, rules: GateRules, floor_pct: float = 0.0) -> dict[str, Decision]:
@@ -56,6 +111,7 @@ def _decisions(old_p50, new_p50, old_p95, new_p95, rules: GateRules, floor_pct: 
 
 
 def _ab(new: ResultRow, partner: ResultRow, rules: GateRules) -> LatencyVerdict:
+    """Unpaired (a runner without lockstep): the rank rule on per-process figures."""
     decisions = _decisions(split_floats(partner.p50_per_process_ms), split_floats(new.p50_per_process_ms),
                            split_floats(partner.p95_per_process_ms), split_floats(new.p95_per_process_ms), rules)
     reasons = tuple(f"{d.describe(q)} (A/B against {partner.model}, same run)" for q, d in decisions.items()

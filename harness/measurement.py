@@ -49,6 +49,8 @@ class Measurement:
     other_cpu_pct: float | None = None  # most any child saw other work take of its CPUs
     machine: dict | None = None  # the child's fingerprint
     measured_on: str | None = None  # where the children ran, in the runner's words
+    per_process_block_sizes: tuple[tuple[int, ...], ...] = ()  # lockstep: calls per block, one tuple per child
+    per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, one median per child
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:
@@ -70,6 +72,8 @@ class Measurement:
             confusion=np.asarray(reply.confusion, dtype=np.int64) if reply.confusion is not None else None,
             ort_version=reply.ort_version, per_process_latencies_ms=(reply.latencies_ms,),
             other_cpu_pct=reply.other_cpu_pct, machine=reply.machine, measured_on=reply.measured_on,
+            per_process_block_sizes=(reply.block_sizes,),
+            per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms else (),
         )
 
 
@@ -108,6 +112,8 @@ def combine(children: list[Measurement]) -> Measurement:
         other_cpu_pct=max((m.other_cpu_pct for m in children if m.other_cpu_pct is not None), default=None),
         machine=children[0].machine,
         measured_on=children[0].measured_on,
+        per_process_block_sizes=tuple(b for m in children for b in m.per_process_block_sizes),
+        per_process_reference_ms=tuple(v for m in children for v in m.per_process_reference_ms),
     )
 
 

@@ -52,6 +52,7 @@ class Request(_Message):
     ignore_index: int = 255
     reference_path: str | None = None  # the fixed reference workload, timed after the model
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
+    block_s: float = 0.1  # lockstep: the timed length of one block (after its one untimed re-warm call)
     version: int = PROTOCOL_VERSION
 
 
@@ -74,6 +75,7 @@ class Reply(_Message):
     other_cpu_pct: float | None = None  # busy time of the pinned CPUs during the timed runs not spent by this child
     machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/ORT versions
     measured_on: str | None = None  # the runner's word for where: "local (host)", "ssh://dev (host)", "ray node ..."
+    block_sizes: tuple[int, ...] = ()  # lockstep: calls in each block, in order (block i ran in cycle i)
     version: int = PROTOCOL_VERSION
 
     @classmethod
@@ -81,7 +83,7 @@ class Reply(_Message):
         return cls(ok=False, error=error)
 
 
-_TUPLES = {"output_shape", "cpu_affinity", "latencies_ms"}
+_TUPLES = {"output_shape", "cpu_affinity", "latencies_ms", "block_sizes"}
 
 
 def _decode(cls, text: str) -> dict:

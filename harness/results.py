@@ -14,13 +14,16 @@ from harness.files import locked, write_text_atomic
 # 3: what the latency rule and a later A/B need: per-process p50/p95, the export's hash, the commit, the
 #    measuring child's versions, session options and affinity; plus import RSS, threads, requests in flight.
 # 4: measured_on, where the child ran (local, an ssh device, a Ray node).
-SCHEMA_VERSION = 4
+# 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
+SCHEMA_VERSION = 5
+SCHEMA_5_COLUMNS = ("mem_pattern",)
 SCHEMA_4_COLUMNS = ("measured_on",)
 SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "processes", "p50_per_process_ms",
                     "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
                     "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS, 3: SCHEMA_4_COLUMNS}
+READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS, 3: SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS,
+                    4: SCHEMA_5_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class ResultRow:
     onnx_sha256: str  # the measured file: the gate A/Bs a model whose export changed
     git_commit: str  # the suite's commit when measured ('-dirty': uncommitted changes in its folder)
     allow_spinning: bool | None  # None: recorded before the harness set it (ORT's default, on)
+    mem_pattern: bool | None  # ORT's enable_mem_pattern; None: recorded before schema 5
     cpu_affinity: str  # the CPUs the child ran on, ';'-joined
     measured_on: str  # where: "local (host)", "ssh://user@device (host)", "ray node ID (host)"
     python_version: str

@@ -21,7 +21,8 @@ from harness.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
 # What a measuring child imports (standard library, numpy, onnxruntime): what a remote runner ships.
-CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py")
+CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py",
+                 "lockstep.py")
 WATCHDOG_POLL_S = 0.005
 
 
@@ -93,11 +94,27 @@ class LocalRunner:
         check_fits_this_machine(target)
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
-        if not request.cpu_affinity:  # the first `threads` CPUs this process may use, on the machine it runs on
-            request = dataclasses.replace(request, cpu_affinity=tuple(sorted(os.sched_getaffinity(0))[: request.threads]))
+        request = self._placed(request)  # empty affinity: the first `threads` CPUs this process may use here
         with _off_cpus(request.cpu_affinity):
             reply = self._run(request, memory_cap_mb, timeout_s)
         return dataclasses.replace(reply, measured_on=f"local ({platform.node()})")
+
+    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None,
+                     timeout_s: float = WORKER_TIMEOUT_S, pythons: list[str | None] | None = None) -> list[Reply]:
+        """Several children alive at once, timed in alternating blocks (harness.lockstep); one Reply each."""
+        from harness.lockstep import run_lockstep
+
+        requests = [self._placed(r) for r in requests]
+        pythons = [p or sys.executable for p in (pythons or [None] * len(requests))]
+        with _off_cpus(sorted({cpu for r in requests for cpu in r.cpu_affinity})):
+            replies = run_lockstep(requests, memory_cap_mb, timeout_s, pythons)
+        return [dataclasses.replace(reply, measured_on=f"local ({platform.node()})") for reply in replies]
+
+    @staticmethod
+    def _placed(request: Request) -> Request:
+        if request.cpu_affinity:
+            return request
+        return dataclasses.replace(request, cpu_affinity=tuple(sorted(os.sched_getaffinity(0))[: request.threads]))
 
     def close(self) -> None:
         pass

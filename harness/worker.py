@@ -7,6 +7,7 @@ and reads its peak memory from the kernel (VmHWM), so a spike between any two po
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -39,48 +40,102 @@ def _die_with_parent() -> None:
         pass  # not Linux: the parent still kills its child on any exception it sees
 
 
+class _Session:
+    """One loaded model with its input, ready to be timed: one-shot or block by block (lockstep)."""
+
+    def __init__(self, request: Request):
+        os.sched_setaffinity(0, request.cpu_affinity)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(request.threads)
+
+        import numpy as np
+        import onnxruntime as ort
+
+        self.request, self.ort, self.np = request, ort, np
+        self.import_rss_mb = _status_mb("VmRSS")
+        options = ort.SessionOptions()
+        # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
+        options.intra_op_num_threads = request.threads
+        options.inter_op_num_threads = request.inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_cpu_mem_arena = request.enable_cpu_mem_arena
+        options.enable_mem_pattern = request.enable_mem_pattern
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if request.allow_spinning else "0")
+        options.log_severity_level = 3
+        self.options = options
+        self.session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.sample = np.load(request.sample_path)  # one real image, already fitted and normalised
+        self.images_per_call = 1 if request.serving == "concurrent" else request.images_at_once
+        batch = np.repeat(self.sample[None], self.images_per_call, axis=0)
+        self.feed = {self.input_name: np.ascontiguousarray(batch)}
+        self.max_in_flight = None
+
+    def warm_up(self) -> None:
+        for _ in range(self.request.warmup_runs):
+            self.session.run(None, self.feed)
+
+    def time_calls(self, min_runs: int, min_duration_s: float, max_runs: int) -> tuple[list[float], float]:
+        """Timed calls until both minimums are met (or max_runs); latencies and the wall time they took."""
+        if self.request.serving == "concurrent":
+            latencies_ms, wall_s, in_flight = _time_concurrent(self.session, self.input_name, self.sample,
+                                                               self.request.images_at_once, min_runs, min_duration_s, max_runs)
+            self.max_in_flight = max(in_flight, self.max_in_flight or 0)
+            return latencies_ms, wall_s
+        return _time_sequential(self.session, self.feed, min_runs, min_duration_s, max_runs)
+
+    def reply(self, latencies_ms, wall_s: float, other_cpu_pct, block_sizes=()) -> Reply:
+        request = self.request
+        peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
+        threads_in_process = _threads_now()
+        return Reply(
+            ok=True, latencies_ms=tuple(latencies_ms),
+            images_per_s=len(latencies_ms) * self.images_per_call / wall_s if wall_s > 0 else None,
+            peak_rss_mb=peak_rss_mb, import_rss_mb=self.import_rss_mb, threads_in_process=threads_in_process,
+            cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=self.max_in_flight,
+            confusion=_evaluate(self.session, request) if request.eval_path else None,
+            reference_ms=_reference_ms(self.ort, self.options, request.reference_path) if request.reference_path else None,
+            ort_version=self.ort.__version__, other_cpu_pct=other_cpu_pct,
+            machine=_machine(self.ort.__version__, self.np.__version__) if request.report_machine else None,
+            block_sizes=tuple(block_sizes),
+        )
+
+
 def measure(request: Request) -> Reply:
-    os.sched_setaffinity(0, request.cpu_affinity)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(request.threads)
-
-    import numpy as np
-    import onnxruntime as ort
-
-    import_rss_mb = _status_mb("VmRSS")
-    options = ort.SessionOptions()
-    # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
-    options.intra_op_num_threads = request.threads
-    options.inter_op_num_threads = request.inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = request.enable_cpu_mem_arena
-    options.enable_mem_pattern = request.enable_mem_pattern
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if request.allow_spinning else "0")
-    options.log_severity_level = 3
-    session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    sample = np.load(request.sample_path)  # one real image, already fitted and normalised
-    max_in_flight = None
+    """One-shot: warm up, time until the request's minimums are met, evaluate, reply."""
+    measured = _Session(request)
+    measured.warm_up()
     busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
-    if request.serving == "concurrent":
-        latencies_ms, wall_s, max_in_flight = _time_concurrent(session, input_name, sample, request)
-        images_per_call = 1
-    else:
-        images_per_call = request.images_at_once
-        batch = np.ascontiguousarray(np.repeat(sample[None], images_per_call, axis=0))
-        latencies_ms, wall_s = _time_sequential(session, {input_name: batch}, request)
+    latencies_ms, wall_s = measured.time_calls(request.min_runs, request.min_duration_s, request.max_runs)
     other_cpu_pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, wall_s)
-    peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
-    threads_in_process = _threads_now()
-    return Reply(
-        ok=True, latencies_ms=tuple(latencies_ms), images_per_s=len(latencies_ms) * images_per_call / wall_s,
-        peak_rss_mb=peak_rss_mb, import_rss_mb=import_rss_mb, threads_in_process=threads_in_process,
-        cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=max_in_flight,
-        confusion=_evaluate(session, request) if request.eval_path else None,
-        reference_ms=_reference_ms(ort, options, request.reference_path) if request.reference_path else None,
-        ort_version=ort.__version__, other_cpu_pct=other_cpu_pct,
-        machine=_machine(ort.__version__, np.__version__) if request.report_machine else None,
-    )
+    return measured.reply(latencies_ms, wall_s, other_cpu_pct)
+
+
+def serve_blocks(request: Request, commands, answer) -> Reply:
+    """Lockstep: after warm-up say ready, then time one block per `run` command until `finish`.
+
+    The conductor (harness.lockstep) sends `run` to each of several children in turn, so blocks of
+    different variants alternate milliseconds apart and see the same host. Each block starts with one
+    untimed call: the caches a sibling child just used are warmed for this model again.
+    """
+    measured = _Session(request)
+    measured.warm_up()
+    answer({"ready": True})
+    latencies_ms, sizes, wall_s, other_s = [], [], 0.0, 0.0
+    for line in commands:
+        command = json.loads(line)
+        if command.get("finish"):
+            break
+        busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
+        measured.session.run(None, measured.feed)
+        block, block_wall_s = measured.time_calls(1, request.block_s, request.max_runs)
+        pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, block_wall_s)
+        latencies_ms += block
+        sizes.append(len(block))
+        wall_s += block_wall_s
+        other_s += (pct or 0.0) * block_wall_s / 100
+        answer({"ms": block})
+    return measured.reply(latencies_ms, wall_s, 100 * other_s / wall_s if wall_s else None, sizes)
 
 
 def _cpu_busy_s(cpus) -> float | None:
@@ -140,32 +195,29 @@ def _reference_ms(ort, options, path: str) -> float:
     return float(np.median(samples))
 
 
-def _enough(runs: int, started: float, request: Request) -> bool:
+def _enough(runs: int, started: float, min_runs: int, min_duration_s: float, max_runs: int) -> bool:
     elapsed = time.perf_counter() - started
-    return runs >= request.max_runs or (runs >= request.min_runs and elapsed >= request.min_duration_s)
+    return runs >= max_runs or (runs >= min_runs and elapsed >= min_duration_s)
 
 
-def _time_sequential(session, feed: dict, request: Request) -> tuple[list[float], float]:
+def _time_sequential(session, feed: dict, min_runs: int, min_duration_s: float, max_runs: int):
     """One call at a time: each latency is one call (one image, or one batch)."""
-    for _ in range(request.warmup_runs):
-        session.run(None, feed)
     latencies_ms = []
     started = time.perf_counter()
-    while not _enough(len(latencies_ms), started, request):
+    while not _enough(len(latencies_ms), started, min_runs, min_duration_s, max_runs):
         t0 = time.perf_counter_ns()
         session.run(None, feed)
         latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
     return latencies_ms, time.perf_counter() - started
 
 
-def _time_concurrent(session, input_name: str, sample, request: Request) -> tuple[list[float], float, int]:
-    """`images_at_once` requests in flight, one image each, sharing the session and its thread pool."""
+def _time_concurrent(session, input_name: str, sample, in_flight: int, min_runs: int, min_duration_s: float,
+                     max_runs: int) -> tuple[list[float], float, int]:
+    """`in_flight` requests at once, one image each, sharing the session and its thread pool."""
     import threading
 
     feed = {input_name: sample[None]}
-    in_flight = request.images_at_once
-    for _ in range(request.warmup_runs):
-        session.run(None, feed)
+    min_runs = max(min_runs, in_flight)
     latencies_ms: list[float] = []
     lock = threading.Lock()
     start_line = threading.Barrier(in_flight + 1)
@@ -182,7 +234,7 @@ def _time_concurrent(session, input_name: str, sample, request: Request) -> tupl
             with lock:
                 running[0] -= 1
                 latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
-                if _enough(len(latencies_ms), started, request):
+                if _enough(len(latencies_ms), started, min_runs, min_duration_s, max_runs):
                     return
 
     clients = [threading.Thread(target=client) for _ in range(in_flight)]
@@ -211,14 +263,23 @@ def _evaluate(session, request: Request) -> tuple[tuple[int, ...], ...]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.worker")
     parser.add_argument("--reply-fd", type=int, required=True, help="file descriptor the Reply is written to")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="the request is stdin's first line; then one timed block per 'run' line (harness.lockstep)")
     args = parser.parse_args(argv)
     _die_with_parent()
-    try:
-        reply = measure(Request.from_json(sys.stdin.read()))
-    except Exception as e:  # reported to the parent as a row-level failure, not a crash of the run
-        reply = Reply.failed(f"{type(e).__name__}: {e}")
     with os.fdopen(args.reply_fd, "w") as out:
-        out.write(reply.to_json())
+        def answer(message: dict) -> None:
+            out.write(json.dumps(message) + "\n")
+            out.flush()
+
+        try:
+            if args.lockstep:
+                reply = serve_blocks(Request.from_json(sys.stdin.readline()), sys.stdin, answer)
+            else:
+                reply = measure(Request.from_json(sys.stdin.read()))
+        except Exception as e:  # reported to the parent as a row-level failure, not a crash of the run
+            reply = Reply.failed(f"{type(e).__name__}: {e}")
+        out.write(reply.to_json() + ("\n" if args.lockstep else ""))
     return 0
 
 

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_be
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
+from harness.cache import file_sha256
+from harness.pairing import paired_ratios, spread_pct
+from harness.side_runtime import side_runtime
 from harness.results import ResultRow, row_key
 from harness.runner import Runner
 from harness.runners import make_runner
@@ -36,6 +41,9 @@ class BenchRun:
     raw_latencies_ms: dict[tuple[str, str, str], tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
     partner_rows: dict[tuple[str, str, str], ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
     ab_notes: dict[str, str] = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
+    paired: dict = field(default_factory=dict)  # row key -> PairedRatios against its A/B partner (lockstep)
+    host_noise: str = ""  # how much the host wandered during this run, in words
+    explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference from the record is not a change
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
@@ -76,44 +84,113 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
         prepared = [prepare_model(plan, spec, eval_sets[(spec.input_hw, spec.num_classes)], say, advance,
                                   calibration_bar(progress, spec.name)) for spec in suite.models]
         measurable = [model for model in prepared if model.exported is not None]
-        partners, ab_notes = _partners(plan, measurable, baselines, workdir, say, progress) if baselines else ([], {})
+        partners, ab_notes, explained = _partners(plan, measurable, baselines, workdir, say, progress) if baselines \
+            else ([], {}, {})
         by_model = measure_groups(plan, measurable + partners, runner, workdir, say, advance)
         rows: list[ResultRow] = []
         for model in prepared:
             rows += model_rows(plan, model, by_model.get(model.spec.name, {}))
         partner_rows = {(p.ab_partner_of, r.variant, r.serving): r for p in partners
                         for r in model_rows(plan, p, by_model[p.spec.name])}
-    raw = {}
-    for measured in by_model.values():
+    raw, references = {}, []
+    for measured in {id(m): m for m in by_model.values()}.values():  # groups share one dict: each child counted once
         for key, (measurement, _) in measured.items():
             if key[0] != FLOOR:
                 raw[(key[0], key[1], target.scenario.serving_label(key[2]))] = measurement.per_process_latencies_ms
-    return BenchRun(rows, raw, partner_rows, ab_notes)
+                references += measurement.per_process_reference_ms
+    paired = {}
+    for p in partners:
+        for (name, variant, serving), (measurement, _) in by_model[p.spec.name].items():
+            mine = by_model[p.ab_partner_of].get((p.ab_partner_of, variant, serving)) if name == p.spec.name else None
+            ratios = paired_ratios(measurement, mine[0]) if mine and not (measurement.error or mine[0].error) else None
+            if ratios is not None:
+                paired[(p.ab_partner_of, variant, target.scenario.serving_label(serving))] = ratios
+    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained)
+
+
+def host_noise(references_ms: list[float]) -> str:
+    """The reference workload (timed alike in every measuring child) across the run's children, in words."""
+    values = sorted(v for v in references_ms if v)
+    spread = spread_pct(values)
+    if spread is None:
+        return "host noise not measured (fewer than 2 children timed the reference workload)"
+    return (f"host noise: the reference workload took {values[0]:.2f}-{values[-1]:.2f} ms across {len(values)} children "
+            f"(±{spread:.0f} % around its median {statistics.median(values):.2f} ms)")
 
 
 def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines, workdir: Path, say, progress):
-    """The recorded version of each changed model, exported and with its variants made; notes for the others."""
-    partners, notes = [], {}
+    """The recorded configuration of each model whose latency inputs changed, ready to measure beside it; notes;
+    and the (model, variant) files whose difference from the record this machine explains."""
+    partners, notes, explained = [], {}, {}
+    runtime = {"ort_version": plan.machine.ort_version, "threads": plan.target.device.threads,
+               "cpu_mem_arena": plan.target.runtime.enable_cpu_mem_arena,
+               "mem_pattern": plan.target.runtime.enable_mem_pattern,
+               "allow_spinning": plan.target.runtime.allow_spinning, "images_at_once": plan.target.scenario.images_at_once}
     for model in models:
         name = model.spec.name
-        needed, why = baselines.needs_partner(name, model.exported.sha256)
+        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime)
         notes[name] = why
-        if not needed:
+        if not kinds:
             continue
-        say(f"rebuild {name} as recorded")
-        partner = baselines.partner(name, workdir)
-        if partner.spec is None or partner.spec.input_hw != model.spec.input_hw:
-            notes[name] = partner.reason or f"{name}'s input size changed since {partner.rev[:12]}: no A/B"
+        old, said = _recorded_version(plan, model, baselines, workdir, say, progress, explained) if "files" in kinds \
+            else (dataclasses.replace(model, spec=dataclasses.replace(model.spec, name=f"{name}@recorded")), "")
+        if old is None:
+            notes[name] = f"{why}; {said}"
             continue
-        old = prepare_model(plan, partner.spec, model.eval_set, say, lambda: None, calibration_bar(progress, partner.spec.name))
-        if old.exported is None or old.exported.sha256 == model.exported.sha256:
-            notes[name] = f"{why}; rebuilt at {partner.rev[:12]}: " + (
-                "the same export, nothing to A/B" if old.exported is not None else "its export failed, no A/B")
-            continue
+        if "runtime" in kinds:
+            recorded = baselines.recorded[name]
+            say(f"side environment for onnxruntime {recorded.ort_version}")
+            side = side_runtime(recorded.ort_version, recorded.numpy_version)
+            if side.python is None:
+                notes[name] = f"{why}; {side.reason}: no A/B"
+                continue
+            old.python = side.python
+        if "options" in kinds:
+            old.request_changes = baselines.recorded_options(name)
         old.ab_partner_of = name
-        notes[name] = f"{why}: measured beside its version at {partner.rev[:12]} in alternating processes"
+        notes[name] = f"{why}: measured beside its recorded configuration{said} in lockstep children"
         partners.append(old)
-    return partners, notes
+    return partners, notes, explained
+
+
+def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir: Path, say, progress, explained: dict):
+    """The model as the record's commit makes it on this machine, or None and why not.
+
+    First the suite entry, checkpoint and factory at that commit, with today's harness; when that gives
+    today's very files, the variants that differ from the record are made again by that commit's own
+    harness code. A file that code makes identically here explains the record's difference: this
+    machine (calibration on another CPU), not a change; it goes to `explained`."""
+    name = model.spec.name
+    say(f"rebuild {name} as recorded")
+    partner = baselines.partner(name, workdir)
+    if partner.spec is None or partner.spec.input_hw != model.spec.input_hw:
+        return None, partner.reason or f"{name}'s input size changed since {partner.rev[:12]}: no A/B"
+    old = prepare_model(plan, partner.spec, model.eval_set, say, lambda: None, calibration_bar(progress, partner.spec.name))
+    if old.exported is None:
+        return None, f"rebuilt at {partner.rev[:12]}: its export failed, no A/B"
+    if {v: m.sha256 for v, m in old.made.items()} != {v: m.sha256 for v, m in model.made.items()}:
+        return old, f" (files at {partner.rev[:12]})"
+    machine = f"{plan.machine.cpu_model} {plan.machine.cpu_isa} onnxruntime {plan.machine.ort_version}"
+    remade = {}
+    for variant, made in model.made.items():
+        if baselines.variant_sha(name, variant) in (None, "", made.sha256):
+            continue
+        say(f"make {name} {variant} with the harness of {partner.rev[:12]}")
+        path = baselines.variant_by_recorded_harness(name, variant, partner.rev, workdir, machine)
+        if path is None:
+            return None, (f"rebuilt at {partner.rev[:12]}: the same files; {variant} could not be made by that commit's "
+                          f"harness here: no A/B, gated against the record")
+        sha = file_sha256(path)
+        if sha == made.sha256:
+            explained[(name, variant)] = (f"{partner.rev[:12]}'s own code makes this very {variant} file on this machine: "
+                                          f"its difference from the record is the machine's (e.g. calibration on another "
+                                          f"CPU), not a change")
+        else:
+            remade[variant] = dataclasses.replace(made, path=path, sha256=sha, file_mb=path.stat().st_size / 1e6, cached=True)
+    if not remade:
+        return None, f"rebuilt at {partner.rev[:12]} by its own harness: the same files here, nothing to A/B"
+    old.made = {**old.made, **remade}
+    return old, f" ({', '.join(remade)} made by the harness at {partner.rev[:12]})"
 
 
 WORKDIR_PREFIX = "harness-bench-"

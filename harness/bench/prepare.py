@@ -35,6 +35,8 @@ class PreparedModel:
     eval_set: EvalSet
     failures: dict[str, str]  # variant -> why it could not be made
     ab_partner_of: str | None = None  # set: the recorded version of this suite model, measured beside it
+    python: str | None = None  # the children's interpreter: None is this one; a side environment's for another runtime
+    request_changes: dict = dataclasses.field(default_factory=dict)  # Request fields as recorded (threads, arena, ...)
 
 
 def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:

@@ -36,13 +36,14 @@ def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner,
 def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
     """Every (model, variant, serving) and each input size's floor, in `processes` rounds; {key: (Measurement, predictions)}.
 
-    Alternating rounds (floor, model A fp32, A int8, ..., B fp32, ..., floor, A fp32, ...) let every variant
-    and every model see the same machine: on a shared host whose speed drifts over minutes, a ratio
-    against fp32 or against the suite's baseline model stays honest. Accuracy and predictions come from
-    the first round's children.
+    Each round measures the floor, then each model group (a model, with its A/B partner) in lockstep: all
+    its variants' children alive at once, timed in alternating blocks a fraction of a second apart, so a
+    ratio against fp32 or against the recorded version cancels a shared host's drift (harness.lockstep).
+    A runner that cannot hold children side by side (ssh, Ray) measures them one after another instead.
+    Accuracy and predictions come from the first round's children.
     """
     target = plan.target
-    processes = plan.target.scenario.processes
+    processes = target.scenario.processes
     ab_names = {m.spec.name for m in prepared if m.ab_partner_of} | {m.ab_partner_of for m in prepared if m.ab_partner_of}
     rounds = max(processes, target.gate.ab_processes) if ab_names else processes
     cap = target.budgets.memory_cap_mb or None
@@ -52,23 +53,34 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     sizes = sorted({model.spec.input_hw for model in prepared})  # a model whose export failed needs no floor
     floors = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
     samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
+    groups = [[m, *(p for p in prepared if p.ab_partner_of == m.spec.name)] for m in prepared if not m.ab_partner_of]
+    together = getattr(runner, "run_together", None)
     for round_index in range(rounds):
         progress = f"round {round_index + 1}/{rounds}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
             say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
-            request = build_request(floors[hw], target, samples[hw])  # the yardstick is timed beside each model
-            request = _untimed(request)
+            request = _untimed(build_request(floors[hw], target, samples[hw]))  # its peak needs no timing
             children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
             predictions[(FLOOR, hw, "")] = None
             advance()
-        for model in prepared if round_index < processes else [m for m in prepared if m.spec.name in ab_names]:
-            for key, measured, pred in _measure_model(plan, model, runner, workdir, round_index, children, say, progress,
-                                                      reference):
-                if measured is not None:
-                    children.setdefault(key, []).append(measured)
-                    if round_index == 0:
-                        predictions[key] = pred
-                advance()
+        for group in groups if round_index < processes else [g for g in groups if g[0].spec.name in ab_names]:
+            jobs = [job for model in group for job in _jobs(plan, model, workdir, round_index, children, reference)]
+            if together is not None:
+                say(f"measure {' + '.join(m.spec.name for m in group)}: {len(jobs)} children in lockstep ({progress})")
+                replies = together([request for _, request, _ in jobs], cap, pythons=[python for *_, python in jobs])
+            else:
+                replies = []
+                for key, request, _ in jobs:
+                    say(f"measure {key[0]} {key[1]}, {target.scenario.serving_label(key[2])} ({progress})")
+                    replies.append(runner.run(request, cap))
+            for (key, request, _), reply in zip(jobs, replies):
+                children.setdefault(key, []).append(Measurement.from_reply(reply))
+                if round_index == 0:
+                    path = Path(request.predictions_path) if request.predictions_path else None
+                    predictions[key] = path if path is not None and path.is_file() else None
+            for model in group:
+                for _ in range(len(plan.variants) * len(target.scenario.serving)):
+                    advance()
     return {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
 
 
@@ -77,29 +89,25 @@ def _untimed(request):
     return dataclasses.replace(request, warmup_runs=1, min_runs=1, min_duration_s=0.0)
 
 
-def _measure_model(plan: BenchPlan, model: PreparedModel, runner: Runner, workdir: Path, round_index: int,
-                   children: dict, say, progress: str, reference: Path):
-    """Yield (key, measurement, predictions path) for each variant and serving; measurement None: skipped."""
+def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int, children: dict, reference: Path):
+    """(key, request, interpreter) for each variant and serving of one model still worth measuring."""
     target, spec, eval_set = plan.target, model.spec, model.eval_set
-    cap = target.budgets.memory_cap_mb or None
     first = round_index == 0
     output_shape = plan.task.output_shape(spec.num_classes, spec.input_hw)
+    jobs = []
     for variant in plan.variants:
         for serving in target.scenario.serving:
             key = (spec.name, variant, serving)
             made = model.made.get(variant)
             if made is None or (children.get(key) and children[key][-1].error):  # a child that failed once fails again
-                yield key, None, None
                 continue
-            say(f"measure {spec.name} {variant}, {target.scenario.serving_label(serving)}, {target.device.threads} "
-                f"thread(s) ({progress})")
             pred_path = workdir / f"pred_{_slug(spec.name)}_{variant}_{serving}.npy" if first else None
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
-            request = dataclasses.replace(request, report_machine=first)
-            measured = Measurement.from_reply(runner.run(request, cap))
-            yield key, measured, pred_path if pred_path is not None and pred_path.is_file() else None
+            request = dataclasses.replace(request, report_machine=first, **model.request_changes)
+            jobs.append((key, request, model.python))
+    return jobs
 
 
 def _slug(text: str) -> str:

@@ -14,7 +14,8 @@ from harness.bench.rounds import FLOOR
 from harness.budget import verdict
 from harness.export import ExportedModel
 from harness.measurement import Measurement
-from harness.results import ResultRow, joined
+from harness.pairing import paired_speedup
+from harness.results import ResultRow, joined, row_key
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant
 
@@ -34,6 +35,7 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
         harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
         onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
+        mem_pattern=target.runtime.enable_mem_pattern,
         cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
     )
     del fields["schema_version"]
@@ -85,6 +87,7 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     """Every row of one model: measured, or failed with its reason; then compared with fp32."""
     spec, serving_modes = model.spec, plan.target.scenario.serving
     pairs: list[tuple[ResultRow, Path | None]] = []
+    speedups = {}
     for variant in plan.variants:
         for serving in serving_modes:
             if variant in model.failures:
@@ -95,20 +98,29 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
             row = measured_row(plan, spec, model.made[variant], serving, model.exported, measurement, floor,
                                len(model.eval_set.images_u8))
             pairs.append((row, predictions))
-    return compare_with_fp32(pairs, plan)
+            fp32 = measured.get((spec.name, "fp32", serving))
+            if fp32 is not None and not measurement.error and not fp32[0].error:
+                speedups[row_key(row)] = paired_speedup(fp32[0], measurement)
+    return compare_with_fp32(pairs, plan, speedups)
 
 
-def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan) -> list[ResultRow]:
-    """Add speed ratio, quality drop and agreement against fp32 (same run, same serving), flags, verdict."""
+def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan,
+                      paired_speedups: dict | None = None) -> list[ResultRow]:
+    """Add speed ratio, quality drop and agreement against fp32 (same run, same serving), flags, verdict.
+
+    The speed ratio is paired (blocks of the same lockstep cycle) where the children ran in lockstep;
+    otherwise the ratio of the pooled p50s."""
     references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32"}
+    paired_speedups = paired_speedups or {}
     out = []
     for row, pred_path in pairs:
         reference, reference_pred = references.get(row.serving, (None, None))
         changes, flags = {}, []
         if reference is not None and row.p50_ms and reference.p50_ms:
-            changes["speedup_vs_fp32"] = reference.p50_ms / row.p50_ms
-            if row.variant != "fp32" and row.p50_ms > reference.p50_ms:
-                flags.append(f"slower than fp32 ({reference.p50_ms / row.p50_ms:.2f}x)")
+            speedup = paired_speedups.get(row_key(row)) or reference.p50_ms / row.p50_ms
+            changes["speedup_vs_fp32"] = speedup
+            if row.variant != "fp32" and speedup < 1:
+                flags.append(f"slower than fp32 ({speedup:.2f}x)")
         if reference is not None and row.quality_pct is not None and reference.quality_pct is not None:
             changes["quality_drop_pts"] = reference.quality_pct - row.quality_pct
         if pred_path is not None and reference_pred is not None:

@@ -108,7 +108,8 @@ def _gate(console, args, target, run, record_path: Path, recorded, latest: Path,
 
     compare = (recorded is not None or args.against) and not args.update
     report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
-                      run.ab_notes if compare else None, lost if compare else frozenset())
+                      run.ab_notes if compare else None, lost if compare else frozenset(), run.paired, run.host_noise,
+                      run.explained)
     write_text_atomic(latest.with_suffix(".gate.json"), report.to_json())
     if compare:
         console.print(gate_table(report, record_path))
