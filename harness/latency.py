@@ -93,7 +93,7 @@ def _ab_paired(new: ResultRow, partner: ResultRow, rules: GateRules, paired) -> 
                  "p95": decide_paired(paired.p95, rules.p95_tolerance_pct)}
     against = f"A/B against {partner.model}" + _runtime_note(new, partner)
     reasons = tuple(f"{d.describe(q)} ({against}, paired in this run)" for q, d in decisions.items() if d.outcome == SLOWER)
-    undecided = any(d.outcome in (UNDECIDED, UNKNOWN) for d in decisions.values())
+    undecided = not reasons and any(d.outcome in (UNDECIDED, UNKNOWN) for d in decisions.values())  # a fail is decided
     notes = [f"latency: {against}, {paired.cycles} paired cycles in lockstep — "
              + "; ".join(d.describe(q) for q, d in decisions.items())]
     return LatencyVerdict(AB, reasons, tuple(notes), {q: d.as_dict() for q, d in decisions.items()}, undecided)
