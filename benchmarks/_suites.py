@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import subprocess
 import sys
 import tomllib
@@ -10,6 +12,28 @@ from pathlib import Path
 
 from harness.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
 from harness.spec import ASSETS_DIR, DEFAULT_SUITE
+
+
+NEIGHBOUR = """
+import os, numpy as np
+os.sched_setaffinity(0, {cpus})
+a = np.ones(256 * 2**20 // 8)
+while True:
+    b = a.copy()
+"""
+
+
+@contextlib.contextmanager
+def noisy_neighbour():
+    """Another process copying 256 MB numpy arrays in a loop on the last CPU (targets measure on the first)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR.format(cpus={cpus[-1]})]) if len(cpus) > 1 else None
+    try:
+        yield
+    finally:
+        if neighbour:
+            neighbour.kill()
+            neighbour.wait()
 
 
 def bench_rows(folder: Path, suite: Path, target: str) -> list[dict[str, str]]:

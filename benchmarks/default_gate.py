@@ -16,8 +16,8 @@ summary line, the paired int8-static vs fp32 ratio of pspnet_resnet18 and the wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,18 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _suites import noisy_neighbour
+
 REPO = Path(__file__).resolve().parent.parent
 LATENCY_COLUMNS = ("p50_ms", "p95_ms", "p99_ms", "reference_ms")
 PER_PROCESS = ("p50_per_process_ms", "p95_per_process_ms")
-NEIGHBOUR = """
-import os, numpy as np
-os.sched_setaffinity(0, {cpus})
-a = np.ones(256 * 2**20 // 8)
-while True:
-    b = a.copy()
-"""
-
-
 def _bench(clone: Path, results: Path, *extra: str) -> tuple[int, str, float]:
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", "watch", "--results-dir", str(results),
@@ -69,20 +62,12 @@ def _scaled_record(source: Path, target: Path, factor: float) -> None:
         writer.writerows(rows)
 
 
-def _neighbour() -> subprocess.Popen | None:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None
-    return subprocess.Popen([sys.executable, "-c", NEIGHBOUR.format(cpus={cpus[-1]})])
-
-
 def _series(clone: Path, label: str, record: Path, runs: int, noisy: bool = False) -> dict:
     results = clone / f"results-{label}"
     results.mkdir()
     shutil.copy(record, results / "watch.csv")
-    neighbour = _neighbour() if noisy else None
     codes, ratios, seconds = [], [], []
-    try:
+    with noisy_neighbour() if noisy else contextlib.nullcontext():
         for i in range(runs):
             code, summary, wall = _bench(clone, results)
             codes.append(code)
@@ -90,10 +75,6 @@ def _series(clone: Path, label: str, record: Path, runs: int, noisy: bool = Fals
             seconds.append(wall)
             print(f"  {label} {i + 1}/{runs}: exit {code} in {wall:.0f} s; R18 int8-static x{ratios[-1] or float('nan'):.3f} "
                   f"vs fp32; {summary}", flush=True)
-    finally:
-        if neighbour:
-            neighbour.kill()
-            neighbour.wait()
     valid = [r for r in ratios if r]
     return {"condition": label, "passed": codes.count(0), "runs": runs, "ratios": valid,
             "spread": max(valid) / min(valid) if valid else None, "median_s": statistics.median(seconds)}

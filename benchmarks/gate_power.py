@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _suites import noisy_neighbour
 from harness.spec import ASSETS_DIR
 
 BASE_LAYERS = 20
@@ -111,29 +112,6 @@ def _record_elsewhere(repo: Path) -> None:
         writer.writerows(rows)
 
 
-NEIGHBOUR = """
-import os, numpy as np
-os.sched_setaffinity(0, {cpus})
-a = np.ones(256 * 2**20 // 8)
-while True:
-    b = a.copy()
-"""
-
-
-def _with_neighbour(run):
-    """`run()` while another process copies 256 MB arrays on the last CPU (the target measures on the first)."""
-    import os
-
-    cpus = sorted(os.sched_getaffinity(0))
-    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR.format(cpus={cpus[-1]})]) if len(cpus) > 1 else None
-    try:
-        return run()
-    finally:
-        if neighbour:
-            neighbour.kill()
-            neighbour.wait()
-
-
 def _all_series(repo: Path, args, tag: str = "") -> list[dict]:
     table = [_series(repo, f"retrained{tag}", BASE_LAYERS, args.retrained, retrained=True)]
     table += [_series(repo, f"{label}{tag}", layers, args.gates) for label, layers in STEPS.items()]
@@ -159,7 +137,8 @@ def main() -> int:
         table = [_series(repo, "unchanged", BASE_LAYERS, args.gates)]
         table += _all_series(repo, args)
         if not args.no_noisy:
-            table += _with_neighbour(lambda: _all_series(repo, args, ", noisy neighbour"))
+            with noisy_neighbour():
+                table += _all_series(repo, args, ", noisy neighbour")
         _record_elsewhere(repo)
         table.append(_series(repo, "unchanged, record 40 % faster on another CPU", BASE_LAYERS, args.gates))
         table.append(_series(repo, "+20 %, record 40 % faster on another CPU", STEPS["+20 %"], args.gates))

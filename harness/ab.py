@@ -3,8 +3,9 @@
 Latency recorded on another machine, or minutes ago on a shared one, says little about this run. When
 a model's export differs from the one the record measured (its ONNX sha256), the model's suite entry,
 checkpoint and factory code are taken from the commit the record was made at (`git archive`, into a
-temporary folder), exported with today's harness, and measured in alternating child processes with
-the new version under the same target. Outside a git checkout, or when the commit is gone, the gate
+temporary folder), exported with today's harness (variants that come out identical to today's are made
+again by that commit's own harness code), and measured in lockstep children beside the new version
+under the same target. Outside a git checkout, or when the commit is gone, the gate
 says so and falls back to the record's figures.
 """
 

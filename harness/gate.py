@@ -101,6 +101,10 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
         reasons.append("latency undecided (--strict): the host was too noisy to tell the minimum effect apart")
     if old is not None and explained:
         notes += [explained, *(f"against the record (not a change): {r}" for r in _deterministic_regressions(new, old, target))]
+    elif partner is not None and partner.status == "ok":  # the recorded configuration, measured here and now
+        reasons += [f"{r} (against {partner.model}, this run)" for r in _deterministic_regressions(new, partner, target)]
+        if old is not None:
+            notes += [f"against the record, for reference: {r}" for r in _deterministic_regressions(new, old, target)]
     elif old is not None:
         reasons += _deterministic_regressions(new, old, target)
     if not target.budgets.ships(new.variant):  # measured beside the shipped variants, for comparison: never fails

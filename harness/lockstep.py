@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness.protocol import ProtocolError, Reply, Request
+from harness.runner import rss_mb
 
 WATCHDOG_POLL_S = 0.005
 
@@ -45,17 +46,6 @@ class _Child:
             and self.runs < request.max_runs
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
 class _Watchdog(threading.Thread):
     """Kills any child whose RSS passes the cap; one thread for all of them."""
 
@@ -66,7 +56,7 @@ class _Watchdog(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             for child in self.children:
-                rss = _rss_mb(child.proc.pid) if child.proc.poll() is None else None
+                rss = rss_mb(child.proc.pid) if child.proc.poll() is None else None
                 if rss is not None and rss > self.cap_mb:
                     child.over_mb = rss
                     child.proc.kill()

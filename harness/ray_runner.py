@@ -56,7 +56,7 @@ class RayRunner:
         self._ray = _import_ray()
         self._package_dir = tempfile.mkdtemp(prefix="harness-ray-")
         self._objects: dict[tuple, object] = {}
-        self._task = None
+        self._task = self._together_task = None
         self.nodes: list[dict] = []
 
     def check_target(self, target) -> None:
@@ -75,6 +75,7 @@ class RayRunner:
             raise HarnessError(f"cannot connect to the Ray cluster at {self.address}: {type(e).__name__}: "
                                f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}") from None
         self._task = ray.remote(measure_on_node)
+        self._together_task = ray.remote(measure_together_on_node)
         self.nodes = sorted((n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(RESOURCE)),
                             key=lambda n: n["NodeID"])
         if not self.nodes:
@@ -118,55 +119,86 @@ class PinnedRayRunner:
     name: str = "ray"
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = 900) -> Reply:
+        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
+
+    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None, timeout_s: float = 900,
+                     pythons: list[str | None] | None = None) -> list[Reply]:
+        """Lockstep children on the node; a side runtime of the controller's cannot run there: one at a time."""
+        if any(pythons or ()):
+            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
+        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
+
+    def _measure(self, requests: list[Request], memory_cap_mb, timeout_s: float, together: bool) -> list[Reply]:
         ray = self.parent._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        paths = {field: getattr(request, field) for field in ("onnx_path", "sample_path", "eval_path", "reference_path")}
-        files = {field: self.parent._object(path) for field, path in paths.items() if path}
-        task = self.parent._task.options(
-            num_cpus=request.threads, resources={RESOURCE: 1}, max_retries=0,
+        files = [{field: self.parent._object(getattr(r, field)) for field in STAGED if getattr(r, field)} for r in requests]
+        task = (self.parent._together_task if together else self.parent._task).options(
+            num_cpus=max(r.threads for r in requests), resources={RESOURCE: 1}, max_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(self.node["NodeID"], soft=False))
         try:
-            reply_json, predictions = ray.get(task.remote(request.to_json(), files, memory_cap_mb, timeout_s),
-                                              timeout=timeout_s + 60)
+            if together:
+                answers = ray.get(task.remote([r.to_json() for r in requests], files, memory_cap_mb, timeout_s),
+                                  timeout=timeout_s + 60)
+            else:
+                answers = [ray.get(task.remote(requests[0].to_json(), files[0], memory_cap_mb, timeout_s),
+                                   timeout=timeout_s + 60)]
         except Exception as e:  # a node that died, a task that was lost: a failed row, not a failed run
             first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
-            return Reply.failed(f"Ray node {self.node['NodeManagerAddress']} failed the measurement: "
-                                f"{type(e).__name__}: {first}")
-        reply = Reply.from_json(reply_json)
-        if predictions is not None and request.predictions_path:
-            Path(request.predictions_path).write_bytes(predictions)
-        return reply
+            return [Reply.failed(f"Ray node {self.node['NodeManagerAddress']} failed the measurement: "
+                                 f"{type(e).__name__}: {first}")] * len(requests)
+        replies = []
+        for request, (reply_json, predictions) in zip(requests, answers):
+            if predictions is not None and request.predictions_path:
+                Path(request.predictions_path).write_bytes(predictions)
+            replies.append(Reply.from_json(reply_json))
+        return replies
 
     def close(self) -> None:
         pass
 
 
+STAGED = ("onnx_path", "sample_path", "eval_path", "reference_path")  # the files a request names, sent by object store
+
+
 def measure_on_node(request_json: str, files: dict, memory_cap_mb: float | None, timeout_s: float):
     """Runs on the node: write the files to a scratch folder, measure with a local child, say where."""
+    return measure_together_on_node([request_json], [files], memory_cap_mb, timeout_s, together=False)[0]
+
+
+def measure_together_on_node(requests_json: list[str], files: list[dict], memory_cap_mb: float | None, timeout_s: float,
+                             together: bool = True):
+    """Runs on the node: the requests' files to a scratch folder, lockstep children (or one child), replies."""
     import platform
 
     from harness.runner import LocalRunner
 
     import ray
 
-    request = Request.from_json(request_json)
     folder = Path(tempfile.mkdtemp(prefix="harness-node-"))
     try:
-        local = {}
-        for field, ref in files.items():  # refs inside a dict are not resolved by Ray: fetch each file here
-            path = folder / f"{field}_{Path(getattr(request, field)).name}"
-            path.write_bytes(ray.get(ref))
-            local[field] = str(path)
-        if request.predictions_path:
-            local["predictions_path"] = str(folder / "predictions.npy")
-        reply = LocalRunner().run(dataclasses.replace(request, **local), memory_cap_mb, timeout_s)
-        predictions = None
-        if reply.ok and request.predictions_path and os.path.isfile(local["predictions_path"]):
-            predictions = Path(local["predictions_path"]).read_bytes()
-        node_id = _node_id()
-        reply = dataclasses.replace(reply, measured_on=f"ray node {node_id[:12]} ({platform.node()})")
-        return reply.to_json(), predictions
+        requests = []
+        for index, (request_json, refs) in enumerate(zip(requests_json, files)):
+            request, local = Request.from_json(request_json), {}
+            for field, ref in refs.items():  # refs inside a dict are not resolved by Ray: fetch each file here
+                path = folder / f"{index}_{field}_{Path(getattr(request, field)).name}"
+                if not path.exists():
+                    path.write_bytes(ray.get(ref))
+                local[field] = str(path)
+            if request.predictions_path:
+                local["predictions_path"] = str(folder / f"predictions_{index}.npy")
+            requests.append(dataclasses.replace(request, **local))
+        runner = LocalRunner()
+        replies = runner.run_together(requests, memory_cap_mb, timeout_s) if together \
+            else [runner.run(requests[0], memory_cap_mb, timeout_s)]
+        where = f"ray node {_node_id()[:12]} ({platform.node()})"
+        out = []
+        for request, reply in zip(requests, replies):
+            predictions = None
+            if reply.ok and request.predictions_path and os.path.isfile(request.predictions_path):
+                predictions = Path(request.predictions_path).read_bytes()
+            out.append((dataclasses.replace(reply, measured_on=where).to_json(), predictions))
+        return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

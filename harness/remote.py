@@ -1,4 +1,5 @@
-"""The device side of a remote runner: `python -m harness.remote` measures one Request with a local child.
+"""The device side of a remote runner: `python -m harness.remote` measures one Request with a local child
+(or, with `--together`, a list of them in lockstep children).
 
 Staged by the ssh runner into a temporary folder on the device with the few modules the child needs
 (standard library, numpy and onnxruntime only). The memory cap and the timeout are enforced here, on
@@ -35,7 +36,22 @@ def measure(text: str, memory_cap_mb: float | None, timeout_s: float) -> dict:
         request = Request.from_json(text)
     except ProtocolError as e:
         return {"reply": Reply.failed(f"device could not read the request: {e}").to_json()}
-    reply = LocalRunner().run(request, memory_cap_mb, timeout_s)
+    return _envelope(request, LocalRunner().run(request, memory_cap_mb, timeout_s))
+
+
+def measure_together(text: str, memory_cap_mb: float | None, timeout_s: float) -> list[dict]:
+    """Several requests in lockstep children on the device (harness.lockstep); one envelope each."""
+    from harness.runner import LocalRunner
+
+    try:
+        requests = [Request.from_json(one) for one in json.loads(text)]
+    except (ProtocolError, ValueError, TypeError) as e:
+        return [{"reply": Reply.failed(f"device could not read the requests: {e}").to_json()}]
+    replies = LocalRunner().run_together(requests, memory_cap_mb, timeout_s)
+    return [_envelope(request, reply) for request, reply in zip(requests, replies)]
+
+
+def _envelope(request: Request, reply: Reply) -> dict:
     envelope = {"reply": reply.to_json()}
     if reply.ok and request.predictions_path and os.path.isfile(request.predictions_path):
         with open(request.predictions_path, "rb") as f:
@@ -48,8 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--memory-cap-mb", type=float, default=0.0)
     parser.add_argument("--timeout-s", type=float, default=900.0)
+    parser.add_argument("--together", action="store_true", help="stdin holds a JSON list of requests: lockstep")
     args = parser.parse_args(argv)
-    out = probe() if args.probe else measure(sys.stdin.read(), args.memory_cap_mb or None, args.timeout_s)
+    if args.probe:
+        out = probe()
+    elif args.together:
+        out = measure_together(sys.stdin.read(), args.memory_cap_mb or None, args.timeout_s)
+    else:
+        out = measure(sys.stdin.read(), args.memory_cap_mb or None, args.timeout_s)
     sys.stdout.write(json.dumps(out))
     return 0
 

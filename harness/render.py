@@ -106,8 +106,8 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
         table.add_row(r.model, r.variant, r.serving, params, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2),
                       _num(r.model_mb), _num(r.quality_pct, 2), *changes)
     table.caption = ("params = weights in the ONNX graph; file = size change; speed = baseline p50 / this p50 "
-                     "(above 1x: faster); model MB = peak RSS − runtime floor. All models were measured in alternating "
-                     "rounds of child processes in this one run.")
+                     "(above 1x: faster); model MB = peak RSS − runtime floor. All models were measured in rounds of this "
+                     "one run, each model's variants side by side in lockstep; speed across models is not paired.")
     table.caption_justify = "left"
     return table
 

@@ -39,7 +39,7 @@ class Runner(Protocol):
         """Remove what the runner staged or started (remote folders, connections)."""
 
 
-def _rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -75,7 +75,7 @@ class _Watchdog(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            rss = _rss_mb(self.proc.pid)
+            rss = rss_mb(self.proc.pid)
             if rss is not None and rss > self.cap_mb:
                 self.over_mb = rss
                 self.proc.kill()

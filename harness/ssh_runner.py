@@ -108,32 +108,50 @@ class SshRunner:
         return self._staged[key]
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = 900) -> Reply:
+        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
+
+    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None, timeout_s: float = 900,
+                     pythons: list[str | None] | None = None) -> list[Reply]:
+        """Lockstep children on the device; a side runtime of the controller's cannot run there: one at a time."""
+        if any(pythons or ()):
+            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
+        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
+
+    def _measure(self, requests: list[Request], memory_cap_mb, timeout_s: float, together: bool) -> list[Reply]:
         if self._folder is None:
-            return Reply.failed("ssh runner used before check_target staged the child")
+            return [Reply.failed("ssh runner used before check_target staged the child")] * len(requests)
         try:
-            on_device = dataclasses.replace(
+            on_device = [dataclasses.replace(
                 request, onnx_path=self._stage(request.onnx_path), sample_path=self._stage(request.sample_path),
                 eval_path=self._stage(request.eval_path) if request.eval_path else None,
                 reference_path=self._stage(request.reference_path) if request.reference_path else None,
-                predictions_path=f"{self._folder}/predictions.npy" if request.predictions_path else None)
+                predictions_path=f"{self._folder}/predictions_{i}.npy" if request.predictions_path else None)
+                for i, request in enumerate(requests)]
+            stdin = json.dumps([r.to_json() for r in on_device]) if together else on_device[0].to_json()
             done = self._ssh(f"{self._in_folder()} {shlex.quote(self.python)} -m harness.remote "
-                             f"--memory-cap-mb {memory_cap_mb or 0} --timeout-s {timeout_s}",
-                             stdin=on_device.to_json(), timeout_s=timeout_s + REPLY_MARGIN_S)
+                             f"--memory-cap-mb {memory_cap_mb or 0} --timeout-s {timeout_s}{' --together' * together}",
+                             stdin=stdin, timeout_s=timeout_s + REPLY_MARGIN_S)
         except ConnectionError as e:
-            return Reply.failed(str(e))
+            return [Reply.failed(str(e))] * len(requests)
         except subprocess.TimeoutExpired:
-            return Reply.failed(f"{self.destination} sent no reply within {timeout_s + REPLY_MARGIN_S:.0f} s; "
-                                f"the connection was dropped")
+            return [Reply.failed(f"{self.destination} sent no reply within {timeout_s + REPLY_MARGIN_S:.0f} s; "
+                                 f"the connection was dropped")] * len(requests)
         if done.returncode == SSH_FAILED or not done.stdout.strip():
-            return Reply.failed(f"ssh to {self.destination} failed mid-measurement: {_last_line(done.stderr)}")
+            return [Reply.failed(f"ssh to {self.destination} failed mid-measurement: {_last_line(done.stderr)}")] \
+                * len(requests)
         try:
-            envelope = json.loads(done.stdout)
-            reply = Reply.from_json(envelope["reply"])
-        except (ValueError, KeyError) as e:
-            return Reply.failed(f"unreadable reply from {self.destination}: {e}")
-        if request.predictions_path and "predictions_b64" in envelope:
-            Path(request.predictions_path).write_bytes(base64.b64decode(envelope["predictions_b64"]))
-        return dataclasses.replace(reply, measured_on=f"{self.url} ({self._hostname})")
+            envelopes = json.loads(done.stdout)
+            envelopes = envelopes if together else [envelopes]
+            replies = [Reply.from_json(envelope["reply"]) for envelope in envelopes]
+        except (ValueError, KeyError, TypeError) as e:
+            return [Reply.failed(f"unreadable reply from {self.destination}: {e}")] * len(requests)
+        if len(replies) != len(requests):
+            return [replies[0] if not replies[0].ok else Reply.failed(f"{self.destination} answered "
+                                                                      f"{len(replies)} of {len(requests)} requests")] * len(requests)
+        for request, envelope in zip(requests, envelopes):
+            if request.predictions_path and "predictions_b64" in envelope:
+                Path(request.predictions_path).write_bytes(base64.b64decode(envelope["predictions_b64"]))
+        return [dataclasses.replace(reply, measured_on=f"{self.url} ({self._hostname})") for reply in replies]
 
     def close(self) -> None:
         """Remove the device's folder and end the shared connection; a dead device leaves its /tmp folder."""

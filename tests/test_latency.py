@@ -127,3 +127,16 @@ def test_pairing_cancels_a_drifting_host():
     assert paired_speedup(new, old) == pytest.approx(1.2, rel=0.02)
     unpaired = dataclasses.replace(new, per_process_block_sizes=())
     assert paired_ratios(old, unpaired) is None and paired_speedup(old, unpaired) is None
+
+
+def test_with_a_partner_size_and_quality_are_judged_against_it(record):
+    """The recorded configuration measured in this run, on this machine, is the better baseline than the record."""
+    int8 = record[1]
+    here = dataclasses.replace(int8, quality_pct=int8.quality_pct - 0.5)  # this machine's calibration: 0.5 pts lower
+    partner = dataclasses.replace(here, model="tiny_unet@recorded")
+    same_as_partner = check_row(here, int8, WATCH, partner, paired=_paired([1.0] * 5))
+    assert same_as_partner.outcome == "pass"
+    assert any(n.startswith("against the record, for reference: mIoU") for n in same_as_partner.notes)
+    worse = dataclasses.replace(here, quality_pct=here.quality_pct - 0.3)
+    check = check_row(worse, int8, WATCH, partner, paired=_paired([1.0] * 5))
+    assert check.outcome == "fail" and check.reasons[0].endswith("(against tiny_unet@recorded, this run)")

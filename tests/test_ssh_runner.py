@@ -195,3 +195,28 @@ def test_bad_devices_are_refused_in_one_line_before_measuring(sshd, baseline_sui
 def test_a_runner_that_is_not_local_or_ssh_is_refused(runner):
     with pytest.raises(HarnessError, match="use \"local\" or \"ssh://"):
         TargetProfile.from_flat("t", threads=1, runner=runner)
+
+
+@pytest.mark.slow
+def test_lockstep_children_on_the_device_pair_block_by_block(sshd, tmp_path):
+    """run_together over ssh: the children run side by side on the device, each with the same cycles."""
+    import numpy as np
+
+    from harness.measurement import build_request
+    from harness.runners import make_runner
+    from harness.targets import load_target
+    from harness.yardsticks import trivial_model
+
+    target = load_target(str(sshd.target()))
+    sample = tmp_path / "sample.npy"
+    np.save(sample, np.zeros((3, 32, 32), dtype=np.float32))
+    floor, other = trivial_model(tmp_path / "floor.onnx", (32, 32)), trivial_model(tmp_path / "other.onnx", (32, 32))
+    runner = make_runner(target)
+    try:
+        runner.check_target(target)
+        replies = runner.run_together([build_request(floor, target, sample), build_request(other, target, sample)])
+    finally:
+        runner.close()
+    assert all(r.ok for r in replies), [r.error for r in replies]
+    assert len(replies[0].block_sizes) == len(replies[1].block_sizes) >= 1
+    assert all(r.measured_on.startswith("ssh://") for r in replies)

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
     p.add_argument("--against", metavar="REV", help="A/B every model against its version at this git revision "
                                                      "(e.g. the pull request's base branch), measured in this run")
-    p.add_argument("--strict", action="store_true", help="a row whose latency could not be gated fails")
+    p.add_argument("--strict", action="store_true", help="a row whose latency could not be gated, or stayed undecided on a noisy host, fails")
     p.add_argument("--force", action="store_true", help="record even a run in which every row failed")
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="measure on a Ray cluster: ray://HOST:PORT, HOST:PORT or auto (pip install 'harness[ray]'); "
