@@ -123,6 +123,7 @@ class GateRules:
     # p50, reference workload +6 %), so the record is only trusted for changes of at least this much.
     record_tolerance_pct: float = 25.0
     ab_processes: int = 5  # child processes per side when a changed model is measured against its recorded version
+    ab_max_processes: int = 10  # more rounds, up to this many, while a shipped row's A/B is still undecided
     # Figures from another run fail latency only where a profile opts in (dedicated, quiet hardware); on a
     # shared host an unchanged model ran x1.3-2.0 its record, so the built-in targets judge latency by A/B alone.
     latency_against_record: bool = False
@@ -142,6 +143,7 @@ _RENAMED = {("gate", "file_tolerance_pct"): "gate_file_tolerance_pct",
             ("gate", "p95_tolerance_pct"): "gate_p95_tolerance_pct",
             ("gate", "record_tolerance_pct"): "gate_record_tolerance_pct",
             ("gate", "ab_processes"): "gate_ab_processes",
+            ("gate", "ab_max_processes"): "gate_ab_max_processes",
             ("gate", "latency_against_record"): "gate_latency_against_record"}
 FLAT_KEYS = {_RENAMED.get((part, f.name), f.name): (part, f.name, f.type)
              for part, cls in PARTS.items() for f in fields(cls)}

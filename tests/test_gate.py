@@ -245,3 +245,30 @@ def test_kill_9_during_update_leaves_the_record_byte_identical(gate_setup):
     proc.wait()
     assert (results / "gate.csv").read_bytes() == before
     assert not [p for p in results.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]  # no temp file
+
+
+@pytest.mark.slow
+def test_changed_session_options_are_ab_tested_with_extra_rounds_while_undecided(tiny_suite, tmp_path):
+    """Spinning on in the record, off now (no effect at 1 thread: no pool threads to spin): the recorded options
+    run beside the new ones. A 0.01 % minimum effect can hardly be decided, so the A/B adds rounds up to
+    gate_ab_max_processes while undecided, and says so."""
+    import json
+
+    recorded = tmp_path / "opts.toml"
+    recorded.write_text("threads = 1\nmin_runs = 5\nmin_duration_s = 0.2\nwarmup_runs = 1\n")
+    results = tmp_path / "results"
+    assert _bench(tiny_suite, recorded, results, "--update").returncode == 0
+    recorded.write_text(recorded.read_text() + "allow_spinning = false\ngate_latency_tolerance_pct = 0.01\n"
+                        "gate_p95_tolerance_pct = 1000\ngate_ab_processes = 3\ngate_ab_max_processes = 5\n")
+    run = _bench(tiny_suite, recorded, results, "--no-gate")
+    assert run.returncode == 0, run.stdout
+    row = json.loads((results / "latest" / "opts.gate.json").read_text())["rows"][0]
+    assert "session options changed since the record (allow_spinning True → False)" in " ".join(row["notes"])
+    latency = row["latency"]
+    assert latency["method"] == "A/B" and latency["p95"]["outcome"] == "no change"
+    rounds = len(latency["p50"]["paired_rounds"])
+    assert 3 <= rounds <= 5
+    if latency["undecided"]:  # the usual case: every extra round was taken, and --strict fails it
+        assert rounds == 5 and "undecided: host too noisy" in " ".join(latency["notes"])
+        strict = _bench(tiny_suite, recorded, results, "--strict")
+        assert strict.returncode == 1 and "latency undecided (--strict)" in strict.stdout

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from harness.bench.plan import BenchPlan
 from harness.bench.prepare import PreparedModel
+from harness.decide import UNDECIDED, decide_paired
 from harness.measurement import Measurement, build_request, combine
+from harness.pairing import paired_ratios
 from harness.runner import Runner
 from harness.yardsticks import reference_model, trivial_model
 
@@ -39,6 +41,8 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     Each round measures the floor, then each model group (a model, with its A/B partner) in lockstep: all
     its variants' children alive at once, timed in alternating blocks a fraction of a second apart, so a
     ratio against fp32 or against the recorded version cancels a shared host's drift (harness.lockstep).
+    A/B groups get `gate_ab_processes` rounds, then more (up to `gate_ab_max_processes`) while a shipped
+    row's comparison is still undecided: Triton's perf_analyzer also measures until its windows agree.
     A runner that cannot hold children side by side (ssh, Ray) measures them one after another instead.
     Accuracy and predictions come from the first round's children.
     """
@@ -54,34 +58,62 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     floors = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
     samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
     groups = [[m, *(p for p in prepared if p.ab_partner_of == m.spec.name)] for m in prepared if not m.ab_partner_of]
-    together = getattr(runner, "run_together", None)
-    for round_index in range(rounds):
-        progress = f"round {round_index + 1}/{rounds}"
+    ab_groups = [g for g in groups if len(g) > 1]
+    round_index = 0
+    while round_index < rounds or (round_index < target.gate.ab_max_processes and ab_groups):
+        progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra A/B round {round_index + 1}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
             say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
             request = _untimed(build_request(floors[hw], target, samples[hw]))  # its peak needs no timing
             children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
             predictions[(FLOOR, hw, "")] = None
             advance()
-        for group in groups if round_index < processes else [g for g in groups if g[0].spec.name in ab_names]:
-            jobs = [job for model in group for job in _jobs(plan, model, workdir, round_index, children, reference)]
-            if together is not None:
-                say(f"measure {' + '.join(m.spec.name for m in group)}: {len(jobs)} children in lockstep ({progress})")
-                replies = together([request for _, request, _ in jobs], cap, pythons=[python for *_, python in jobs])
-            else:
-                replies = []
-                for key, request, _ in jobs:
-                    say(f"measure {key[0]} {key[1]}, {target.scenario.serving_label(key[2])} ({progress})")
-                    replies.append(runner.run(request, cap))
-            for (key, request, _), reply in zip(jobs, replies):
-                children.setdefault(key, []).append(Measurement.from_reply(reply))
-                if round_index == 0:
-                    path = Path(request.predictions_path) if request.predictions_path else None
-                    predictions[key] = path if path is not None and path.is_file() else None
-            for model in group:
-                for _ in range(len(plan.variants) * len(target.scenario.serving)):
-                    advance()
+        for group in groups if round_index < processes else ab_groups:
+            _measure_group(plan, group, runner, workdir, round_index, children, predictions, reference, say, progress)
+            for _ in range(len(group) * len(plan.variants) * len(target.scenario.serving) * (round_index < rounds)):
+                advance()
+        round_index += 1
+        if round_index >= rounds:
+            ab_groups = [g for g in ab_groups if _undecided(plan, g, children)]
     return {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
+
+
+def _measure_group(plan: BenchPlan, group: list[PreparedModel], runner: Runner, workdir: Path, round_index: int,
+                   children: dict, predictions: dict, reference: Path, say, progress: str) -> None:
+    """One round of one group: its children in lockstep where the runner can, else one after another."""
+    target, cap = plan.target, plan.target.budgets.memory_cap_mb or None
+    jobs = [job for model in group for job in _jobs(plan, model, workdir, round_index, children, reference)]
+    together = getattr(runner, "run_together", None)
+    if together is not None:
+        say(f"measure {' + '.join(m.spec.name for m in group)}: {len(jobs)} children in lockstep ({progress})")
+        replies = together([request for _, request, _ in jobs], cap, pythons=[python for *_, python in jobs])
+    else:
+        replies = []
+        for key, request, _ in jobs:
+            say(f"measure {key[0]} {key[1]}, {target.scenario.serving_label(key[2])} ({progress})")
+            replies.append(runner.run(request, cap))
+    for (key, request, _), reply in zip(jobs, replies):
+        children.setdefault(key, []).append(Measurement.from_reply(reply))
+        if round_index == 0:
+            path = Path(request.predictions_path) if request.predictions_path else None
+            predictions[key] = path if path is not None and path.is_file() else None
+
+
+def _undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) -> bool:
+    """Whether a shipped row of this A/B group is still undecided (its interval spans the minimum effect)."""
+    rules, target = plan.target.gate, plan.target
+    model = group[0].spec.name
+    for partner in group[1:]:
+        for variant in (v for v in plan.variants if target.budgets.ships(v)):
+            for serving in target.scenario.serving:
+                old, new = children.get((partner.spec.name, variant, serving)), children.get((model, variant, serving))
+                if not old or not new or any(m.error for m in (*old, *new)):
+                    continue
+                ratios = paired_ratios(combine(old), combine(new))
+                if ratios is not None and UNDECIDED in (decide_paired(ratios.p50, rules.latency_tolerance_pct).outcome,
+                                                        decide_paired(ratios.p95, rules.p95_tolerance_pct).outcome):
+                    return True
+    return False
 
 
 def _untimed(request):
