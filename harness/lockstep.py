@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 from harness.protocol import ProtocolError, Reply, Request
-from harness.runner import rss_mb
 
 WATCHDOG_POLL_S = 0.005
 
@@ -44,6 +43,17 @@ class _Child:
         request = self.request
         return self.error is None and (self.runs < request.min_runs or self.timed_s < request.min_duration_s) \
             and self.runs < request.max_runs
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
 
 
 class _Watchdog(threading.Thread):

@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Protocol
 
+from harness.lockstep import rss_mb, run_lockstep
 from harness.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
@@ -37,17 +38,6 @@ class Runner(Protocol):
 
     def close(self) -> None:
         """Remove what the runner staged or started (remote folders, connections)."""
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
 
 
 class _ReplyReader(threading.Thread):
@@ -102,8 +92,6 @@ class LocalRunner:
     def run_together(self, requests: list[Request], memory_cap_mb: float | None = None,
                      timeout_s: float = WORKER_TIMEOUT_S, pythons: list[str | None] | None = None) -> list[Reply]:
         """Several children alive at once, timed in alternating blocks (harness.lockstep); one Reply each."""
-        from harness.lockstep import run_lockstep
-
         requests = [self._placed(r) for r in requests]
         pythons = [p or sys.executable for p in (pythons or [None] * len(requests))]
         with _off_cpus(sorted({cpu for r in requests for cpu in r.cpu_affinity})):
