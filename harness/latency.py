@@ -3,7 +3,7 @@
 - **A/B**: a model whose file, runtime or session options changed since the record is measured beside its
   recorded configuration in this run. From lockstep children, the paired rounds decide (harness.decide:
   slower, no change, or undecided when the host is too noisy to tell the minimum effect apart);
-  otherwise (a runner without lockstep) the rank rule on per-process figures.
+  otherwise (sides not measured in lockstep) the rank rule on per-process figures.
 - **unchanged**: same file, runtime and options as the record: the ratio against the record is reported
   and said to be the host's, never failed. A profile may opt in (`gate_latency_against_record = true`) to
   the record rule for dedicated, quiet hardware: the rank rule, excused by the reference workload.

@@ -2,7 +2,7 @@
 
 A shared host's speed changes within seconds, so two variants measured in processes seconds apart see
 different hosts. Here every child loads its model and warms up, then the conductor asks each in turn
-for one block (about 0.1 s of calls), cycle after cycle, reversing the order every other cycle. Block i
+for one block (about 0.25 s of calls), cycle after cycle, reversing the order every other cycle. Block i
 of every child ran in cycle i, within a second of the others: a ratio of two children's blocks from
 the same cycle cancels the host's drift. Memory stays one model per process (each child's own VmHWM).
 Standard library only: it runs wherever the children run.

@@ -52,7 +52,7 @@ class Request(_Message):
     ignore_index: int = 255
     reference_path: str | None = None  # the fixed reference workload, timed after the model
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
-    block_s: float = 0.1  # lockstep: the timed length of one block (after its one untimed re-warm call)
+    block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
     version: int = PROTOCOL_VERSION
 
 

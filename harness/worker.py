@@ -44,12 +44,15 @@ class _Session:
     """One loaded model with its input, ready to be timed: one-shot or block by block (lockstep)."""
 
     def __init__(self, request: Request):
-        os.sched_setaffinity(0, request.cpu_affinity)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(request.threads)
 
         import numpy as np
         import onnxruntime as ort
+
+        # Pinned after the imports (siblings starting together import on every core) and before the session
+        # makes ORT's threads, which inherit it.
+        os.sched_setaffinity(0, request.cpu_affinity)
 
         self.request, self.ort, self.np = request, ort, np
         self.import_rss_mb = _status_mb("VmRSS")

@@ -43,7 +43,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     ratio against fp32 or against the recorded version cancels a shared host's drift (harness.lockstep).
     A/B groups get `gate_ab_processes` rounds, then more (up to `gate_ab_max_processes`) while a shipped
     row's comparison is still undecided: Triton's perf_analyzer also measures until its windows agree.
-    A runner that cannot hold children side by side (ssh, Ray) measures them one after another instead.
+    A runner without `run_together` measures them one after another instead (unpaired).
     Accuracy and predictions come from the first round's children.
     """
     target = plan.target
