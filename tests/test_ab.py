@@ -80,8 +80,8 @@ def test_a_slower_model_fails_by_ab_and_an_unchanged_one_needs_none(repo):
     unchanged = _bench(repo)
     assert unchanged.returncode == 0, unchanged.stdout
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
-    assert gate["rows"][0]["latency"]["method"] == "record"  # same export: no A/B, nothing extra measured
-    assert any("export unchanged since the record" in n for n in gate["rows"][0]["notes"])
+    assert gate["rows"][0]["latency"]["method"] == "unchanged"  # same file: no A/B, nothing extra measured
+    assert any("file, runtime and session options unchanged since the record" in n for n in gate["rows"][0]["notes"])
 
     (repo / "suite.toml").write_text(SUITE.format(data=repo.parent / "split", width=32))  # ~16x the compute
     slower = _bench(repo)
@@ -89,7 +89,7 @@ def test_a_slower_model_fails_by_ab_and_an_unchanged_one_needs_none(repo):
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
     latency = gate["rows"][0]["latency"]
     assert latency["method"] == "A/B" and latency["p50"]["outcome"] == "slower" and latency["p50"]["ratio"] > 2
-    assert len(latency["p50"]["old"]) == 3 and len(latency["p50"]["new"]) == 3
+    assert len(latency["p50"]["paired_rounds"]) == 3  # decided in gate_ab_processes rounds: no extra ones
     raw = json.loads((repo / "results" / "latest" / "fast.raw.json").read_text())
     assert {r["model"].split("@")[0] for r in raw["rows"]} == {"toy"} and len(raw["rows"]) == 2  # both sides kept
 
@@ -99,7 +99,7 @@ def test_against_a_revision_with_the_same_export_needs_no_ab(repo):
     proc = _bench(repo, "--against", "HEAD", "--no-gate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
-    assert any("the same export, nothing to A/B" in n for n in gate["rows"][0]["notes"])
+    assert any("the same files here, nothing to A/B" in n for n in gate["rows"][0]["notes"])
     missing = _bench(repo, "--against", "no-such-branch", "--no-gate")
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
     assert missing.returncode == 0 and any("cannot be read" in n for n in gate["rows"][0]["notes"])

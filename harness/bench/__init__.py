@@ -171,7 +171,7 @@ def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir:
     if {v: m.sha256 for v, m in old.made.items()} != {v: m.sha256 for v, m in model.made.items()}:
         return old, f" (files at {partner.rev[:12]})"
     machine = f"{plan.machine.cpu_model} {plan.machine.cpu_isa} onnxruntime {plan.machine.ort_version}"
-    remade = {}
+    remade, explained_here = {}, False
     for variant, made in model.made.items():
         if baselines.variant_sha(name, variant) in (None, "", made.sha256):
             continue
@@ -182,13 +182,15 @@ def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir:
                           f"harness here: no A/B, gated against the record")
         sha = file_sha256(path)
         if sha == made.sha256:
+            explained_here = True
             explained[(name, variant)] = (f"{partner.rev[:12]}'s own code makes this very {variant} file on this machine: "
                                           f"its difference from the record is the machine's (e.g. calibration on another "
                                           f"CPU), not a change")
         else:
             remade[variant] = dataclasses.replace(made, path=path, sha256=sha, file_mb=path.stat().st_size / 1e6, cached=True)
     if not remade:
-        return None, f"rebuilt at {partner.rev[:12]} by its own harness: the same files here, nothing to A/B"
+        how = " by its own harness" if explained_here else ""
+        return None, f"rebuilt at {partner.rev[:12]}{how}: the same files here, nothing to A/B"
     old.made = {**old.made, **remade}
     return old, f" ({', '.join(remade)} made by the harness at {partner.rev[:12]})"
 
