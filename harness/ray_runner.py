@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.protocol import Reply, Request
-from harness.runner import CHILD_MODULES
+from harness.runner import CHILD_MODULES, RemoteLockstep
 
 RESOURCE = "harness_measure"
 
@@ -113,20 +113,10 @@ class RayRunner:
 
 
 @dataclasses.dataclass
-class PinnedRayRunner:
+class PinnedRayRunner(RemoteLockstep):
     parent: RayRunner
     node: dict
     name: str = "ray"
-
-    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = 900) -> Reply:
-        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
-
-    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None, timeout_s: float = 900,
-                     pythons: list[str | None] | None = None) -> list[Reply]:
-        """Lockstep children on the node; a side runtime of the controller's cannot run there: one at a time."""
-        if any(pythons or ()):
-            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
-        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
 
     def _measure(self, requests: list[Request], memory_cap_mb, timeout_s: float, together: bool) -> list[Reply]:
         ray = self.parent._ray

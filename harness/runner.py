@@ -40,6 +40,21 @@ class Runner(Protocol):
         """Remove what the runner staged or started (remote folders, connections)."""
 
 
+class RemoteLockstep:
+    """run / run_together for a runner whose `_measure(requests, cap, timeout, together)` sends requests elsewhere.
+
+    A side runtime (a `pythons` entry) lives on the controller and cannot travel: those run one at a time."""
+
+    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
+        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
+
+    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None,
+                     timeout_s: float = WORKER_TIMEOUT_S, pythons: list[str | None] | None = None) -> list[Reply]:
+        if any(pythons or ()):
+            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
+        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
+
+
 class _ReplyReader(threading.Thread):
     """Drains the reply pipe while the child runs (a large reply would otherwise fill the pipe and block it)."""
 

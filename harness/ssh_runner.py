@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
 from harness.protocol import Reply, Request
-from harness.runner import CHILD_MODULES
+from harness.runner import CHILD_MODULES, RemoteLockstep
 CONNECT_TIMEOUT_S = 10
 ALIVE_INTERVAL_S = 5  # a silent connection is declared dead after ALIVE_INTERVAL_S * ALIVE_COUNT
 ALIVE_COUNT = 3
@@ -32,7 +32,7 @@ REPLY_MARGIN_S = 30  # beyond the device-side timeout: transfer of the reply, a 
 SSH_FAILED = 255  # ssh's exit status for its own errors (no route, refused, closed, auth)
 
 
-class SshRunner:
+class SshRunner(RemoteLockstep):
     """`python -m harness.remote` on the device a target's `runner = "ssh://[user@]host[:port]"` names."""
 
     name = "ssh"
@@ -106,16 +106,6 @@ class SshRunner:
                                       f"{_last_line(copied.stderr)}")
             self._staged[key] = remote
         return self._staged[key]
-
-    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = 900) -> Reply:
-        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
-
-    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None, timeout_s: float = 900,
-                     pythons: list[str | None] | None = None) -> list[Reply]:
-        """Lockstep children on the device; a side runtime of the controller's cannot run there: one at a time."""
-        if any(pythons or ()):
-            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
-        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
 
     def _measure(self, requests: list[Request], memory_cap_mb, timeout_s: float, together: bool) -> list[Reply]:
         if self._folder is None:
