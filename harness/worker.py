@@ -132,9 +132,10 @@ def serve_blocks(request: Request, commands, answer) -> Reply:
         if command.get("finish"):
             break
         busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
-        if not sizes or sorted(latencies_ms[-sizes[-1]:])[sizes[-1] // 2] < 1000 * request.block_s:
+        if not sizes or sorted(latencies_ms[-sizes[-1]:])[sizes[-1] // 2] < 1000 * min(request.block_s, request.min_duration_s):
             measured.session.run(None, measured.feed)
-        block, block_wall_s = measured.time_calls(1, request.block_s, request.max_runs)
+        # A block never outlasts the whole measurement asked for (min_duration_s 0: one call per block).
+        block, block_wall_s = measured.time_calls(1, min(request.block_s, request.min_duration_s), request.max_runs)
         pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, block_wall_s)
         latencies_ms += block
         sizes.append(len(block))
