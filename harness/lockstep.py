@@ -10,6 +10,7 @@ Standard library only: it runs wherever the children run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -86,9 +87,17 @@ def _start(request: Request, python: str) -> _Child:
         raise
     finally:
         os.close(write_fd)
-    proc.stdin.write(request.to_json() + "\n")
-    proc.stdin.flush()
-    return _Child(request, proc, os.fdopen(read_fd, "rb"), stderr)
+    child = _Child(request, proc, os.fdopen(read_fd, "rb"), stderr)
+    try:
+        proc.stdin.write(request.to_json() + "\n")
+        proc.stdin.flush()
+    except BrokenPipeError:
+        pass  # it died at once: its first read says how
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return child
 
 
 def _read(child: _Child, deadline: float) -> dict | None:
@@ -164,17 +173,15 @@ def run_lockstep(requests: list[Request], memory_cap_mb: float | None = None, ti
     finally:
         if watchdog:
             watchdog.done.set()
-        for child in children:
-            if child.proc.poll() is None:
-                child.proc.kill()
-            child.proc.wait()
-            child.replies.close()
-            child.stderr.close()
-            if child.proc.stdin:
-                try:
-                    child.proc.stdin.close()
-                except OSError:
-                    pass
+        for child in children:  # clean-up must never replace the exception (Ctrl-C) that brought us here
+            with contextlib.suppress(Exception):
+                if child.proc.poll() is None:
+                    child.proc.kill()
+                child.proc.wait()
+            for stream in (child.replies, child.stderr, child.proc.stdin):
+                with contextlib.suppress(Exception):
+                    if stream:
+                        stream.close()
 
 
 def _cycles(children: list[_Child], timeout_s: float) -> None:

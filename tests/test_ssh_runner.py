@@ -122,8 +122,12 @@ def test_a_bench_over_ssh_matches_the_local_runner(sshd, baseline_suite, tmp_pat
         assert row["measured_on"] == f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port} ({os.uname().nodename})"
         assert local[key]["measured_on"].startswith("local (")
         assert row["cpu_model"] == local[key]["cpu_model"] and row["ort_version"] == local[key]["ort_version"]
+        # Two runs minutes apart on a shared host differ by the host (x1.7 seen under CI's load): the same order
+        # of magnitude only; the paired vs-fp32 ratio, measured within each run in lockstep, must agree closely.
         ratio = float(row["p50_ms"]) / float(local[key]["p50_ms"])
-        assert 0.7 < ratio < 1.4, f"{key}: p50 over ssh {row['p50_ms']} ms vs local {local[key]['p50_ms']} ms"
+        assert 0.4 < ratio < 2.5, f"{key}: p50 over ssh {row['p50_ms']} ms vs local {local[key]['p50_ms']} ms"
+        speedup = float(row["speedup_vs_fp32"]) / float(local[key]["speedup_vs_fp32"])
+        assert 0.85 < speedup < 1.18, f"{key}: vs fp32 over ssh {row['speedup_vs_fp32']} vs local {local[key]['speedup_vs_fp32']}"
     leftovers = set(Path("/tmp").glob("harness-remote-*")) - folders_before
     assert not leftovers, f"the device's folder was not removed: {leftovers}"
 
