@@ -80,11 +80,11 @@ def judge(new: ResultRow, old: ResultRow | None, partner: ResultRow | None, rule
 
 
 def _unchanged(new: ResultRow, old: ResultRow) -> LatencyVerdict:
-    ratio = new.p50_ms / old.p50_ms if old.p50_ms else None
+    ratio = f"p50 x{new.p50_ms / old.p50_ms:.2f}" if old.p50_ms else f"p50 {new.p50_ms:.2f} ms (the record's is 0)"
     machine = new.reference_ms / old.reference_ms if new.reference_ms and old.reference_ms else None
     yardstick = f" (reference workload x{machine:.2f})" if machine else ""
     return LatencyVerdict(UNCHANGED, notes=(
-        f"latency: unchanged file, runtime and profile: p50 x{ratio:.2f} against the record{yardstick}: the host, "
+        f"latency: unchanged file, runtime and profile: {ratio} against the record{yardstick}: the host, "
         f"not a regression (figures from another run never fail latency)",))
 
 

@@ -7,7 +7,6 @@ is that process pair's ratio, one observation per round (pyperf's unit stays the
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 
@@ -77,7 +76,3 @@ def spread_pct(values) -> float | None:
         return None
     p10, p50, p90 = np.percentile(values, [10, 50, 90])
     return float(50 * (p90 - p10) / p50)
-
-
-def geometric_mean(values) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values))

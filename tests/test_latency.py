@@ -140,3 +140,8 @@ def test_with_a_partner_size_and_quality_are_judged_against_it(record):
     worse = dataclasses.replace(here, quality_pct=here.quality_pct - 0.3)
     check = check_row(worse, int8, WATCH, partner, paired=_paired([1.0] * 5))
     assert check.outcome == "fail" and check.reasons[0].endswith("(against tiny_unet@recorded, this run)")
+
+
+def test_a_hand_edited_record_with_a_zero_p50_is_reported_not_a_crash(record):
+    check = check_row(_row(record[1], [2.0, 2.01, 1.99]), dataclasses.replace(record[1], p50_ms=0.0), WATCH)
+    assert check.outcome == "pass" and "the record's is 0" in check.latency.notes[0]
