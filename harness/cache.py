@@ -47,14 +47,20 @@ def cached_entry(kind: str, parts: dict, build: Callable[[Path], dict]) -> Cache
     folder = cache_dir() / kind / cache_key(parts)
     if (folder / META).is_file():
         return CacheEntry(folder, json.loads((folder / META).read_text()), True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    from harness.files import disk_error
+
+    staging = None
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         meta = build(staging)
         (staging / META).write_text(json.dumps(meta, indent=2))
         if folder.exists():  # a half-written entry of an older harness: replace it
             shutil.rmtree(folder)
         os.replace(staging, folder)
         return CacheEntry(folder, meta, False)
+    except OSError as e:
+        raise disk_error(e, cache_dir(), "point HARNESS_CACHE_DIR at a folder on a disk with room") from e
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)

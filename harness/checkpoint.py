@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,7 +84,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
             f"for {spec.arch}; use {-(-h // info.input_stride) * info.input_stride}x{-(-w // info.input_stride) * info.input_stride}"
         )
     if spec.checkpoint is None:
-        return create_model(spec.arch, spec.num_classes, **spec.model_kwargs).eval()
+        with seeded_init():
+            return create_model(spec.arch, spec.num_classes, **spec.model_kwargs).eval()
     loaded, reductions = read_checkpoint(spec.checkpoint, spec.allow_pickle)
     if isinstance(loaded, nn.Module):
         return loaded.eval()
@@ -161,10 +164,33 @@ class LogitsOf(nn.Module):
                            f"logits tensor, or a dict holding it under output = \"{self.key}\" (set output in the suite)")
 
 
+INIT_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_init():
+    """Weights a model is built with are drawn under a fixed seed, so a model without a checkpoint exports the
+    same file on every machine and cache miss (else each fresh CI machine sees a new export, an A/B, another
+    mIoU). The caller's random state is restored afterwards."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        random.seed(INIT_SEED)
+        np.random.seed(INIT_SEED)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def _build_from_factory(spec: ModelSpec) -> nn.Module:
     factory = import_factory(spec)
     try:
-        model = factory(**spec.model_kwargs)
+        with seeded_init():
+            model = factory(**spec.model_kwargs)
     except Exception as e:
         raise HarnessError(f"model '{spec.name}': {spec.factory}(**{spec.model_kwargs}) failed: {type(e).__name__}: {e}") from e
     if not isinstance(model, nn.Module):

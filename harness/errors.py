@@ -21,3 +21,7 @@ class Interrupted(KeyboardInterrupt):
 
 class VariantError(HarnessError):
     """ONNX Runtime could not make a variant (quantization or conversion failed); that row fails."""
+
+
+class ExportError(HarnessError):
+    """No exporter could turn the model into a faithful ONNX file; that model's rows fail, the others are measured."""

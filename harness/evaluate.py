@@ -26,6 +26,9 @@ def evaluate_session(session, images: np.ndarray, targets: np.ndarray, num_class
         if tuple(logits.shape) != want:
             raise ValueError(f"model output has shape {list(logits.shape)}; expected {list(want)} "
                              f"(batch, {num_classes} classes{', height, width' if len(want) > 2 else ''})")
+        if not np.isfinite(logits).all():  # argmax of NaN is class 0: such a row would look measured and merely poor
+            raise ValueError(f"model output holds NaN or inf on evaluation image {i + 1} of {len(images)} "
+                             f"(broken weights, or a quantization range that overflowed): not measured")
         predictions[i] = logits[0].argmax(0)
         conf += confusion_matrix(np.atleast_1d(predictions[i]), np.atleast_1d(target), num_classes, ignore_index)
     return conf, predictions

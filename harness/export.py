@@ -6,6 +6,7 @@ second run re-uses the file and its parity proof instead of exporting again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 
 from harness import __version__
 from harness.cache import cached_entry, file_sha256
-from harness.errors import HarnessError, ParityError
+from harness.errors import ExportError, HarnessError, ParityError
+from harness.exporters import (EXPORT_PATHS, INPUT_NAME, OUTPUT_NAME, ExportPath, export_to_file, output_to,
+                               export_log_path, onnx_batch_dim, root_cause)
 from harness.spec import ModelSpec
 
 # An export is faithful when the predicted class agrees on at least this share of pixels and no
@@ -22,7 +25,6 @@ from harness.spec import ModelSpec
 MIN_ARGMAX_AGREEMENT_PCT = 99.9
 MAX_ABS_LOGIT_DIFF = 1e-2
 PARITY_IMAGES = 8
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ExportedModel:
     params_in_graph: int
     parity: ParityReport | None  # None: a user-supplied ONNX file has no PyTorch model to compare with
     cached: bool
+    how: str = ""  # which exporter made the file, and why the ones tried before it did not
 
 
 def export_key_parts(spec: ModelSpec) -> dict:
@@ -58,7 +61,7 @@ def export_key_parts(spec: ModelSpec) -> dict:
     return {
         "arch": spec.arch, "factory": factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
         "kwargs": spec.model_kwargs, "checkpoint": file_sha256(spec.checkpoint) if spec.checkpoint else None,
-        "torch": torch.__version__, "harness": __version__, "exporter": "dynamo-opset20-inlined",
+        "torch": torch.__version__, "harness": __version__, "exporter": [p.label for p in EXPORT_PATHS],
         "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
     }
 
@@ -79,7 +82,7 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
     if spec.onnx is not None:
         check_onnx_input(spec.onnx, spec)
         return ExportedModel(spec.name, spec.onnx, file_sha256(spec.onnx), os.path.getsize(spec.onnx) / 1e6,
-                             params_in_graph(spec.onnx), None, cached=True)
+                             params_in_graph(spec.onnx), None, cached=True, how="the user's own ONNX file")
     if parity_images is None or len(parity_images) == 0:
         raise HarnessError(f"model '{spec.name}': parity needs real images; give --data a folder with images/ and masks/")
     from harness.checkpoint import build_model
@@ -88,22 +91,65 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
         model = build_model(spec)
         _probe(model, spec)
         onnx_path = staging / "model.onnx"
-        _export_to_file(model, spec, onnx_path)
-        parity = check_parity(model, onnx_path, parity_images[:PARITY_IMAGES])
-        if not parity.passed:
-            raise ParityError(
-                f"model '{spec.name}': ONNX output differs from PyTorch on {parity.images} real images "
-                f"(argmax agreement {parity.argmax_agreement_pct:.3f}% < {MIN_ARGMAX_AGREEMENT_PCT}% or max |logit diff| "
-                f"{parity.max_abs_logit_diff:.2e} > {MAX_ABS_LOGIT_DIFF:.0e}); the export is not faithful"
-            )
+        path, parity, tried = _export_faithfully(model, spec, onnx_path, parity_images[:PARITY_IMAGES])
         return {"sha256": file_sha256(onnx_path), "file_mb": os.path.getsize(onnx_path) / 1e6,
-                "params_in_graph": params_in_graph(onnx_path), "parity": asdict(parity),
+                "params_in_graph": params_in_graph(onnx_path), "parity": asdict(parity), "how": _how(path, tried),
                 "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
 
     entry = cached_entry("exports", export_key_parts(spec), build)
     meta = entry.meta
     return ExportedModel(spec.name, entry.folder / "model.onnx", meta["sha256"], meta["file_mb"], meta["params_in_graph"],
-                         ParityReport(**meta["parity"]), cached=entry.cached)
+                         ParityReport(**meta["parity"]), cached=entry.cached, how=meta.get("how", ""))
+
+
+def _how(path: ExportPath, tried: list[tuple[ExportPath, str]]) -> str:
+    """The recipe's words for how the file was made, and why the paths before it were not taken."""
+    if not tried:
+        return path.label
+    return f"{path.label} ({'; '.join(f'{p.label} failed: {why}' for p, why in tried)})"
+
+
+def _export_faithfully(model, spec: ModelSpec, onnx_path: Path, images_u8: np.ndarray):
+    """The first path of EXPORT_PATHS whose file passes the checker and parity; (path, parity, failures before it).
+
+    Each attempt's own output (torch's guard errors and tracebacks, hundreds of lines) goes to a log file;
+    when every path fails, one line names the first path's real error and that file."""
+    log = export_log_path(spec)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tried: list[tuple[ExportPath, str]] = []
+    unfaithful: ParityReport | None = None
+    with open(log, "w") as log_file:
+        for path in EXPORT_PATHS:
+            log_file.write(f"==== {path.label}\n")
+            log_file.flush()
+            try:
+                with output_to(log_file):
+                    export_to_file(model, spec, onnx_path, path)
+            except Exception as e:  # torch raises any type from a user's model; the next path may still work
+                import traceback
+
+                log_file.write("".join(traceback.format_exception(e)))
+                tried.append((path, root_cause(e)))
+                continue
+            parity = check_parity(model, onnx_path, images_u8)
+            if parity.passed:
+                log.unlink(missing_ok=True)  # nothing to look at: the file is faithful
+                if path.batch != "static" and onnx_batch_dim(onnx_path) is not None:
+                    path = dataclasses.replace(path, label=f"{path.label}, but torch fixed the batch at 1")
+                return path, parity, tried
+            unfaithful = unfaithful or parity
+            why = (f"not faithful (argmax agreement {parity.argmax_agreement_pct:.3f}%, max |logit diff| "
+                   f"{parity.max_abs_logit_diff:.2e})")
+            log_file.write(why + "\n")
+            tried.append((path, why))
+    if unfaithful is not None:
+        raise ParityError(
+            f"model '{spec.name}': ONNX output differs from PyTorch on {unfaithful.images} real images "
+            f"(argmax agreement {unfaithful.argmax_agreement_pct:.3f}% < {MIN_ARGMAX_AGREEMENT_PCT}% or max |logit diff| "
+            f"{unfaithful.max_abs_logit_diff:.2e} > {MAX_ABS_LOGIT_DIFF:.0e}) by every exporter that ran; "
+            f"the export is not faithful (details: {log})")
+    raise ExportError(f"model '{spec.name}': no exporter could export it; {tried[0][0].label}: {tried[0][1]} "
+                      f"(all {len(tried)} ways tried, their output in {log})")
 
 
 def _probe(model, spec: ModelSpec) -> None:
@@ -117,34 +163,8 @@ def _probe(model, spec: ModelSpec) -> None:
         raise
     except Exception as e:  # the user's forward can fail in any way
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise HarnessError(f"model '{spec.name}': forward on a 1x3x{spec.input_hw[0]}x{spec.input_hw[1]} image failed "
-                           f"({type(e).__name__}: {first[:200]}); check input_size and the model") from e
-
-
-def _export_to_file(model, spec: ModelSpec, onnx_path: Path) -> None:
-    import contextlib
-    import io
-    import warnings
-
-    import onnx
-    import torch
-
-    example = torch.zeros(1, 3, *spec.input_hw)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    # The dynamo exporter handles PSPNet's adaptive pooling, which the TorchScript exporter refuses.
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},), optimize=True, verbose=False,
-            )
-    except Exception as e:
-        raise HarnessError(f"model '{spec.name}': torch.onnx.export failed ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    program.save(str(onnx_path), external_data=False)  # weights inlined: the .onnx travels alone
-    proto = onnx.load(str(onnx_path))
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        raise ExportError(f"model '{spec.name}': forward on a 1x3x{spec.input_hw[0]}x{spec.input_hw[1]} image failed "
+                          f"({type(e).__name__}: {first[:200]}); check input_size and the model") from e
 
 
 def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
@@ -160,8 +180,13 @@ def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
         for image in images_u8:
             x = normalize(image[None])
             expected = model(torch.from_numpy(x)).numpy()
+            if not np.isfinite(expected).all():
+                raise NonFiniteOutputError(
+                    "the PyTorch model gives NaN or inf logits on a real image: its weights (or checkpoint) are "
+                    "broken; fix them before exporting")
             got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-            max_diff = max(max_diff, float(np.abs(expected - got).max()))
+            diff = np.abs(expected - got)
+            max_diff = max(max_diff, float(diff.max()) if np.isfinite(diff).all() else float("inf"))
             agree += int((expected.argmax(1) == got.argmax(1)).sum())
             total += expected.argmax(1).size  # pixels, or images for a classifier
     agreement = 100.0 * agree / total
@@ -169,14 +194,22 @@ def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
     return ParityReport(len(images_u8), max_diff, agreement, passed)
 
 
-def onnx_batch_dim(onnx_path: Path) -> int | None:
-    """The input's fixed batch size, or None when the batch axis is dynamic."""
-    import onnx
+class NonFiniteOutputError(HarnessError):
+    """A model whose fp32 logits are NaN or inf on real images: bad input, refused before it is measured."""
 
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-    first = inputs[0].type.tensor_type.shape.dim[0]
-    return first.dim_value if first.HasField("dim_value") else None
+
+def check_finite_outputs(onnx_path: Path, spec: ModelSpec, images_u8: np.ndarray) -> None:
+    """A user's fp32 ONNX file must give finite logits on the evaluation images, or nothing it measures means anything."""
+    import onnxruntime as ort
+
+    from harness.data import normalize
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for i, image in enumerate(images_u8):
+        if not np.isfinite(session.run(None, {name: normalize(image[None])})[0]).all():
+            raise HarnessError(f"{onnx_path} gives NaN or inf logits on evaluation image {i + 1}: its weights are "
+                               f"broken; re-export model '{spec.name}' from a healthy checkpoint")
 
 
 def check_onnx_input(onnx_path: Path, spec: ModelSpec) -> None:

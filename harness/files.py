@@ -4,6 +4,7 @@ mode, and under a lock when several harness runs may update one record."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -13,9 +14,32 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 
+USER_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def disk_error(error: OSError, path: Path, elsewhere: str) -> HarnessError | OSError:
+    """The user's disk, not a bug: one line with the path and where to point instead; other OS errors unchanged."""
+    if error.errno not in USER_DISK_ERRORS:
+        return error
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HarnessError(f"no space left on the disk holding {path} ({error.strerror}): free space there, or "
+                            f"{elsewhere}; files already written (the record) were left as they were")
+    if error.errno == errno.EFBIG:
+        return HarnessError(f"a file under {path} hit this process's file-size limit ({error.strerror}; ulimit -f): "
+                            f"raise the limit, or {elsewhere}")
+    return HarnessError(f"cannot write {path} ({error.strerror}): {elsewhere}")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never a part; the new file keeps the old one's mode."""
     path = Path(path)
+    try:
+        _write_text_atomic(path, text)
+    except OSError as e:
+        raise disk_error(e, path, "pass --results-dir a folder on a disk with room") from e
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from harness.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
-from harness.results import ResultRow, row_key
+from harness.results import ResultRow, damaged_fields, row_key
 from harness.targets import TargetProfile
 
 PASS, FAIL, NEW = "pass", "fail", "new"
@@ -87,6 +87,11 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
               strict: bool = False, paired=None, explained: str = "") -> RowCheck:
     """`explained`: why this row's file differs from the record without a change (the recorded code makes it here)."""
     reasons, notes = [], []
+    damage = damaged_fields(old) if old is not None else []
+    if damage:  # a hand-edited or broken record row: nothing in it can be trusted for a comparison
+        reasons.append(f"the recorded row is damaged ({', '.join(damage)}): not compared; restore the record from git "
+                       f"or re-record with harness bench --update")
+        old = None
     if new.status != "ok":
         reasons.append(f"not measured: {new.status}")
     elif new.verdict != "fits":
@@ -111,7 +116,7 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
         notes = ["comparison only (not in the target's ship list): never fails the gate",
                  *(f"would fail a shipped row: {r}" for r in reasons), *notes]
         reasons = []
-    if old is None:
+    if old is None and not damage:
         outcome = FAIL if reasons else (PASS if latency.gated else NEW)
         return RowCheck(row_key(new), outcome, tuple(reasons), tuple(notes) + ("no recorded row",), latency)
     return RowCheck(row_key(new), FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,21 @@ def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_
     return cached_entry("calibration", settings, build).folder / "ranges.json"
 
 
+def calibration_fallbacks(ranges: Path) -> list[tuple[str, str]]:
+    """(tensor, why) for each tensor whose range came from MinMax because the chosen method failed on it."""
+    path = ranges.with_name("fallback.json")
+    return [tuple(item) for item in json.loads(path.read_text())] if path.is_file() else []
+
+
+def describe_fallbacks(fallbacks: list[tuple[str, str]], method: str) -> str:
+    if not fallbacks:
+        return ""
+    reasons = sorted({why for _, why in fallbacks})
+    return (f"{len(fallbacks)} tensor(s) calibrated by MinMax instead of {method} ({'; '.join(reasons[:2])}"
+            f"{'; ...' if len(reasons) > 2 else ''}): {', '.join(name for name, _ in fallbacks[:3])}"
+            f"{', ...' if len(fallbacks) > 3 else ''}")
+
+
 def _collect_ranges(pre: Path, images_u8: np.ndarray, options: QuantizeOptions,
                     on_progress: Callable[[int, int], None] | None, out: Path) -> None:
     import onnx
@@ -142,9 +158,66 @@ def _collect_ranges(pre: Path, images_u8: np.ndarray, options: QuantizeOptions,
     with tempfile.TemporaryDirectory(prefix="harness-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
         calibrator = create_calibrator(str(pre), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=method, extra_options=extra)
+        if options.calibration_method != "minmax":  # ORT creates its collector on first use only: give it ours
+            calibrator.collector = _per_tensor_collector(calibrator)
         for start in range(0, len(images_u8), CALIBRATION_STRIDE):
             calibrator.collect_data(Reader(images_u8[start:start + CALIBRATION_STRIDE], start))
-        save_tensors_data(calibrator.compute_data(), out)
+        ranges = calibrator.compute_data()
+        fell_back = sorted(getattr(getattr(calibrator, "collector", None), "fell_back", {}).items())
+    save_tensors_data(ranges, out)
+    out.with_name("fallback.json").write_text(json.dumps(fell_back))
+
+
+def _per_tensor_collector(calibrator):
+    """ORT's histogram collector, made to survive a tensor it cannot histogram.
+
+    Real activations break it: a tensor with a tiny range makes numpy refuse 2048 finite-sized bins
+    (torchvision's MobileNetV3 heads), NaN/inf make empty or infinite histograms. Such a tensor gets the
+    MinMax range of its finite values instead; every other tensor keeps the chosen method, unchanged.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector, TensorData
+
+    class PerTensorCollector(HistogramCollector):
+        def __init__(self):
+            super().__init__(method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+                             num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+                             scenario=calibrator.scenario)
+            self.fell_back: dict[str, str] = {}  # tensor -> why its histogram could not be used
+            self.finite_range: dict[str, tuple[float, float]] = {}
+
+        def collect(self, name_to_arr):
+            for name, arrays in name_to_arr.items():
+                finite = [a[np.isfinite(a)] for a in (np.asarray(x) for x in arrays)]
+                values = np.concatenate([f.ravel() for f in finite]) if finite else np.zeros(0, np.float32)
+                if values.size:
+                    lo, hi = self.finite_range.get(name, (np.inf, -np.inf))
+                    self.finite_range[name] = (min(lo, float(values.min())), max(hi, float(values.max())))
+                if name in self.fell_back:
+                    continue
+                if values.size < sum(np.asarray(x).size for x in arrays):
+                    self._fall_back(name, "non-finite values")
+                    continue
+                try:
+                    super().collect({name: arrays})
+                except (ValueError, FloatingPointError, AssertionError) as e:
+                    self._fall_back(name, str(e).splitlines()[0][:120] if str(e) else type(e).__name__)
+
+        def _fall_back(self, name: str, why: str) -> None:
+            self.fell_back[name] = why
+            self.histogram_dict.pop(name, None)
+
+        def compute_collection_result(self):
+            result = super().compute_collection_result() if self.histogram_dict else {}
+            for name, value in list(result.items()):
+                if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in value[:2]):
+                    self.fell_back[name] = "the method's range was not finite"
+                    del result[name]
+            for name in self.fell_back:
+                lo, hi = self.finite_range.get(name, (0.0, 0.0))
+                result[name] = TensorData(lowest=np.array(min(lo, 0.0), np.float32), highest=np.array(max(hi, 0.0), np.float32))
+            return result
+
+    return PerTensorCollector()
 
 
 def output_nodes(model_path: Path) -> list[str]:

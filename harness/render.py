@@ -7,7 +7,7 @@ from rich.table import Table
 
 from harness.export import ExportedModel
 from harness.decide import UNSTABLE_SPREAD_PCT, unstable
-from harness.results import ResultRow, format_cell, row_key, split_floats
+from harness.results import ResultRow, shown_cell, row_key, split_floats
 from harness.targets import TargetProfile
 
 NOT_MEASURED = "[dim]n/a[/dim]"
@@ -180,7 +180,7 @@ def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new
 
 
 def _cell_text(name: str, value) -> str:
-    return format_cell(name, value) or "n/a"
+    return shown_cell(name, value) or "n/a"
 
 
 def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pct: float) -> Table:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
-from harness.results import format_cell, read_rows, row_key
+from harness.results import shown_cell, read_rows, row_key
 
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
                  ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),
@@ -59,7 +59,7 @@ def _table_html(results: TargetResults) -> str:
     for r in results.rows:
         cells = []
         for name, _ in TABLE_COLUMNS:
-            value = format_cell(name, getattr(r, name))
+            value = shown_cell(name, getattr(r, name))
             cells.append(f"<td>{html.escape(value) if value else 'not measured'}</td>")
         on_front = "yes" if row_key(r) in front_keys else ""
         css = "fits" if r.verdict == "fits" else "over"

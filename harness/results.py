@@ -91,16 +91,40 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
-_FLOAT_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4, "reference_ms": 4}
 _TYPES = {f.name: f.type for f in fields(ResultRow)}
+# A recorded ok row must hold these, positive: the gate compares them (damaged_fields).
+_MUST_BE_POSITIVE = ("p50_ms", "p95_ms", "file_mb")
 
 
 def format_cell(name: str, value) -> str:
+    """A float is written in its shortest exact form: read back, it is the same number, so a round trip through
+    the CSV never moves a figure across a tolerance (a 0.001833 MB file once came back as 0.0018)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.{_FLOAT_DIGITS.get(name, 3)}f}"
+        return repr(value) if value == value and abs(value) != float("inf") else str(value)
     return str(value)
+
+
+_SHOWN_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct": 4, "reference_ms": 4}
+
+
+def shown_cell(name: str, value) -> str:
+    """A figure as tables and reports show it (rounded for reading; the CSV keeps it exact)."""
+    if isinstance(value, float):
+        return f"{value:.{_SHOWN_DIGITS.get(name, 3)}f}"
+    return format_cell(name, value)
+
+
+def damaged_fields(row: ResultRow) -> list[str]:
+    """What a recorded ok row lacks or holds impossibly (a p50 of 0, a missing quality): such a row cannot be compared."""
+    if row.status != "ok":
+        return []
+    bad = [f"{name} {getattr(row, name) if getattr(row, name) is not None else 'missing'}" for name in _MUST_BE_POSITIVE
+           if getattr(row, name) is None or not getattr(row, name) > 0]
+    if row.quality_pct is None or not 0 <= row.quality_pct <= 100:
+        bad.append(f"quality_pct {row.quality_pct if row.quality_pct is not None else 'missing'}")
+    return bad
 
 
 def _parse(name: str, text: str):
@@ -116,7 +140,7 @@ def _parse(name: str, text: str):
 
 
 def joined(values) -> str:
-    return ";".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values)
+    return ";".join(repr(v) if isinstance(v, float) else str(v) for v in values)
 
 
 def split_floats(text: str) -> tuple[float, ...]:

@@ -80,7 +80,8 @@ def _check_keys(where: str, table: dict, allowed: set[str]) -> None:
 
 
 def load_suite(path: str | Path) -> Suite:
-    path = Path(path)
+    """The suite, its paths resolved against the suite's folder once, so no later step depends on the working directory."""
+    path = Path(path).absolute()
     if not path.is_file():
         raise HarnessError(f"suite file {path} does not exist: pass --suite a TOML file with [[model]] tables")
     try:

@@ -143,7 +143,7 @@ def test_cap_below_the_floor_ends_the_child_and_the_run_finishes(tmp_path, tiny_
 def test_compare_prints_the_differences(tmp_path):
     old, new = tmp_path / "old.csv", tmp_path / "new.csv"
     old.write_text(results_csv_text("watch", "m"))
-    new.write_text(results_csv_text("watch", "m").replace(",12.500,", ",15.000,"))
+    new.write_text(results_csv_text("watch", "m").replace(",12.5,", ",15.0,"))
     proc = run_cli("compare", str(old), str(new))
     assert proc.returncode == 0, proc.stderr
     assert "p50 ms" in proc.stdout and "12.500" in proc.stdout and "+20.0 %" in proc.stdout

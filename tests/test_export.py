@@ -57,6 +57,7 @@ def test_export_is_single_file_with_dynamic_batch_and_proven_parity(tiny_checkpo
 
     again = export_spec(_spec(tiny_checkpoint), real_images)
     assert again.cached and again.sha256 == exported.sha256
+    assert exported.how == again.how == "torch.export (dynamo), dynamic batch"  # the first path: no fallback taken
 
 
 def test_changed_checkpoint_is_exported_again(tiny_checkpoint, real_images):
@@ -97,3 +98,106 @@ def test_user_onnx_with_wrong_channel_count_is_refused(tmp_path):
     spec = ModelSpec(name="gray", onnx=path, num_classes=CAMVID_CLASSES, input_hw=HW)
     with pytest.raises(HarnessError, match=r"has shape \[1, 1, 184, 240\]"):
         export_spec(spec, np.zeros((1, *HW, 3), np.uint8))
+
+
+OUTSIDE_MODELS = """
+import torch
+from torch import nn
+
+
+class DataDependent(nn.Module):
+    \"\"\"Branches on a tensor's value: torch.export refuses to guard on it; TorchScript traces the branch taken.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y if y.mean() > -1e9 else y * 0
+
+
+class Unexportable(nn.Module):
+    \"\"\"Uses an operator no exporter can write (aten::histc).\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + torch.histc(x, bins=4).sum() * 0
+
+
+class BatchOfOne(nn.Module):
+    \"\"\"Reshapes to a batch of one: torch specialises the batch axis to 1.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.reshape(1, 11, *y.shape[2:]) if x.shape[0] == 1 else y
+"""
+
+
+@pytest.fixture
+def outside(tmp_path):
+    (tmp_path / "outside_models.py").write_text(OUTSIDE_MODELS)
+    return lambda cls: ModelSpec(name=cls.lower(), factory=f"outside_models:{cls}", search_path=tmp_path,
+                                 num_classes=CAMVID_CLASSES, input_hw=HW)
+
+
+def test_a_model_torch_export_refuses_is_exported_by_torchscript_with_parity(outside, real_images):
+    exported = export_spec(outside("DataDependent"), real_images)
+    assert exported.parity.passed
+    assert exported.how.startswith("TorchScript exporter, dynamic batch (torch.export (dynamo), dynamic batch failed: ")
+    assert "GuardOnDataDependentSymNode" in exported.how  # the real reason, not torch's wrapper text
+    assert "export-datadependent.log" not in " ".join(p.name for p in exported.path.parent.iterdir())
+
+
+def test_a_model_no_exporter_can_write_is_one_line_naming_the_first_error_and_the_log(outside, real_images):
+    from harness.errors import ExportError
+    from harness.export import EXPORT_PATHS, export_log_path
+
+    with pytest.raises(ExportError) as caught:
+        export_spec(outside("Unexportable"), real_images)
+    message = str(caught.value)
+    assert "\n" not in message and "torch.export (dynamo), dynamic batch: NotImplementedError: aten_histc" in message
+    log = export_log_path(outside("Unexportable"))
+    assert str(log) in message and f"all {len(EXPORT_PATHS)} ways tried" in message
+    text = log.read_text()
+    assert text.count("==== ") == len(EXPORT_PATHS) and "Traceback" in text and "UnsupportedOperatorError" in text
+
+
+def test_a_batch_torch_fixes_at_one_is_said_in_the_recipe(outside, real_images):
+    from harness.export import onnx_batch_dim
+
+    exported = export_spec(outside("BatchOfOne"), real_images)
+    assert exported.parity.passed and onnx_batch_dim(exported.path) == 1
+    assert exported.how.startswith("torch.export (dynamo), dynamic batch, but torch fixed the batch at 1")
+
+
+def test_a_model_without_checkpoint_exports_the_same_file_on_every_cache_miss(outside, real_images, tmp_path, monkeypatch):
+    spec = ModelSpec(name="fresh", arch="unet_small", num_classes=CAMVID_CLASSES, input_hw=HW,
+                     model_kwargs={"width": 0.125})
+    first = export_spec(spec, real_images)
+    torch.manual_seed(1234)  # whatever state the caller left behind
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "another_machine"))
+    second = export_spec(spec, real_images)
+    assert not second.cached and second.sha256 == first.sha256
+    state = torch.random.get_rng_state()
+    export_spec(outside("DataDependent"), real_images)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is left as it was
+
+
+def test_a_pytorch_model_with_nan_weights_is_refused_before_it_is_measured(tmp_path, real_images):
+    from harness.export import NonFiniteOutputError
+
+    model = create_model("unet_small", num_classes=CAMVID_CLASSES, width=0.125)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(NonFiniteOutputError, match="NaN or inf logits on a real image"):
+        export_spec(_spec(path), real_images)

@@ -154,3 +154,47 @@ def test_a_model_name_with_a_slash_is_measured(tmp_path, small_split, fast_targe
     proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "r" / "fast.csv").read_text().splitlines()[1].startswith("fast,team/tiny,fp32,")
+
+
+def test_a_full_disk_is_the_users_disk_not_a_bug():
+    """A real ENOSPC (from /dev/full) becomes one line naming the path and where to point instead."""
+    from harness.errors import HarnessError
+    from harness.files import disk_error
+
+    with pytest.raises(OSError) as caught:
+        with open("/dev/full", "w") as f:
+            f.write("x" * 10)
+    trouble = disk_error(caught.value, Path("/data/results"), "pass --results-dir a folder on a disk with room")
+    assert isinstance(trouble, HarnessError)
+    assert str(trouble).startswith("no space left on the disk holding /data/results (No space left on device)")
+    assert isinstance(disk_error(OSError(5, "Input/output error"), Path("/x"), ""), OSError)  # not the user's: unchanged
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KB tmpfs: a disk that really fills up. Mounting needs root with CAP_SYS_ADMIN."""
+    mount = tmp_path / "tiny_disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the /dev/full test covers the message")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_the_disk_filling_during_update_is_one_line_and_the_record_is_untouched(tiny_suite, fast_target, tiny_disk):
+    results = tiny_disk / "results"
+    assert _bench(tiny_suite, fast_target, results, "--update").returncode == 0
+    before = (results / "fast.csv").read_bytes()
+    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT)  # fill the disk to its last byte
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    proc = _bench(tiny_suite, fast_target, results, "--update")
+    _one_line(proc, "no space left on the disk holding", str(results), "--results-dir")
+    assert (results / "fast.csv").read_bytes() == before
+    assert not [p for p in results.rglob(".*.tmp")]  # no half-written temporary file left behind

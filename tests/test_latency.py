@@ -142,6 +142,15 @@ def test_with_a_partner_size_and_quality_are_judged_against_it(record):
     assert check.outcome == "fail" and check.reasons[0].endswith("(against tiny_unet@recorded, this run)")
 
 
-def test_a_hand_edited_record_with_a_zero_p50_is_reported_not_a_crash(record):
+def test_a_hand_edited_record_with_a_zero_p50_is_a_damaged_record_not_a_comparison(record):
     check = check_row(_row(record[1], [2.0, 2.01, 1.99]), dataclasses.replace(record[1], p50_ms=0.0), WATCH)
-    assert check.outcome == "pass" and "the record's is 0" in check.latency.notes[0]
+    assert check.outcome == "fail" and check.reasons[0].startswith("the recorded row is damaged (p50_ms 0.0)")
+    assert "gated against the record" not in " ".join(check.notes)
+    assert check_row(_row(record[1], [2.0, 2.01, 1.99]), record[1], WATCH).outcome == "pass"  # the intact record
+
+
+@pytest.mark.parametrize("damage", [{"file_mb": None}, {"file_mb": -1.0}, {"p95_ms": None}, {"quality_pct": None},
+                                    {"quality_pct": 140.0}])
+def test_every_kind_of_damaged_record_row_is_reported(record, damage):
+    check = check_row(_row(record[1], [2.0, 2.01, 1.99]), dataclasses.replace(record[1], **damage), WATCH)
+    assert check.outcome == "fail" and "damaged" in check.reasons[0] and next(iter(damage)) in check.reasons[0]

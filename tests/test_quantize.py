@@ -85,3 +85,70 @@ def test_bad_options_are_refused(exported):
         variant_of(exported, "int8-static", QuantizeOptions(), None)
     with pytest.raises(HarnessError, match="variant 'int4'"):
         variant_of(exported, "int4", QuantizeOptions(), None)
+
+
+def _graph_with_a_denormal_branch(path, hw=HW):
+    """A real conv net where one tensor's values are ~1e-40: numpy cannot make 2048 finite-sized histogram bins of it
+    (what ORT's Percentile calibrator hit on torchvision's MobileNetV3 heads)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from harness.onnx_graph import save_graph
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.normal(0, 0.3, (11, 8, 1, 1)).astype(np.float32), "w2"),
+               numpy_helper.from_array(np.array(1e-40, np.float32), "tiny")]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Mul", ["r1", "tiny"], ["denormal"], name="scale_down"),
+             helper.make_node("Add", ["r1", "denormal"], ["r2"], name="add_back"),
+             helper.make_node("Conv", ["r2", "w2"], ["logits"], name="head")]
+    return save_graph(path, "denormal", nodes,
+                      [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, *hw])],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 11, *hw])], weights)
+
+
+def test_a_tensor_the_histogram_cannot_bin_falls_back_to_minmax_and_the_variant_is_made(tmp_path, calibration_images):
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from harness.export import ExportedModel
+    from harness.cache import file_sha256
+
+    path = _graph_with_a_denormal_branch(tmp_path / "denormal.onnx")
+    # ORT's own calibrator falls over on it: the failure this fallback is for
+    calibrator = create_calibrator(str(path), None, augmented_model_path=str(tmp_path / "aug.onnx"),
+                                   calibrate_method=CalibrationMethod.Percentile, extra_options={"num_bins": 2048})
+    feed = iter([{"image": normalize(calibration_images[:1])}])
+    with pytest.raises(ValueError, match="Too many bins"):
+        calibrator.collect_data(type("R", (), {"get_next": lambda self: next(feed, None)})())
+    exported = ExportedModel("denormal", path, file_sha256(path), path.stat().st_size / 1e6, 0, None, True)
+    made = variant_of(exported, "int8-static", QuantizeOptions(calibration_images=8), calibration_images)
+    assert "calibrated by MinMax instead of percentile (Too many bins" in made.recipe, made.recipe
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(made.path)).graph.node}
+    fp32, int8 = _run(path, calibration_images[:2]), _run(made.path, calibration_images[:2])
+    assert np.isfinite(int8).all() and np.corrcoef(int8.ravel(), fp32.ravel())[0, 1] > 0.95
+
+
+def test_healthy_tensors_get_exactly_the_ranges_ort_computes(exported, calibration_images, tmp_path):
+    """The per-tensor guard changes nothing where ORT's method works: same ranges, no fallback in the recipe."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
+
+    from harness.quantize import calibration_fallbacks
+
+    options = QuantizeOptions(calibration_images=8)
+    pre, _ = preprocess(exported.path, tmp_path)
+    ranges = calibrate(pre, calibration_images, options, exported.sha256, None)
+    ours = load_tensors_data(ranges).data
+    assert calibration_fallbacks(ranges) == []
+    calibrator = create_calibrator(str(pre), None, augmented_model_path=str(tmp_path / "aug.onnx"),
+                                   calibrate_method=CalibrationMethod.Percentile,
+                                   extra_options={"num_bins": options.entropy_bins, "percentile": options.percentile})
+    name = onnx.load(str(pre)).graph.input[0].name
+    feed = iter([{name: normalize(calibration_images[i:i + 1])} for i in range(8)])
+    calibrator.collect_data(type("R", (), {"get_next": lambda self: next(feed, None)})())
+    theirs = calibrator.compute_data().data
+    assert set(ours) == set(theirs) and len(ours) > 10
+    for tensor, data in theirs.items():
+        assert (ours[tensor].lowest, ours[tensor].highest) == (data.lowest, data.highest), tensor

@@ -45,3 +45,22 @@ def test_a_schema_3_record_reads_without_measured_on_and_a_schema_4_one_needs_it
     current.write_text("\n".join([cut(header), *(cut(line) for line in lines)]) + "\n")
     with pytest.raises(HarnessError, match="lacks column 'measured_on'"):
         read_rows(current)
+
+
+def test_a_round_trip_through_the_csv_keeps_every_figure_and_every_gate_decision(tmp_path):
+    from harness.gate import check_row
+    from harness.targets import load_target
+
+    tiny = dataclasses.replace(_row("tiny", 0.0123456789), variant="int8-static", file_mb=0.001833, p95_ms=0.0234567891, quality_pct=41.23456789,
+                               model_mb=0.000731, p50_per_process_ms="0.012301;0.0123456789")
+    path = tmp_path / "watch.csv"
+    merge_and_write(path, [tiny])
+    back = read_rows(path)[0]
+    floats = [f.name for f in dataclasses.fields(ResultRow) if "float" in str(f.type)]
+    assert [getattr(back, n) for n in floats] == [getattr(tiny, n) for n in floats]  # every figure exactly as measured
+    assert back.p50_per_process_ms == tiny.p50_per_process_ms
+    watch = load_target("watch")
+    assert check_row(tiny, back, watch).reasons == ()
+    # the rounding that used to be written (4 decimals) turned this unchanged file into a failure
+    rounded = dataclasses.replace(back, file_mb=round(back.file_mb, 4))
+    assert any(r.startswith("file 0.0018 → 0.001833 MB") for r in check_row(tiny, rounded, watch).reasons)

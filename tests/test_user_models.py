@@ -9,6 +9,7 @@ from harness.data import find_split, load_split
 from harness.errors import HarnessError
 from harness.export import export_spec
 from harness.models import create_model
+from harness.results import read_rows
 from harness.spec import ModelSpec, load_suite
 
 from conftest import SAMPLE_DIR, run_cli
@@ -119,9 +120,161 @@ def test_a_torchvision_segmentation_model_benches_through_a_suite(tmp_path, smal
 
     (tmp_path / "tv_models.py").write_text(TORCHVISION_FACTORY)
     suite = tmp_path / "tv_suite.toml"
-    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "lraspp"\n'
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n'
+                     f'[calibration]\ndir = "{SAMPLE_DIR.parent / "camvid_train32"}"\nimages = 8\n\n[[model]]\nname = "lraspp"\n'
                      f'factory = "tv_models:build"\nnum_classes = 11\ninput_size = [192, 240]\n')
+    fast_target.write_text(fast_target.read_text() + 'variants = ["fp32", "int8-static"]\n')
     proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    row = (tmp_path / "r" / "fast.csv").read_text().splitlines()[1]
-    assert row.startswith("fast,lraspp,fp32,1 per call,ok,fits,")
+    rows = {r.variant: r for r in read_rows(tmp_path / "r" / "fast.csv")}
+    assert rows["fp32"].status == "ok" and rows["fp32"].verdict == "fits"
+    # ORT's Percentile calibrator alone raises "Too many bins" on MobileNetV3's tiny-range tensors
+    assert rows["int8-static"].status == "ok" and rows["int8-static"].quality_pct is not None
+    assert "calibrated by MinMax instead of percentile (Too many bins" in rows["int8-static"].recipe
+
+
+OUTSIDE = """
+import torch
+from torch import nn
+
+
+class Unexportable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) + torch.histc(x, bins=4).sum() * 0
+
+
+class BatchOfOne(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.reshape(1, 11, *y.shape[2:]) if x.shape[0] == 1 else y
+
+
+class Healthy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 11, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+"""
+
+
+def _outside_suite(tmp_path, small_split, *names):
+    (tmp_path / "outside.py").write_text(OUTSIDE)
+    suite = tmp_path / "outside.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n' + "".join(
+        f'[[model]]\nname = "{n.lower()}"\nfactory = "outside:{n}"\nnum_classes = 11\ninput_size = [96, 128]\n\n'
+        for n in names))
+    return suite
+
+
+def test_one_model_that_cannot_be_exported_is_one_failed_row_and_the_others_are_measured(tmp_path, small_split, fast_target):
+    suite = _outside_suite(tmp_path, small_split, "Unexportable", "Healthy")
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # something failed, and the exit code says so
+    rows = {r.model: r for r in read_rows(tmp_path / "r" / "fast.csv")}
+    assert rows["healthy"].status == "ok" and rows["healthy"].p50_ms > 0
+    assert rows["unexportable"].status.startswith("export failed: model 'unexportable': no exporter could export it; "
+                                                  "torch.export (dynamo), dynamic batch: NotImplementedError: aten_histc")
+    assert "export-unexportable.log" in rows["unexportable"].status
+    # torch's guard errors and tracebacks went to that log, not to the user's terminal
+    assert "Traceback" not in proc.stderr + proc.stdout and len(proc.stderr.splitlines()) < 5, proc.stderr
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(_outside_suite(tmp_path, small_split, "Healthy")),
+                   "--results-dir", str(tmp_path / "r2"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the same healthy model alone: nothing failed
+
+
+def test_an_export_with_a_batch_fixed_at_one_fails_only_the_batched_rows(tmp_path, small_split):
+    suite = _outside_suite(tmp_path, small_split, "BatchOfOne")
+    target = tmp_path / "served.toml"
+    target.write_text('description = "two at once"\nthreads = 1\nimages_at_once = 2\nserving = ["batched", "concurrent"]\n'
+                      'min_runs = 3\nmin_duration_s = 0.0\nwarmup_runs = 1\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"), "--no-gate")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r.serving: r for r in read_rows(tmp_path / "r" / "served.csv")}
+    assert rows["batch of 2"].status.startswith("the export has a static batch of 1 (torch.export (dynamo), dynamic "
+                                                "batch, but torch fixed the batch at 1)")
+    assert rows["2 in flight"].status == "ok" and rows["2 in flight"].p50_ms > 0
+
+
+def test_a_users_onnx_file_named_relative_to_its_suite_benches_every_variant_from_anywhere(tmp_path, small_split, fast_target):
+    from harness.onnx_graph import save_graph
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    weights = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.3, (11, 3, 3, 3)).astype(np.float32), "w")
+    save_graph(folder / "model.onnx", "mine", [helper.make_node("Conv", ["image", "w"], ["logits"], pads=[1, 1, 1, 1])],
+               [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 96, 128])],
+               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 11, 96, 128])], [weights])
+    (folder / "suite.toml").write_text(
+        f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[calibration]\ndir = "{SAMPLE_DIR.parent / "camvid_train32"}"\n'
+        f'images = 8\n\n[[model]]\nname = "mine"\nonnx = "model.onnx"\nnum_classes = 11\ninput_size = [96, 128]\n')
+    fast_target.write_text(fast_target.read_text() + 'variants = ["fp32", "int8-static", "int8-dynamic", "fp16"]\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", "../project/suite.toml", "--results-dir", "r",
+                   "--no-gate", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = read_rows(elsewhere / "r" / "fast.csv")
+    assert {r.variant: r.status for r in rows} == {v: "ok" for v in ("fp32", "int8-static", "int8-dynamic", "fp16")}
+
+
+def test_a_users_onnx_file_with_nan_weights_is_refused_before_anything_is_measured(tmp_path, small_split, fast_target):
+    from harness.onnx_graph import save_graph
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    def suite_with(value: float):
+        weights = numpy_helper.from_array(np.full((11, 3, 1, 1), value, np.float32), "w")
+        save_graph(tmp_path / "nan.onnx", "nan", [helper.make_node("Conv", ["image", "w"], ["logits"])],
+                   [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 96, 128])],
+                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 11, 96, 128])], [weights])
+        suite = tmp_path / "nan.toml"
+        suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "nan"\nonnx = "nan.onnx"\n'
+                         f'num_classes = 11\ninput_size = [96, 128]\n')
+        return run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
+
+    proc = suite_with(float("nan"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "gives NaN or inf logits on evaluation image 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r" / "fast.csv").exists()
+    assert suite_with(0.1).returncode == 0  # the same file with finite weights is measured
+
+
+def test_a_variant_whose_outputs_are_not_finite_is_a_failed_row(tmp_path, small_split):
+    """A real measuring child on a file whose logits overflow to inf on real images: failed, never 'fits'."""
+    from harness.measurement import build_request
+    from harness.onnx_graph import save_graph
+    from harness.runners import make_runner
+    from harness.targets import load_target
+    from harness.data import find_split, load_split, normalize
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    weights = numpy_helper.from_array(np.full((11, 3, 1, 1), 3e38, np.float32), "w")
+    path = save_graph(tmp_path / "inf.onnx", "inf", [helper.make_node("Conv", ["image", "w"], ["logits"])],
+                      [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 96, 128])],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 11, 96, 128])], [weights])
+    images, masks = load_split(find_split(small_split, "val", 11), (96, 128), 11, limit=2)
+    np.savez(tmp_path / "eval.npz", images=normalize(images), masks=masks.astype(np.int16))
+    np.save(tmp_path / "sample.npy", normalize(images)[0])
+    target = load_target("watch")
+    request = build_request(path, target, tmp_path / "sample.npy", tmp_path / "eval.npz", 11, 11, None, "batched",
+                            output_shape=(11, 96, 128))
+    runner = make_runner(target, None)
+    try:
+        reply = runner.run(request, None)
+    finally:
+        runner.close()
+    assert not reply.ok and "NaN or inf on evaluation image 1 of 2" in reply.error
+

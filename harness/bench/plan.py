@@ -72,12 +72,16 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
 
 
 def check_user_onnx(plan: BenchPlan) -> None:
-    """A user's ONNX file is loaded in ONNX Runtime and its output shape checked before anything is measured."""
-    from harness.export import check_onnx_loads
+    """A user's ONNX file is loaded in ONNX Runtime, its output shape checked and its logits on a few evaluation
+    images found finite, before anything is measured."""
+    from harness.export import PARITY_IMAGES, check_finite_outputs, check_onnx_loads
 
     for spec in plan.suite.models:
         if spec.onnx is not None:
             check_onnx_loads(spec.onnx, spec, plan.task.output_shape(spec.num_classes, spec.input_hw))
+            images_u8, _ = plan.task.load(plan.inputs.data_dir, "val", plan.suite.ignore_index, spec.input_hw,
+                                          spec.num_classes, limit=PARITY_IMAGES)
+            check_finite_outputs(spec.onnx, spec, images_u8)
 
 
 def calibration_split(plan: BenchPlan):

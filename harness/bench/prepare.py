@@ -10,8 +10,8 @@ import numpy as np
 
 from harness.bench.plan import BenchPlan, calibration_split
 from harness.data import normalize
-from harness.errors import ParityError, VariantError
-from harness.export import ExportedModel, check_output_shape, export_spec
+from harness.errors import ExportError, ParityError, VariantError
+from harness.export import ExportedModel, check_output_shape, export_spec, onnx_batch_dim
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant, variant_of
 
@@ -37,6 +37,18 @@ class PreparedModel:
     ab_partner_of: str | None = None  # set: the recorded version of this suite model, measured beside it
     python: str | None = None  # the children's interpreter: None is this one; a side environment's for another runtime
     request_changes: dict = dataclasses.field(default_factory=dict)  # Request fields as recorded (threads, arena, ...)
+    serving_failures: dict[str, str] = dataclasses.field(default_factory=dict)  # serving mode -> why it cannot be fed
+
+
+def _unfeedable_servings(plan: BenchPlan, exported: ExportedModel) -> dict[str, str]:
+    """A file exported with a static batch of 1 (every dynamic-batch path failed) cannot take one batched call."""
+    n = plan.target.scenario.images_at_once
+    if "batched" not in plan.target.scenario.serving or n == 1 or exported.parity is None:
+        return {}
+    if onnx_batch_dim(exported.path) is None:
+        return {}
+    return {"batched": f"the export has a static batch of 1 ({exported.how}): a batched call of {n} cannot be fed; "
+                       f"the other serving modes are measured"}
 
 
 def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:
@@ -95,14 +107,15 @@ def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, adva
     say(f"export {spec.name}")
     try:
         exported = export_spec(spec, eval_set.images_u8)
-    except ParityError as e:
+    except (ParityError, ExportError) as e:  # this model's failure: its rows say why, the others are measured
         for _ in plan.variants:
             advance()
-        return PreparedModel(spec, None, {}, eval_set, {v: f"export not faithful: {e}" for v in plan.variants})
+        why = f"export not faithful: {e}" if isinstance(e, ParityError) else f"export failed: {e}"
+        return PreparedModel(spec, None, {}, eval_set, {v: why for v in plan.variants})
     finally:
         advance()
     check_output_shape(exported.path, spec, plan.task.output_shape(spec.num_classes, spec.input_hw))
-    model = PreparedModel(spec, exported, {}, eval_set, {})
+    model = PreparedModel(spec, exported, {}, eval_set, {}, serving_failures=_unfeedable_servings(plan, exported))
     for name in plan.variants:
         say(f"make {spec.name} {name}")
         try:

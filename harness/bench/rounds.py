@@ -131,7 +131,7 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
         for serving in target.scenario.serving:
             key = (spec.name, variant, serving)
             made = model.made.get(variant)
-            if made is None or (children.get(key) and children[key][-1].error):  # a child that failed once fails again
+            if made is None or serving in model.serving_failures or (children.get(key) and children[key][-1].error):  # a child that failed once fails again
                 continue
             pred_path = workdir / f"pred_{_slug(spec.name)}_{variant}_{serving}.npy" if first else None
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,

@@ -90,8 +90,9 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     speedups = {}
     for variant in plan.variants:
         for serving in serving_modes:
-            if variant in model.failures:
-                pairs.append((failed_row(plan, spec, variant, serving, model.failures[variant]), None))
+            why = model.failures.get(variant) or model.serving_failures.get(serving)
+            if why:
+                pairs.append((failed_row(plan, spec, variant, serving, why), None))
                 continue
             floor = measured[(FLOOR, spec.input_hw, "")][0]
             measurement, predictions = measured[(spec.name, variant, serving)]

@@ -71,13 +71,26 @@ def _run(args) -> int:
         return _fail(args, f"error: {e}", EXIT_FAILED)
     except HarnessError as e:
         return _fail(args, f"error: {e}", EXIT_BAD_INPUT)
+    except OSError as e:
+        from harness.files import disk_error
+
+        where = e.filename or "a file of this run (scratch space is under TMPDIR)"
+        trouble = disk_error(e, where, "free space or permissions there, or point TMPDIR, HARNESS_CACHE_DIR or "
+                                       "--results-dir elsewhere")
+        if isinstance(trouble, HarnessError):
+            return _fail(args, f"error: {trouble}", EXIT_BAD_INPUT)
+        return _internal(args, e)
     except KeyboardInterrupt as e:
         print(str(e) if isinstance(e, Interrupted) else "interrupted: results on disk are unchanged", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug: say so in one line, not as if the user's input or the gate had failed
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        return _fail(args, f"internal error: {type(e).__name__}: {first_line} (a bug in harness {__version__}: "
-                           f"rerun with --debug for the traceback and report it)", EXIT_INTERNAL)
+        return _internal(args, e)
+
+
+def _internal(args, e: BaseException) -> int:
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    return _fail(args, f"internal error: {type(e).__name__}: {first_line} (a bug in harness {__version__}: "
+                       f"rerun with --debug for the traceback and report it)", EXIT_INTERNAL)
 
 
 def _fail(args, message: str, code: int) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.quantize import calibrate, preprocess, quantize_dynamic, quantize_static_with, to_fp16
+from harness.quantize import (calibrate, calibration_fallbacks, describe_fallbacks, preprocess, quantize_dynamic,
+                              quantize_static_with, to_fp16)
 from harness.variants.registry import VariantJob, register_variant
 
 register_variant("fp32", "the export, unchanged")(None)
@@ -14,7 +15,8 @@ def make_int8_static(job: VariantJob) -> str:
     pre, pre_note = preprocess(job.exported.path, job.workdir)
     ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)
     quantize_static_with(pre, job.out, ranges, job.options)
-    return f"{job.options.describe()}; {pre_note}"
+    fallbacks = describe_fallbacks(calibration_fallbacks(ranges), job.options.calibration_method)
+    return f"{job.options.describe()}; {pre_note}" + (f"; {fallbacks}" if fallbacks else "")
 
 
 @register_variant("int8-dynamic", "int8 weights (uint8), activations quantized per call")

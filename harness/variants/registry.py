@@ -85,7 +85,8 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
     """The variant's ONNX file, made now or taken from the cache."""
     variant = get_variant(name)
     if variant.make is None:
-        return VariantModel(name, exported.path, exported.file_mb, "the export, unchanged", (), True, exported.sha256)
+        how = f" ({exported.how})" if exported.how else ""
+        return VariantModel(name, exported.path, exported.file_mb, f"the export, unchanged{how}", (), True, exported.sha256)
     parts = {"sha": exported.sha256, "variant": name}
     nodes_in_float: tuple[str, ...] = ()
     if variant.needs_calibration:
