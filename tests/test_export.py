@@ -1,5 +1,7 @@
 """Export parity on a small real model and real images; checkpoints that do not fit are refused."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -100,45 +102,7 @@ def test_user_onnx_with_wrong_channel_count_is_refused(tmp_path):
         export_spec(spec, np.zeros((1, *HW, 3), np.uint8))
 
 
-OUTSIDE_MODELS = """
-import torch
-from torch import nn
-
-
-class DataDependent(nn.Module):
-    \"\"\"Branches on a tensor's value: torch.export refuses to guard on it; TorchScript traces the branch taken.\"\"\"
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        y = self.conv(x)
-        return y if y.mean() > -1e9 else y * 0
-
-
-class Unexportable(nn.Module):
-    \"\"\"Uses an operator no exporter can write (aten::histc).\"\"\"
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        return self.conv(x) + torch.histc(x, bins=4).sum() * 0
-
-
-class BatchOfOne(nn.Module):
-    \"\"\"Reshapes to a batch of one: torch specialises the batch axis to 1.\"\"\"
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        y = self.conv(x)
-        return y.reshape(1, 11, *y.shape[2:]) if x.shape[0] == 1 else y
-"""
+OUTSIDE_MODELS = (Path(__file__).parent / "fixtures" / "outside_models.py").read_text()
 
 
 @pytest.fixture

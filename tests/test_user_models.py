@@ -1,6 +1,7 @@
 """The user's own models: an importable factory in their own file, and the pix2pix registry entry."""
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,38 +134,7 @@ def test_a_torchvision_segmentation_model_benches_through_a_suite(tmp_path, smal
     assert "calibrated by MinMax instead of percentile (Too many bins" in rows["int8-static"].recipe
 
 
-OUTSIDE = """
-import torch
-from torch import nn
-
-
-class Unexportable(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        return self.conv(x) + torch.histc(x, bins=4).sum() * 0
-
-
-class BatchOfOne(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        y = self.conv(x)
-        return y.reshape(1, 11, *y.shape[2:]) if x.shape[0] == 1 else y
-
-
-class Healthy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 11, 3, padding=1)
-
-    def forward(self, x):
-        return self.conv(x)
-"""
+OUTSIDE = (Path(__file__).parent / "fixtures" / "outside_models.py").read_text()
 
 
 def _outside_suite(tmp_path, small_split, *names):
