@@ -187,14 +187,17 @@ def _per_tensor_collector(calibrator):
 
         def collect(self, name_to_arr):
             for name, arrays in name_to_arr.items():
-                finite = [a[np.isfinite(a)] for a in (np.asarray(x) for x in arrays)]
-                values = np.concatenate([f.ravel() for f in finite]) if finite else np.zeros(0, np.float32)
-                if values.size:
+                arrays = [np.asarray(x) for x in arrays]
+                finite = all(np.isfinite(a).all() for a in arrays)
+                # No copy of the activations on the usual path: only a tensor holding NaN/inf is filtered.
+                parts = [p for p in (arrays if finite else [a[np.isfinite(a)] for a in arrays]) if p.size]
+                if parts:
                     lo, hi = self.finite_range.get(name, (np.inf, -np.inf))
-                    self.finite_range[name] = (min(lo, float(values.min())), max(hi, float(values.max())))
+                    self.finite_range[name] = (min(lo, *(float(p.min()) for p in parts)),
+                                               max(hi, *(float(p.max()) for p in parts)))
                 if name in self.fell_back:
                     continue
-                if values.size < sum(np.asarray(x).size for x in arrays):
+                if not finite:
                     self._fall_back(name, "non-finite values")
                     continue
                 try:

@@ -152,3 +152,28 @@ def test_healthy_tensors_get_exactly_the_ranges_ort_computes(exported, calibrati
     assert set(ours) == set(theirs) and len(ours) > 10
     for tensor, data in theirs.items():
         assert (ours[tensor].lowest, ours[tensor].highest) == (data.lowest, data.highest), tensor
+
+
+def test_a_tensor_holding_nan_gets_the_range_of_its_finite_values():
+    from types import SimpleNamespace
+
+    from harness.quantize import _per_tensor_collector
+
+    settings = SimpleNamespace(method="percentile", symmetric=False, num_bins=2048, num_quantized_bins=128,
+                               percentile=99.999, scenario="same")
+    collector = _per_tensor_collector(settings)
+    rng = np.random.default_rng(0)
+    broken = rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
+    broken[0, 0, 0, :2] = [np.nan, np.inf]
+    healthy = rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    with pytest.raises(ValueError):  # ORT's own collector cannot histogram it
+        HistogramCollector("percentile", False, 2048, 128, 99.999, "same").collect({"broken": [broken]})
+    collector.collect({"broken": [broken], "healthy": [healthy]})
+    result = collector.compute_collection_result()
+    finite = broken[np.isfinite(broken)]
+    assert collector.fell_back == {"broken": "non-finite values"}
+    assert (float(result["broken"].lowest), float(result["broken"].highest)) == (float(finite.min()), float(finite.max()))
+    low, high = result["healthy"][:2]
+    assert np.isfinite([low, high]).all() and healthy.min() <= low < high <= healthy.max()
