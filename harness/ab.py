@@ -145,7 +145,9 @@ class Baselines:
         if tree is None:
             return None
         relative = self.suite_path.resolve().relative_to(self.root)
-        parts = {"rev": rev, "model": name, "variant": variant, "machine": machine}
+        from harness.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
+
+        parts = {"rev": rev, "model": name, "variant": variant, "machine": machine, "stripped": list(SOURCE_LOCATION_KEYS)}
 
         def build(folder: Path) -> dict:
             out = folder / "variant.onnx"
@@ -157,6 +159,8 @@ class Baselines:
             if proc.returncode != 0 or not out.is_file():
                 last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
                 raise RuntimeError(last)
+            # Older commits left torch's stack traces (this tree's paths) in the file; today's exports do not.
+            strip_source_locations(out)
             return {"rev": rev}
 
         try:

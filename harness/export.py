@@ -16,8 +16,8 @@ import numpy as np
 from harness import __version__
 from harness.cache import cached_entry, file_sha256
 from harness.errors import ExportError, HarnessError, ParityError
-from harness.exporters import (EXPORT_PATHS, INPUT_NAME, OUTPUT_NAME, ExportPath, export_to_file, output_to,
-                               export_log_path, onnx_batch_dim, root_cause)
+from harness.exporters import (EXPORT_PATHS, INPUT_NAME, OUTPUT_NAME, SOURCE_LOCATION_KEYS, ExportPath, export_log_path,
+                               export_to_file, onnx_batch_dim, output_to, root_cause)
 from harness.spec import ModelSpec
 
 # An export is faithful when the predicted class agrees on at least this share of pixels and no
@@ -62,6 +62,7 @@ def export_key_parts(spec: ModelSpec) -> dict:
         "arch": spec.arch, "factory": factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
         "kwargs": spec.model_kwargs, "checkpoint": file_sha256(spec.checkpoint) if spec.checkpoint else None,
         "torch": torch.__version__, "harness": __version__, "exporter": [p.label for p in EXPORT_PATHS],
+        "stripped": list(SOURCE_LOCATION_KEYS),
         "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
     }
 

@@ -97,6 +97,7 @@ def export_to_file(model, spec: ModelSpec, onnx_path: Path, path: ExportPath) ->
                 dynamic_shapes=({0: batch},) if batch is not None else None, optimize=True, verbose=False,
             )
             program.save(str(onnx_path), external_data=False)  # weights inlined: the .onnx travels alone
+            strip_source_locations(onnx_path)
         else:
             axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if path.batch != "static" else None
             torch.onnx.export(model, (example,), str(onnx_path), dynamo=False, input_names=[INPUT_NAME],
@@ -106,6 +107,46 @@ def export_to_file(model, spec: ModelSpec, onnx_path: Path, path: ExportPath) ->
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     if path.batch != "static" and onnx_batch_dim(onnx_path) is None:
         _check_batch_of_two(onnx_path, spec)
+
+
+# torch's dynamo exporter writes where each node came from into the file: its Python stack trace (absolute
+# paths and line numbers) and the modules' qualified class names (a user's factory module is imported under a
+# name made from its path). The same model exported from another clone or venv, or after an edit that moves
+# a line, would hash differently, and the gate would take it for a changed model.
+SOURCE_LOCATION_KEYS = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.class_hierarchy", "namespace")
+
+
+def strip_source_locations(onnx_path: Path) -> bool:
+    """Removes the exporter's per-node stack traces from the file in place; True when there were any."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    if not _strip_graph(proto.graph) + sum(_strip_nodes(f.node) for f in proto.functions):
+        return False
+    onnx.save(proto, str(onnx_path))
+    return True
+
+
+def _strip_graph(graph) -> int:
+    return _strip_nodes(graph.node)
+
+
+def _strip_nodes(nodes) -> int:
+    import onnx
+
+    removed = 0
+    for node in nodes:
+        kept = [p for p in node.metadata_props if p.key not in SOURCE_LOCATION_KEYS]
+        if len(kept) != len(node.metadata_props):
+            removed += len(node.metadata_props) - len(kept)
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                removed += _strip_graph(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                removed += sum(_strip_graph(g) for g in attribute.graphs)
+    return removed
 
 
 def _check_batch_of_two(onnx_path: Path, spec: ModelSpec) -> None:

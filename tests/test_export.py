@@ -165,3 +165,21 @@ def test_a_pytorch_model_with_nan_weights_is_refused_before_it_is_measured(tmp_p
     torch.save(model.state_dict(), path)
     with pytest.raises(NonFiniteOutputError, match="NaN or inf logits on a real image"):
         export_spec(_spec(path), real_images)
+
+
+def test_the_same_model_exported_from_another_folder_is_the_same_file(tmp_path, real_images, monkeypatch):
+    """A clone elsewhere (another venv, a CI checkout) must not look like a changed model to the gate."""
+    source = OUTSIDE_MODELS
+    shas = []
+    for folder, text in ((tmp_path / "clone_a", source), (tmp_path / "deeper" / "clone_b", "\n\n\n" + source)):
+        folder.mkdir(parents=True)
+        (folder / "outside_models.py").write_text(text)  # b: every line moved down by three
+        monkeypatch.setenv("HARNESS_CACHE_DIR", str(folder / "cache"))
+        spec = ModelSpec(name="healthy", factory="outside_models:Healthy", search_path=folder,
+                         num_classes=CAMVID_CLASSES, input_hw=HW)
+        exported = export_spec(spec, real_images)
+        assert not exported.cached and exported.how == "torch.export (dynamo), dynamic batch"
+        text_of_file = exported.path.read_bytes()
+        assert str(folder).encode() not in text_of_file and b"site-packages" not in text_of_file
+        shas.append(exported.sha256)
+    assert shas[0] == shas[1]
