@@ -51,6 +51,7 @@ class Measurement:
     measured_on: str | None = None  # where the children ran, in the runner's words
     per_process_block_sizes: tuple[tuple[int, ...], ...] = ()  # lockstep: calls per block, one tuple per child
     per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, one median per child
+    served: object | None = None  # serving "http": harness.serve.measure.ServedFigures
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:

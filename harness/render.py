@@ -112,9 +112,38 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
     return table
 
 
+def served_table(rows: list[ResultRow]) -> Table | None:
+    """The service's own figures (serving "http"), or None when no row was served."""
+    served = [r for r in rows if r.serving.startswith("http")]
+    if not served:
+        return None
+    table = Table(title="served over HTTP (harness serve under load)", title_justify="left")
+    for header in ("model", "variant", "load", "req/s", "p99 ms", "max ms", "within budget %", "errors", "timeouts",
+                   "late", "held req/s", "server split ms (median)", "server RSS MB"):
+        table.add_column(header, justify="left" if header in ("model", "variant", "load", "server split ms (median)") else "right")
+    for r in served:
+        table.add_row(r.model, r.variant, r.load or f"[red]{r.status}[/red]", _num(r.images_per_s), _num(r.p99_ms),
+                      _num(r.max_ms), _num(r.within_budget_pct), _count(r.errors), _count(r.timeouts), _count(r.late_sends),
+                      _num(r.held_rate_per_s, 2), r.server_split_ms or NOT_MEASURED, _num(r.server_rss_mb))
+    memory = next((r.memory_cap_by for r in served if r.memory_cap_by), "")
+    table.caption = ("burst: latency until a burst's last answer; clients: from each send; open loop: from each request's "
+                     "scheduled time, at the highest rate that held (p95 in budget, none lost, answers keeping up).\n"
+                     "server RSS = the server process with uvicorn, numpy, PIL and ONNX Runtime imported, before the model "
+                     f"(its floor: model MB = peak − it). Memory cap: {memory or 'none'}.")
+    return table
+
+
+def _count(value) -> str:
+    return NOT_MEASURED if value is None else str(value)
+
+
 def recipes_table(rows: list[ResultRow]) -> Table:
     table = Table("model", "variant", "how it was made", title="variants", title_justify="left")
+    seen = set()
     for r in rows:
+        if (r.model, r.variant) in seen:  # one line per file, not per serving mode
+            continue
+        seen.add((r.model, r.variant))
         recipe = r.recipe or NOT_MEASURED
         if r.nodes_in_float_names:
             recipe += f"; left in float: {r.nodes_in_float_names.replace(';', ', ')}"

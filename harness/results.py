@@ -15,15 +15,19 @@ from harness.files import locked, write_text_atomic
 #    measuring child's versions, session options and affinity; plus import RSS, threads, requests in flight.
 # 4: measured_on, where the child ran (local, an ssh device, a Ray node).
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
-SCHEMA_VERSION = 5
+# 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
+SCHEMA_VERSION = 6
+SCHEMA_6_COLUMNS = ("load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
+                    "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
 SCHEMA_5_COLUMNS = ("mem_pattern",)
 SCHEMA_4_COLUMNS = ("measured_on",)
 SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "processes", "p50_per_process_ms",
                     "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
                     "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS, 3: SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS,
-                    4: SCHEMA_5_COLUMNS}
+READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS,
+                    3: SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS, 4: SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS,
+                    5: SCHEMA_6_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,20 @@ class ResultRow:
     ort_version: str
     harness_version: str
     measured_at: str
+    # Served rows only (serving "http", harness.serve); empty on the others.
+    load: str = ""  # the load in words: bursts, closed-loop clients, the open-loop rate sweep
+    max_ms: float | None = None
+    duration_s: float | None = None
+    errors: int | None = None  # answers other than 200, and requests without an answer
+    timeouts: int | None = None
+    late_sends: int | None = None  # open loop: sends that left over 5 ms after their scheduled time
+    held_rate_per_s: float | None = None  # open loop: the highest rate with p95 (from the scheduled send) in budget
+    within_budget_pct: float | None = None  # bursts (burst) or requests answered within the p95 budget
+    server_split_ms: str = ""  # medians from Server-Timing: "decode 1.20; queue 30.10; infer 80.20; encode 0.90"
+    server_rss_mb: float | None = None  # the server with its whole stack imported, before the model (its floor)
+    memory_cap_by: str = ""  # "cgroup", or "watchdog (why no cgroup)"
+    cgroup_peak_mb: float | None = None  # the cgroup's memory.peak, where one was used
+    oom_kills: int | None = None
     schema_version: int = SCHEMA_VERSION
 
 

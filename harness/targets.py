@@ -15,7 +15,9 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
-SERVING_MODES = ("batched", "concurrent")  # one call of N images, or N one-image requests in flight
+# One call of N images; N one-image requests in flight inside one process; or an HTTP service under load.
+SERVING_MODES = ("batched", "concurrent", "http")
+HTTP_LOADS = ("http-burst", "http-closed", "http-open")  # the rows one "http" entry gives (harness.serve)
 BUILTIN_TARGETS_DIR = Path(__file__).parent / "assets" / "targets"
 
 
@@ -61,6 +63,13 @@ class Scenario:
     min_runs: int = 50
     min_duration_s: float = 2.0
     processes: int = 3  # child processes per variant, run in alternation (pyperf-style); latencies pooled
+    # serving "http": how long each load runs (harness.serve.loadgen)
+    http_bursts: int = 100  # bursts of images_at_once requests
+    http_burst_idle_s: float = 0.2  # pause after each burst is answered
+    http_closed_s: float = 10.0  # closed loop: images_at_once clients for this long
+    http_open_s: float = 8.0  # open loop: each rate of the sweep for this long
+    http_max_connections: int = 64  # open loop: requests in flight at most (a send past it waits, and is late)
+    http_timeout_s: float = 10.0  # a request unanswered this long counts as a timeout
 
     def __post_init__(self):
         if self.images_at_once < 1:
@@ -70,11 +79,27 @@ class Scenario:
             raise HarnessError(f"serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if not self.variants:
             raise HarnessError("variants is empty; list at least one (harness variants lists them)")
-        _non_negative(self, ("min_duration_s",))
+        _non_negative(self, ("min_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))
+        if self.http_bursts < 1 or self.http_max_connections < 1 or self.http_timeout_s <= 0:
+            raise HarnessError("http_bursts and http_max_connections must be at least 1, http_timeout_s above 0")
         if self.warmup_runs < 0 or self.min_runs < 1 or self.processes < 1:
             raise HarnessError("warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
 
+    @property
+    def in_children(self) -> tuple[str, ...]:
+        """The serving modes measured by the measurement child (all but the HTTP service)."""
+        return tuple(m for m in self.serving if m != "http")
+
+    @property
+    def row_modes(self) -> tuple[str, ...]:
+        """One entry per row a variant gets: "http" is three loads."""
+        return tuple(x for m in self.serving for x in (HTTP_LOADS if m == "http" else (m,)))
+
     def serving_label(self, serving: str) -> str:
+        http = {"http-burst": f"http: bursts of {self.images_at_once}", "http-closed": f"http: {self.images_at_once} clients",
+                "http-open": "http: open loop", "http": "http: bursts, clients, open loop"}
+        if serving in http:
+            return http[serving]
         if serving == "concurrent":
             return f"{self.images_at_once} in flight"
         return "1 per call" if self.images_at_once == 1 else f"batch of {self.images_at_once}"

@@ -11,7 +11,8 @@ def test_builtin_targets_load():
     assert watch.device.threads == 1 and watch.budgets.memory_budget_mb == 15 and not watch.runtime.enable_mem_pattern
     assert watch.budgets.ships("int8-static") and not watch.budgets.ships("fp16")
     cloud = load_target("cloud")
-    assert cloud.scenario.images_at_once == 10 and cloud.scenario.serving == ("batched", "concurrent")
+    assert cloud.scenario.images_at_once == 10 and cloud.scenario.serving == ("batched", "concurrent", "http")
+    assert cloud.scenario.row_modes == ("batched", "concurrent", "http-burst", "http-closed", "http-open")
     assert cloud.budgets.memory_cap_mb == 512
 
 
@@ -34,3 +35,12 @@ def test_bad_target_files_name_file_and_key(tmp_path, body, message):
 def test_unknown_target_lists_known_ones():
     with pytest.raises(HarnessError, match="known targets are cloud, phone, watch"):
         load_target("toaster")
+
+
+def test_http_load_settings_are_checked():
+    from harness.targets import TargetProfile
+
+    with pytest.raises(HarnessError, match="http_bursts and http_max_connections must be at least 1"):
+        TargetProfile.from_flat("t", threads=1, serving=("http",), http_bursts=0)
+    with pytest.raises(HarnessError, match="serving \\['udp'\\]; use one or more of batched, concurrent, http"):
+        TargetProfile.from_flat("t", threads=1, serving=("udp",))

@@ -45,8 +45,9 @@ class BenchPlan:
     def steps(self) -> int:
         """Progress-bar steps: each export and variant made, then each child process run."""
         scenario = self.target.scenario
-        per_round = len(self.input_sizes) + len(self.suite.models) * len(self.variants) * len(scenario.serving)
-        return len(self.suite.models) * (1 + len(self.variants)) + scenario.processes * per_round
+        per_round = len(self.input_sizes) + len(self.suite.models) * len(self.variants) * len(scenario.in_children)
+        served = len(self.suite.models) * len(self.variants) if "http" in scenario.serving else 0
+        return len(self.suite.models) * (1 + len(self.variants)) + scenario.processes * per_round + served
 
 
 def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
@@ -67,8 +68,23 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
             plan.calibration[key] = plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, *key,
                                                    limit=inputs.quantize.calibration_images)
     check_batch_feedable(suite, target)
+    check_servable(plan)
     check_user_onnx(plan)
     return plan
+
+
+def check_servable(plan: BenchPlan) -> None:
+    """Serving "http" needs the serve extra and a segmentation suite (the service answers with a mask)."""
+    if "http" not in plan.target.scenario.serving:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("uvicorn") is None:
+        raise HarnessError(f"{plan.target.where} serves over HTTP, which needs the serve extra: "
+                           f"pip install 'harness[serve]' (or drop \"http\" from serving)")
+    if plan.suite.task != "segmentation":
+        raise HarnessError(f"{plan.target.where} serves over HTTP (POST /segment answers with a mask), but suite "
+                           f"{plan.suite.path} is a {plan.suite.task} suite: use a target without \"http\" serving")
 
 
 def check_user_onnx(plan: BenchPlan) -> None:

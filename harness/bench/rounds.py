@@ -70,12 +70,53 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
             advance()
         for group in groups if round_index < processes else ab_groups:
             _measure_group(plan, group, runner, workdir, round_index, children, predictions, reference, say, progress)
-            for _ in range(len(group) * len(plan.variants) * len(target.scenario.serving) * (round_index < rounds)):
+            for _ in range(len(group) * len(plan.variants) * len(target.scenario.in_children) * (round_index < rounds)):
                 advance()
         round_index += 1
         if round_index >= rounds:
             ab_groups = [g for g in ab_groups if _undecided(plan, g, children)]
-    return {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
+    measured = {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
+    if "http" in target.scenario.serving:
+        measured.update(measure_services(plan, [m for m in prepared if not m.ab_partner_of], runner, workdir, say, advance))
+    return measured
+
+
+def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance) -> dict:
+    """Serving "http": each variant as its own server process under load (harness.serve), after the children."""
+    from harness.measurement import failed
+    from harness.serve.config import ServerConfig
+    from harness.serve.measure import measure_served, server_cpus, write_images
+    from harness.targets import HTTP_LOADS
+
+    target, out = plan.target, {}
+    for model in prepared:
+        spec, eval_set = model.spec, model.eval_set
+        images = workdir / f"http_images_{spec.input_hw[0]}x{spec.input_hw[1]}"
+        if not images.is_dir():
+            write_images(eval_set.images_u8, images)
+        for variant in plan.variants:
+            made = model.made.get(variant)
+            if made is None:
+                continue
+            if runner.name != "local":
+                for load in HTTP_LOADS:
+                    out[(spec.name, variant, load)] = (failed(f"http serving is measured on this machine only, not on "
+                                                              f"{runner.name}"), None)
+                continue
+            say(f"serve {spec.name} {variant} over HTTP under load")
+            config = ServerConfig(
+                onnx_path=str(made.path), input_hw=spec.input_hw, num_classes=spec.num_classes,
+                threads=target.device.threads, cpu_affinity=server_cpus(target)[0],
+                inter_op_threads=target.device.inter_op_threads,
+                enable_cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
+                enable_mem_pattern=target.runtime.enable_mem_pattern, allow_spinning=target.runtime.allow_spinning,
+                port=0, model=spec.name, variant=variant)
+            masks = workdir / f"pred_{_slug(spec.name)}_{variant}_http.npy"
+            loads = measure_served(config, target, images, eval_set.eval_path, workdir, plan.suite.ignore_index, masks)
+            for load, measurement in loads.items():
+                out[(spec.name, variant, load)] = (measurement, masks if masks.is_file() and not measurement.error else None)
+            advance()
+    return out
 
 
 def _measure_group(plan: BenchPlan, group: list[PreparedModel], runner: Runner, workdir: Path, round_index: int,
@@ -105,7 +146,7 @@ def _undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) -> b
     model = group[0].spec.name
     for partner in group[1:]:
         for variant in (v for v in plan.variants if target.budgets.ships(v)):
-            for serving in target.scenario.serving:
+            for serving in target.scenario.in_children:
                 old, new = children.get((partner.spec.name, variant, serving)), children.get((model, variant, serving))
                 if not old or not new or any(m.error for m in (*old, *new)):
                     continue
@@ -128,7 +169,7 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
     output_shape = plan.task.output_shape(spec.num_classes, spec.input_hw)
     jobs = []
     for variant in plan.variants:
-        for serving in target.scenario.serving:
+        for serving in target.scenario.in_children:
             key = (spec.name, variant, serving)
             made = model.made.get(variant)
             if made is None or serving in model.serving_failures or (children.get(key) and children[key][-1].error):  # a child that failed once fails again

@@ -74,6 +74,10 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
     if lat:
         fields.update(p50_ms=lat.p50_ms, p95_ms=lat.p95_ms, p99_ms=lat.p99_ms, runs=lat.runs,
                       latency_stdev_pct=100 * lat.stdev_ms / lat.mean_ms)
+    if measured.served is not None:  # a service: its own floor is the server with its stack, before the model
+        fields.update({k: v for k, v in dataclasses.asdict(measured.served).items()})
+        fields.update(floor_rss_mb=measured.served.server_rss_mb, max_in_flight=None, processes=1)
+        floor = dataclasses.replace(floor, peak_rss_mb=measured.served.server_rss_mb)
     if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
         fields["model_mb"] = measured.peak_rss_mb - floor.peak_rss_mb
     if measured.confusion is not None:
@@ -85,7 +89,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
 
 def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[ResultRow]:
     """Every row of one model: measured, or failed with its reason; then compared with fp32."""
-    spec, serving_modes = model.spec, plan.target.scenario.serving
+    spec, serving_modes = model.spec, plan.target.scenario.row_modes
     pairs: list[tuple[ResultRow, Path | None]] = []
     speedups = {}
     for variant in plan.variants:

@@ -70,9 +70,12 @@ def run(args) -> int:
 
 def _print_tables(console, target, rows, baseline_model: str) -> None:
     from harness.budget import summarize
-    from harness.render import ladder_table, recipes_table, results_table
+    from harness.render import ladder_table, recipes_table, results_table, served_table
 
     console.print(results_table(target, rows))
+    served = served_table(rows)
+    if served is not None:
+        console.print(served)
     if len({r.model for r in rows}) > 1:
         console.print(ladder_table(rows, baseline_model))
     console.print(recipes_table(rows))

@@ -1,0 +1,83 @@
+"""`harness serve MODEL --target cloud --port 8000`: one variant of a model as an HTTP service, in the foreground."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from harness.cli.options import add_data_options, add_model_options, bench_inputs, parity_images, resolve_spec
+from harness.errors import HarnessError
+
+
+def add_parser(sub) -> None:
+    from harness.variants import list_variants
+
+    p = sub.add_parser("serve", help="serve one variant of a model over HTTP (POST /segment, GET /health)")
+    p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
+    p.add_argument("--target", default="cloud", help="the profile whose threads and session options the service uses")
+    p.add_argument("--variant", default="fp32", choices=list_variants(), help="which file to serve (made if needed)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    add_model_options(p)
+    add_data_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import importlib.util
+
+    from harness.serve.config import ServerConfig
+    from harness.serve.server import bind
+    from harness.spec import load_suite
+    from harness.targets import load_target
+
+    if importlib.util.find_spec("uvicorn") is None:
+        raise HarnessError("harness serve needs the serve extra: pip install 'harness[serve]'")
+    if not 0 <= args.port <= 65535:
+        raise HarnessError(f"--port {args.port} is not a port; use 1-65535 (0: any free port)")
+    target = load_target(args.target)
+    suite = load_suite(args.suite)
+    spec = resolve_spec(args, suite)
+    if suite.task != "segmentation":
+        raise HarnessError(f"suite {suite.path} is a {suite.task} suite; the service answers POST /segment with a mask")
+    try:  # before any export: a port in use is found in a second, not after minutes of calibration
+        bind(args.host, args.port).close()
+    except SystemExit as e:
+        raise HarnessError(str(e.code)) from None
+    path = _variant_file(args, suite, spec)
+    device, runtime = target.device, target.runtime
+    config = ServerConfig(
+        onnx_path=str(path), input_hw=spec.input_hw, num_classes=spec.num_classes, threads=device.threads,
+        cpu_affinity=tuple(device.cpu_affinity or ()), inter_op_threads=device.inter_op_threads,
+        enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
+        allow_spinning=runtime.allow_spinning, host=args.host, port=args.port, model=spec.name, variant=args.variant)
+    from harness.cache import cache_dir
+
+    config_path = cache_dir() / "serve" / f"server-{os.getpid()}.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(config.to_json())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The service is its own interpreter, without torch and the exporter in its memory.
+    os.execv(sys.executable, [sys.executable, "-m", "harness.serve.server", "--config", str(config_path)])
+    return 0  # not reached
+
+
+def _variant_file(args, suite, spec):
+    from harness.bench import make_variant, plan_bench
+    from harness.export import export_spec
+    from harness.render import make_console
+    from harness.targets import TargetProfile
+
+    console = make_console()
+    images_u8 = parity_images(suite, spec, args.data)
+    with console.status(f"exporting {spec.name}"):
+        exported = export_spec(spec, images_u8)
+    if args.variant == "fp32":
+        return exported.path
+    one_variant = TargetProfile.from_flat("serve", threads=1, variants=(args.variant,))
+    plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
+    with console.status(f"making {args.variant}"):
+        made = make_variant(plan, spec, exported, args.variant, say=lambda message: None, on_calibration=None)
+    console.print(f"{spec.name} {args.variant}: {made.recipe}", highlight=False)
+    return made.path
