@@ -18,7 +18,7 @@ def memory_figure(row: ResultRow, target: TargetProfile) -> float | None:
 def verdict(row: ResultRow, target: TargetProfile) -> str:
     """'fits', or every budget the row breaks; a row that could not be measured says so."""
     reasons, budgets = [], target.budgets
-    if row.status.startswith("exceeded memory cap"):
+    if row.status.startswith(("exceeded memory cap", "the server passed the memory cap")):
         return f"over memory ({row.status})"
     if row.status != "ok":
         return "not measured"
@@ -27,6 +27,8 @@ def verdict(row: ResultRow, target: TargetProfile) -> str:
     memory = memory_figure(row, target)
     if budgets.memory_budget_mb and memory is not None and memory > budgets.memory_budget_mb:
         reasons.append(f"over memory ({budgets.memory_quantity} {memory:.1f} > {budgets.memory_budget_mb:g} MB)")
+    if budgets.http_min_rate_per_s and row.held_rate_per_s is not None and row.held_rate_per_s < budgets.http_min_rate_per_s:
+        reasons.append(f"below rate (held {row.held_rate_per_s:.2f} < {budgets.http_min_rate_per_s:g} requests/s)")
     if row.quality_drop_pts is not None and row.quality_drop_pts > budgets.max_miou_drop:
         reasons.append(f"over accuracy ({row.quality_metric} drop {row.quality_drop_pts:.2f} > {budgets.max_miou_drop:g} pts)")
     return "; ".join(reasons) or FITS

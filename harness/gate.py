@@ -50,6 +50,8 @@ class GateReport:
         return not self.failed
 
     host_noise: str = ""  # how much the host wandered in this run, in words
+    not_looked_at: tuple[tuple[str, str, str], ...] = ()  # recorded rows a narrowed run (--model ...) left out
+    narrowed: str = ""  # the command line's filters, in words
 
     def latency_counts(self) -> dict[str, int]:
         methods = [c.latency.method for c in self.checks if c.latency is not None]
@@ -65,6 +67,8 @@ class GateReport:
             text += f", {counts[NEW]} new (no record)"
         if self.missing:
             text += f", {len(self.missing)} recorded rows not produced by this run"
+        if self.narrowed:
+            text += f", {len(self.not_looked_at)} recorded rows not looked at ({self.narrowed})"
         latency = self.latency_counts()
         text += f"; latency: {latency[AB]} rows by A/B in this run"
         if latency["undecided"]:
@@ -80,7 +84,8 @@ class GateReport:
     def to_json(self) -> str:
         return json.dumps({"passed": self.passed, "summary_counts": self.latency_counts(), "host_noise": self.host_noise,
                            "rows": [c.as_dict() for c in self.checks],
-                           "missing": [list(key) for key in self.missing]}, indent=1)
+                           "missing": [list(key) for key in self.missing],
+                           "not_looked_at": [list(key) for key in self.not_looked_at], "narrowed": self.narrowed}, indent=1)
 
 
 def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, partner: ResultRow | None = None,
@@ -147,10 +152,12 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
 def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: TargetProfile,
              partners: dict[tuple[str, str, str], ResultRow] | None = None, strict: bool = False,
              model_notes: dict[str, str] | None = None, lost: set[tuple[str, str, str]] = frozenset(),
-             paired: dict | None = None, host_noise: str = "", explained: dict | None = None) -> GateReport:
+             paired: dict | None = None, host_noise: str = "", explained: dict | None = None,
+             looked_at=None, narrowed: str = "") -> GateReport:
     """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any.
 
-    `paired`: PairedRatios of a row against its partner, by row key, where both ran in lockstep."""
+    `paired`: PairedRatios of a row against its partner, by row key, where both ran in lockstep. `looked_at`:
+    for a narrowed run, whether a recorded row's key is one the run meant to measure."""
     by_key, partners, model_notes = {row_key(r): r for r in recorded}, partners or {}, model_notes or {}
     paired, explained = paired or {}, explained or {}
     checks = []
@@ -167,5 +174,7 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
     checks = tuple(checks)
     produced = {row_key(r) for r in new_rows}
     models = {r.model for r in new_rows}
-    missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced))
-    return GateReport(checks, missing, host_noise)
+    wanted = looked_at or (lambda key: True)
+    missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced and wanted(k)))
+    skipped = tuple(sorted(k for k in by_key if k not in produced and not wanted(k)))
+    return GateReport(checks, missing, host_noise, skipped if narrowed else (), narrowed)

@@ -258,8 +258,9 @@ def _short_path(path) -> str:
         return str(path)
 
 
-def make_console() -> Console:
-    console = Console()
+def make_console(stderr: bool = False) -> Console:
+    """The terminal's console; `stderr`: tables go there, leaving stdout to a machine-readable answer."""
+    console = Console(stderr=stderr)
     if not console.is_terminal:  # CI logs and pipes: rich would fold the table into 80 columns
-        console = Console(width=200)
+        console = Console(width=200, stderr=stderr)
     return console

@@ -170,13 +170,16 @@ def row_key(row: ResultRow) -> tuple[str, str, str]:
     return row.model, row.variant, row.serving
 
 
-def rows_to_csv_text(rows: list[ResultRow]) -> str:
+def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:
+    """The CSV of `rows`, plus `kept`: recorded rows as read (their cells' text), written back unchanged."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
+    cells = [{name: format_cell(name, value) for name, value in asdict(row).items()} for row in rows]
+    cells += [{name: record.get(name) or "" for name in COLUMNS} for record in kept]
     # Stable order, so a diff in review shows only what changed.
-    for row in sorted(rows, key=row_key):
-        writer.writerow({name: format_cell(name, value) for name, value in asdict(row).items()})
+    for record in sorted(cells, key=lambda c: (c["model"], c["variant"], c["serving"])):
+        writer.writerow(record)
     return buffer.getvalue()
 
 
@@ -217,13 +220,19 @@ def read_rows(path: Path) -> list[ResultRow]:
                            f"or re-record it with harness bench --update") from e
 
 
-def merge_and_write(path: Path, new_rows: list[ResultRow], on_wait=None) -> None:
-    """Replace this run's models in `path`, keep rows for models not in this run.
+def merge_and_write(path: Path, new_rows: list[ResultRow], on_wait=None, only_rows: bool = False) -> None:
+    """Replace this run's models in `path` (`only_rows`: only the rows it measured), keep the others byte for byte.
 
     Read, merge and replace happen under one lock, so two runs updating one record (two CI jobs, two
     terminals) both land: the second merges on top of what the first wrote.
     """
     with locked(path, on_wait):
+        replaced = {row_key(r) for r in new_rows}
         run_models = {r.model for r in new_rows}
-        kept = [r for r in read_rows(path) if r.model not in run_models] if path.is_file() else []
-        write_text_atomic(path, rows_to_csv_text(kept + list(new_rows)))
+        kept = []
+        if path.is_file():
+            read_rows(path)  # a damaged record is refused, never merged into
+            with open(path, newline="") as f:
+                kept = [r for r in csv.DictReader(f) if not (
+                    (r["model"], r["variant"], r["serving"]) in replaced if only_rows else r["model"] in run_models)]
+        write_text_atomic(path, rows_to_csv_text(list(new_rows), kept))

@@ -86,13 +86,11 @@ class Scenario:
             raise HarnessError("warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
 
     @property
-    def in_children(self) -> tuple[str, ...]:
-        """The serving modes measured by the measurement child (all but the HTTP service)."""
+    def in_children(self) -> tuple[str, ...]:  # the serving modes the measurement child measures: all but "http"
         return tuple(m for m in self.serving if m != "http")
 
     @property
-    def row_modes(self) -> tuple[str, ...]:
-        """One entry per row a variant gets: "http" is three loads."""
+    def row_modes(self) -> tuple[str, ...]:  # one entry per row a variant gets: "http" is three loads
         return tuple(x for m in self.serving for x in (HTTP_LOADS if m == "http" else (m,)))
 
     def serving_label(self, serving: str) -> str:
@@ -123,12 +121,13 @@ class Budgets:
     memory_cap_mb: float = 0.0  # whole-process RSS at which the watchdog ends the child; 0 = no cap
     p95_budget_ms: float = 0.0
     max_miou_drop: float = 1.0  # quality points (mIoU or top-1) a variant may lose against fp32
+    http_min_rate_per_s: float = 0.0  # served open loop: the rate one service must hold within p95_budget_ms
     ship: tuple[str, ...] | None = None  # variants whose budgets gate the run; None: all that are measured
 
     def __post_init__(self):
         if self.memory_quantity not in MEMORY_QUANTITIES:
             raise HarnessError(f"memory_quantity = '{self.memory_quantity}'; use one of {', '.join(MEMORY_QUANTITIES)}")
-        _non_negative(self, ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop"))
+        _non_negative(self, ("memory_budget_mb", "memory_cap_mb", "p95_budget_ms", "max_miou_drop", "http_min_rate_per_s"))
 
     def ships(self, variant: str) -> bool:
         """Whether this variant's budgets gate the run (the others are measured for comparison)."""
@@ -194,7 +193,7 @@ class TargetProfile:
 
     def __post_init__(self):
         ship = self.budgets.ship
-        if ship is not None and (not ship or set(ship) - set(self.scenario.variants) - {"fp32"}):
+        if ship is not None and set(ship) - set(self.scenario.variants) - {"fp32"}:  # () only from --variant
             raise HarnessError(f"{self.where}: ship {list(ship)} must name one or more of the variants "
                                f"{list(self.scenario.variants)}")
 
@@ -214,6 +213,8 @@ class TargetProfile:
             values[part][attr] = value
         if "threads" not in flat:
             raise HarnessError(f"{where}: missing key 'threads'; set how many cores the model may use")
+        if "ship" in flat and flat["ship"] is not None and not flat["ship"]:
+            raise HarnessError(f"{where}: ship [] must name one or more of the variants {list(flat.get('variants', []))}")
         try:
             parts = {part: PARTS[part](**kwargs) for part, kwargs in values.items()}
         except HarnessError as e:

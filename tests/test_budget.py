@@ -46,3 +46,14 @@ def test_summary_counts():
     assert (summary.rows, summary.fitting, summary.not_measured) == (4, 2, 1)
     assert summary.line(TARGET) == ("target watch: 2 of 4 rows fit every budget, 1 over a budget, 1 not measured"
                                     " — fits: m fp32 (1 per call), m fp32 (1 per call)")
+
+
+def test_a_served_row_is_judged_on_its_held_rate_and_its_server_memory():
+    cloud = with_changes(TARGET, memory_quantity="process", memory_budget_mb=512, http_min_rate_per_s=10)
+    served = _row(serving="http: open loop", held_rate_per_s=12.5, peak_rss_mb=180.0)
+    assert verdict(served, cloud) == "fits"
+    assert verdict(dataclasses.replace(served, held_rate_per_s=8.0), cloud) == "below rate (held 8.00 < 10 requests/s)"
+    assert verdict(dataclasses.replace(served, peak_rss_mb=600.0), cloud).startswith("over memory (process 600.0 > 512 MB)")
+    stopped = "the server passed the memory cap (530 MB > 512 MB) and was stopped"
+    assert verdict(_row(status=stopped), cloud) == f"over memory ({stopped})"
+    assert verdict(dataclasses.replace(served, held_rate_per_s=None), cloud) == "fits"  # not a served open-loop row

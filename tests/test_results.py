@@ -64,3 +64,20 @@ def test_a_round_trip_through_the_csv_keeps_every_figure_and_every_gate_decision
     # the rounding that used to be written (4 decimals) turned this unchanged file into a failure
     rounded = dataclasses.replace(back, file_mb=round(back.file_mb, 4))
     assert any(r.startswith("file 0.0018 → 0.001833 MB") for r in check_row(tiny, rounded, watch).reasons)
+
+
+def test_rows_kept_by_a_merge_are_written_back_as_they_were_read(tmp_path):
+    """A record written by an older harness holds '5.200' where today's writer would write '5.2': kept rows are
+    not re-formatted, so an update touches only the lines of the rows it measured."""
+    path = tmp_path / "watch.csv"
+    merge_and_write(path, [_row("a", 5.2), _row("b", 2.0)])
+    header, line_a, line_b = path.read_text().splitlines()
+    old_style = line_a.replace(",5.2,", ",5.200,")
+    path.write_text("\n".join([header, old_style, line_b]) + "\n")
+    merge_and_write(path, [dataclasses.replace(_row("b", 3.0), variant="fp32")], only_rows=True)
+    lines = path.read_text().splitlines()
+    assert lines[1] == old_style and ",3.0," in lines[2]
+    merge_and_write(path, [dataclasses.replace(_row("a", 4.0), variant="int8-static")], only_rows=True)
+    assert [(r.model, r.variant) for r in read_rows(path)] == [("a", "fp32"), ("a", "int8-static"), ("b", "fp32")]
+    merge_and_write(path, [dataclasses.replace(_row("a", 4.5), variant="int8-static")])  # whole model replaced
+    assert [(r.model, r.variant) for r in read_rows(path)] == [("a", "int8-static"), ("b", "fp32")]

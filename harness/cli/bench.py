@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
-from harness.cli.options import add_data_options, bench_inputs, writable_folder
+from harness.cli.options import add_data_options, bench_inputs, writable_file, writable_folder
 from harness.errors import EXIT_FAILED, EXIT_OK, Interrupted
 
 
@@ -24,6 +26,18 @@ def add_parser(sub) -> None:
                         "one measurement per node at a time, each model on one node")
     p.add_argument("--report", nargs="?", const="report", metavar="DIR",
                    help="also write the HTML report of this run (default folder: report)")
+    narrow = p.add_argument_group("narrowing a run (each repeatable; the gate judges only the rows measured)")
+    narrow.add_argument("--model", action="append", default=[], metavar="PATTERN",
+                        help="only models whose name matches this glob, e.g. 'pspnet_resnet18*'")
+    narrow.add_argument("--variant", action="append", default=[], metavar="NAME",
+                        help="only this variant of the target's (fp32 is measured too: every ratio needs it)")
+    narrow.add_argument("--serving", action="append", default=[], metavar="MODE",
+                        help="only this serving mode of the target's: batched, concurrent or http")
+    out = p.add_argument_group("output for scripts and CI")
+    out.add_argument("--json", action="store_true", help="print the rows and the gate's decisions as JSON on stdout "
+                                                         "(the tables go to stderr)")
+    out.add_argument("--summary", metavar="FILE.md", help="append the results and gate tables as Markdown to this "
+                                                          "file (e.g. \"$GITHUB_STEP_SUMMARY\")")
     p.set_defaults(run=run)
 
 
@@ -35,16 +49,21 @@ def run(args) -> int:
     from harness.spec import load_suite
     from harness.targets import load_target
 
-    target = load_target(args.target)
-    suite = load_suite(args.suite)
+    from harness.bench.narrow import Narrowing
+
+    narrowing = Narrowing(tuple(args.model), tuple(args.variant), tuple(args.serving))
+    full_target = load_target(args.target)
+    suite, target = narrowing.apply(load_suite(args.suite), full_target)
     inputs = bench_inputs(args, suite)
+    if args.summary:
+        writable_file(args.summary, "--summary")
     record_path = writable_folder(args.results_dir, "--results-dir") / f"{target.name}.csv"
     if args.report:
         writable_folder(args.report, "--report")
     # An unreadable record fails now, not after minutes of measuring.
     recorded = read_rows(record_path) if record_path.is_file() else None
     lost = committed_keys(record_path) - {row_key(r) for r in recorded or []}
-    console = make_console()
+    console = make_console(stderr=args.json)
     gating = (recorded is not None or args.against) and not args.update
     baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
     run = run_bench(suite, target, inputs, console=console, baselines=baselines, cluster=args.cluster)
@@ -52,10 +71,18 @@ def run(args) -> int:
     _print_tables(console, target, rows, suite.models[0].name)
     latest = _write_results(console, args, target, run, record_path, recorded)
     try:
-        passed = _gate(console, args, target, run, record_path, recorded, latest, lost)
+        report = _gate(console, args, target, run, record_path, recorded, latest, lost, narrowing, full_target)
+        passed = report.passed
     except KeyboardInterrupt:
         written = record_path if args.update or recorded is None else latest
         raise Interrupted(f"interrupted after this run was written to {written}") from None
+    if args.json:
+        print(json.dumps({"target": target.name, "rows": [dataclasses.asdict(r) for r in rows],
+                          "gate": json.loads(report.to_json())}, indent=1, default=str))
+    if args.summary:
+        from harness.summary import append_summary
+
+        append_summary(Path(args.summary), target, rows, report, record_path if recorded is not None else None)
     if args.report:
         from harness.report import load_target_results, render_report
 
@@ -97,13 +124,13 @@ def _write_results(console, args, target, run, record_path: Path, recorded) -> P
         console.print(f"[red]not recorded[/red]: every row failed, so {record_path} would hold no figure to gate "
                       f"against; fix the failures above and rerun, or pass --force to record them anyway")
         return latest
-    merge_and_write(record_path, rows, on_wait=console.print)
+    merge_and_write(record_path, rows, on_wait=console.print, only_rows=bool(args.model or args.variant or args.serving))
     console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
                   f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
     return latest
 
 
-def _gate(console, args, target, run, record_path: Path, recorded, latest: Path, lost: set) -> bool:
+def _gate(console, args, target, run, record_path: Path, recorded, latest: Path, lost: set, narrowing, full_target):
     """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
     from harness.gate import run_gate
     from harness.render import gate_table
@@ -112,7 +139,8 @@ def _gate(console, args, target, run, record_path: Path, recorded, latest: Path,
     compare = (recorded is not None or args.against) and not args.update
     report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
                       run.ab_notes if compare else None, lost if compare else frozenset(), run.paired, run.host_noise,
-                      run.explained)
+                      run.explained, looked_at=lambda key: narrowing.selects(key, full_target),
+                      narrowed=narrowing.describe())
     write_text_atomic(latest.with_suffix(".gate.json"), report.to_json())
     if compare:
         console.print(gate_table(report, record_path))
@@ -120,4 +148,4 @@ def _gate(console, args, target, run, record_path: Path, recorded, latest: Path,
     else:
         console.print(f"budgets of {target.name}: " + ("all shipped rows fit" if report.passed else
                       f"{len(report.failed)} row(s) over a budget or not measured"))
-    return report.passed
+    return report

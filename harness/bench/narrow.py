@@ -1,0 +1,77 @@
+"""Narrowing a run from the command line: `--model PATTERN`, `--variant NAME`, `--serving MODE` (each repeatable).
+
+A user who changed one model of fourteen measures that one; the gate judges the rows measured and counts
+the recorded rows it did not look at, and `--update` replaces only the rows measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+from harness.spec import Suite
+from harness.targets import TargetProfile
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """What the command line kept; empty tuples keep everything."""
+
+    models: tuple[str, ...] = ()  # fnmatch patterns on model names
+    variants: tuple[str, ...] = ()
+    serving: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.models or self.variants or self.serving)
+
+    def describe(self) -> str:
+        parts = [f"--{flag} {' '.join(values)}" for flag, values in
+                 (("model", self.models), ("variant", self.variants), ("serving", self.serving)) if values]
+        return ", ".join(parts)
+
+    def apply(self, suite: Suite, target: TargetProfile) -> tuple[Suite, TargetProfile]:
+        """The suite and target the run measures; a filter that keeps nothing is bad input (exit 2)."""
+        models = suite.models
+        if self.models:
+            models = tuple(m for m in suite.models if any(fnmatch.fnmatchcase(m.name, p) for p in self.models))
+            if not models:
+                raise HarnessError(f"no model of {suite.path} matches --model {' '.join(self.models)}; its models: "
+                                   f"{', '.join(m.name for m in suite.models)}")
+        scenario, budgets = target.scenario, target.budgets
+        if self.variants:
+            known = ("fp32", *target.scenario.variants)
+            unknown = [v for v in self.variants if v not in known]
+            if unknown:
+                raise HarnessError(f"--variant {unknown[0]}: {target.where} measures {', '.join(dict.fromkeys(known))}; "
+                                   f"choose among them")
+            # fp32 is measured anyway: the reference of every ratio. Variants left out no longer ship in this run.
+            scenario = dataclasses.replace(scenario, variants=tuple(self.variants))
+            if budgets.ship is not None:
+                budgets = dataclasses.replace(budgets, ship=tuple(v for v in budgets.ship if v in (*self.variants, "fp32")))
+        if self.serving:
+            unknown = [s for s in self.serving if s not in target.scenario.serving]
+            if unknown:
+                raise HarnessError(f"--serving {unknown[0]}: {target.where} serves {', '.join(target.scenario.serving)}; "
+                                   f"choose among them")
+            scenario = dataclasses.replace(scenario, serving=tuple(self.serving))
+        return (dataclasses.replace(suite, models=models),
+                dataclasses.replace(target, scenario=scenario, budgets=budgets))
+
+    def selects(self, key: tuple[str, str, str], target: TargetProfile) -> bool:
+        """Whether a recorded row (model, variant, serving label) is one this narrowed run looks at."""
+        model, variant, serving = key
+        if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
+            return False
+        if self.variants and variant not in (*self.variants, "fp32"):
+            return False
+        if self.serving:
+            labels = {target.scenario.serving_label(m) for m in target.scenario.row_modes if _mode_of(m) in self.serving}
+            return serving in labels
+        return True
+
+
+def _mode_of(row_mode: str) -> str:
+    return "http" if row_mode.startswith("http-") else row_mode
