@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from harness.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
+from harness.variants.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
 from harness.spec import ASSETS_DIR, DEFAULT_SUITE
 
 

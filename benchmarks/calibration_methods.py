@@ -2,7 +2,7 @@
 
 Runs `harness bench --target watch` once per calibration method (MinMax, Entropy with 2048 bins,
 Percentile 99.999) on the built-in default and prints int8-static's mIoU, drop against fp32, pixel
-agreement and p50 for each. The default in harness/quantize.py is the measured winner; the README
+agreement and p50 for each. The default in harness/variants/quantize.py is the measured winner; the README
 quotes this script's output.
 
     python benchmarks/calibration_methods.py

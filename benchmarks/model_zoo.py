@@ -49,7 +49,7 @@ def suite_text(models: list[str]) -> str:
 
 def export_path(recipe: str) -> str:
     """The exporter that made the file, from the fp32 row's recipe."""
-    from harness.exporters import EXPORT_PATHS
+    from harness.export.exporters import EXPORT_PATHS
 
     how = recipe.removeprefix("the export, unchanged (")
     label = max((p.label for p in EXPORT_PATHS if how.startswith(p.label)), key=len, default=how[:80])

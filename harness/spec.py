@@ -63,7 +63,7 @@ class Suite:
     ignore_index: int
     task: str = "segmentation"
     calibration_dir: Path | None = None
-    calibration_method: str | None = None  # None: harness.quantize's default
+    calibration_method: str | None = None  # None: harness.variants.quantize's default
     calibration_images: int | None = None
 
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from harness.ab import Baselines, current_commit
+from harness.gate.ab import Baselines, current_commit
 
 from conftest import run_cli
 

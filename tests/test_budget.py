@@ -1,6 +1,6 @@
 import dataclasses
 
-from harness.budget import summarize, verdict
+from harness.gate.budget import summarize, verdict
 from harness.results import ResultRow
 from harness.targets import TargetProfile, with_changes
 

@@ -108,7 +108,7 @@ def _has_worker_child(pid: int) -> bool:
     import psutil
 
     try:
-        return any("harness.worker" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
+        return any("harness.measure.worker" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
     except psutil.Error:
         return False
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.decide import FASTER, NO_CHANGE, SLOWER, UNKNOWN, decide, p_greater, unstable
+from harness.gate.decide import FASTER, NO_CHANGE, SLOWER, UNKNOWN, decide, p_greater, unstable
 
 
 def test_exact_rank_test_matches_hand_counts():

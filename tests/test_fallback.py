@@ -5,8 +5,8 @@ import torch
 
 from harness.data import find_split, load_split
 from harness.export import export_spec
-from harness.fallback import find_fallback, quantized_nodes
-from harness.quantize import QuantizeOptions
+from harness.variants.fallback import find_fallback, quantized_nodes
+from harness.variants.quantize import QuantizeOptions
 from harness.variants import variant_of
 from harness.models import create_model
 from harness.spec import ASSETS_DIR, ModelSpec

@@ -238,7 +238,7 @@ def test_kill_9_during_update_leaves_the_record_byte_identical(gate_setup):
 
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if any("harness.worker" in " ".join(c.cmdline()) for c in psutil.Process(proc.pid).children()):
+        if any("harness.measure.worker" in " ".join(c.cmdline()) for c in psutil.Process(proc.pid).children()):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)

@@ -125,7 +125,7 @@ def test_a_pytorch_model_with_the_wrong_class_count_is_refused_after_export(tmp_
                      f'factory = "three:build"\nnum_classes = 11\ninput_size = [184, 240]\n')
     proc = _bench(suite, fast_target, record)
     _one_line(proc, "model 'three' outputs shape [None, 3, 184, 240]", "11 classes")
-    assert "harness.worker" not in proc.stdout
+    assert "harness.measure.worker" not in proc.stdout
 
 
 def test_stale_scratch_folders_of_killed_runs_are_removed():

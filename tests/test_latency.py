@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.decide import FASTER, NO_CHANGE, SLOWER, UNDECIDED, decide_paired
+from harness.gate.decide import FASTER, NO_CHANGE, SLOWER, UNDECIDED, decide_paired
 from harness.gate import check_row, run_gate
-from harness.latency import configuration_changes
-from harness.measurement import Measurement, failed
-from harness.pairing import PairedRatios, paired_ratios, paired_speedup
+from harness.gate.latency import configuration_changes
+from harness.measure.measurement import Measurement, failed
+from harness.measure.pairing import PairedRatios, paired_ratios, paired_speedup
 from harness.results import read_rows
 from harness.targets import TargetProfile
 

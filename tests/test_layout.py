@@ -109,3 +109,11 @@ def test_a_built_wheel_holds_the_targets_and_every_module(tmp_path):
     assert {f"harness/assets/targets/{t}.toml" for t in ("watch", "phone", "cloud")} <= names
     modules = {str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")}
     assert modules <= names
+
+
+def test_the_top_of_the_package_holds_only_shared_modules_and_the_stages_are_folders():
+    top = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= 12, top
+    stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert {"models", "tasks", "export", "variants", "bench", "measure", "runners", "serve", "gate", "report",
+            "reduce", "cli"} <= stages

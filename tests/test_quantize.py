@@ -11,7 +11,7 @@ import torch
 from harness.data import find_split, load_split, normalize
 from harness.errors import HarnessError
 from harness.export import export_spec
-from harness.quantize import QuantizeOptions, calibrate, preprocess
+from harness.variants.quantize import QuantizeOptions, calibrate, preprocess
 from harness.variants import variant_of
 from harness.models import create_model
 from harness.spec import ASSETS_DIR, ModelSpec
@@ -135,7 +135,7 @@ def test_healthy_tensors_get_exactly_the_ranges_ort_computes(exported, calibrati
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator, load_tensors_data
 
-    from harness.quantize import calibration_fallbacks
+    from harness.variants.quantize import calibration_fallbacks
 
     options = QuantizeOptions(calibration_images=8)
     pre, _ = preprocess(exported.path, tmp_path)
@@ -157,7 +157,7 @@ def test_healthy_tensors_get_exactly_the_ranges_ort_computes(exported, calibrati
 def test_a_tensor_holding_nan_gets_the_range_of_its_finite_values():
     from types import SimpleNamespace
 
-    from harness.quantize import _per_tensor_collector
+    from harness.variants.quantize import _per_tensor_collector
 
     settings = SimpleNamespace(method="percentile", symmetric=False, num_bins=2048, num_quantized_bins=128,
                                percentile=99.999, scenario="same")

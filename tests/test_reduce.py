@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checkpoint import build_model
+from harness.models.checkpoint import build_model
 from harness.data import find_split, load_split
 from harness.errors import HarnessError
 from harness.export import export_spec
@@ -184,7 +184,7 @@ def test_encoder_swap_to_another_task_is_refused(small_pspnet, tmp_path, tiny_ro
 
 
 def test_distillation_loss_is_zero_when_the_student_matches():
-    from harness.train import distillation_loss
+    from harness.reduce.train import distillation_loss
 
     torch.manual_seed(0)
     teacher = torch.randn(2, 5, 4, 4)
@@ -198,7 +198,7 @@ def test_distillation_loss_is_zero_when_the_student_matches():
 @pytest.mark.slow
 def test_distill_brings_a_factorized_student_towards_its_teacher(parent, tmp_path, tiny_root, images):
     from harness.data import normalize
-    from harness.train import distillation_loss
+    from harness.reduce.train import distillation_loss
 
     student = tmp_path / "student.pt"
     assert _reduce(parent, "factorize", student).returncode == 0

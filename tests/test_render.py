@@ -4,7 +4,7 @@ import dataclasses
 
 from rich.console import Console
 
-from harness.render import ladder_table
+from harness.report.render import ladder_table
 from harness.results import ResultRow
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness.measurement import LatencyStats, build_request
+from harness.measure.measurement import LatencyStats, build_request
 from harness.onnx_graph import save_graph
-from harness.runner import run_worker
+from harness.runners.local import run_worker
 from harness.targets import TargetProfile
-from harness.yardsticks import trivial_model
+from harness.measure.yardsticks import trivial_model
 
 HW = (32, 32)
 
@@ -95,7 +95,7 @@ def test_latency_stats_flag_a_large_spread():
     noisy = LatencyStats.from_samples([10.0, 30.0, 10.0, 12.0])
     assert steady.p50_ms == pytest.approx(10.0) and noisy.p95_ms > noisy.p50_ms
     # Instability is pyperf's rule on per-process medians now, not on single calls (correlated within a process).
-    from harness.decide import unstable
+    from harness.gate.decide import unstable
 
     assert not unstable([10.0, 10.1, 9.9]) and unstable([10.0, 13.0, 10.0])
 

@@ -166,7 +166,7 @@ def _eval_files(tmp_path, eval_images):
 def test_a_served_variant_gives_burst_closed_and_open_figures_and_quality_from_its_masks(tiny_onnx, tmp_path, eval_images):
     import onnxruntime as ort
 
-    from harness.evaluate import evaluate_session
+    from harness.measure.evaluate import evaluate_session
 
     image_dir, eval_path = _eval_files(tmp_path, eval_images)
     masks = tmp_path / "masks.npy"

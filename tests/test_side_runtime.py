@@ -10,7 +10,7 @@ import sys
 import onnxruntime
 import pytest
 
-from harness.side_runtime import side_runtime
+from harness.gate.side_runtime import side_runtime
 
 from conftest import run_cli
 

@@ -169,7 +169,7 @@ def _remote_launchers(sshd_pid: int) -> set[int]:
     for p in family:
         try:
             command = " ".join(p.cmdline())
-            if "harness.remote" in command and "--probe" not in command:
+            if "harness.runners.remote" in command and "--probe" not in command:
                 found.add(p.pid)
         except psutil.Error:  # ended, or a zombie, between listing and reading
             pass
@@ -206,10 +206,10 @@ def test_lockstep_children_on_the_device_pair_block_by_block(sshd, tmp_path):
     """run_together over ssh: the children run side by side on the device, each with the same cycles."""
     import numpy as np
 
-    from harness.measurement import build_request
+    from harness.measure.measurement import build_request
     from harness.runners import make_runner
     from harness.targets import load_target
-    from harness.yardsticks import trivial_model
+    from harness.measure.yardsticks import trivial_model
 
     target = load_target(str(sshd.target()))
     sample = tmp_path / "sample.npy"

@@ -6,7 +6,7 @@ import pytest
 from harness.bench import BenchInputs, run_bench
 from harness.errors import HarnessError
 from harness.metrics import Quality
-from harness.quantize import QuantizeOptions
+from harness.variants.quantize import QuantizeOptions
 from harness.spec import load_suite
 from harness.targets import TargetProfile
 from harness.tasks import get_task, list_tasks, register_task

@@ -43,7 +43,7 @@ def test_train_stores_float16_weights_with_recorded_keywords_that_reduce_reuses(
     saved = torch.load(out, weights_only=True)
     assert saved["weights_dtype"] == "float16" and saved["model_kwargs"] == {"width": 0.125}
     assert all(t.dtype == torch.float16 for t in saved["state_dict"].values() if t.is_floating_point())
-    from harness.checkpoint import build_model
+    from harness.models.checkpoint import build_model
 
     spec = ModelSpec(name="t", arch="unet_small", num_classes=11, input_hw=(64, 64), checkpoint=out,
                      model_kwargs={"width": 0.125})

@@ -7,7 +7,7 @@ import pytest
 
 from harness.bench import BenchInputs, run_bench
 from harness.errors import HarnessError
-from harness.quantize import QuantizeOptions
+from harness.variants.quantize import QuantizeOptions
 from harness.spec import load_suite
 from harness.targets import TargetProfile
 from harness.variants import get_variant, list_variants, register_variant, variant_of
@@ -60,7 +60,7 @@ def test_a_registered_variant_is_benched_beside_fp32(tiny_suite, toy_variant):
 
 def test_a_registered_variant_is_cached(tmp_path, toy_variant):
     from harness.export import ExportedModel
-    from harness.yardsticks import reference_model
+    from harness.measure.yardsticks import reference_model
 
     path = reference_model(tmp_path / "ref.onnx")
     exported = ExportedModel("ref", path, "sha-of-ref", path.stat().st_size / 1e6, 0, None, True)

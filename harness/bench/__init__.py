@@ -15,16 +15,16 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.ab import Baselines
+from harness.gate.ab import Baselines
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
 from harness.cache import file_sha256
-from harness.pairing import paired_ratios, spread_pct
-from harness.side_runtime import side_runtime
+from harness.measure.pairing import paired_ratios, spread_pct
+from harness.gate.side_runtime import side_runtime
 from harness.results import ResultRow, row_key
-from harness.runner import Runner
+from harness.runners.local import Runner
 from harness.runners import make_runner
 from harness.spec import Suite
 from harness.targets import TargetProfile

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.machine import MachineFingerprint, machine_fingerprint
-from harness.quantize import QuantizeOptions
+from harness.measure.machine import MachineFingerprint, machine_fingerprint
+from harness.variants.quantize import QuantizeOptions
 from harness.spec import Suite
 from harness.targets import TargetProfile
 from harness.tasks import Task, get_task
@@ -54,7 +54,7 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     """The plan, or one HarnessError naming what is wrong with the input."""
     import onnx
 
-    from harness.ab import current_commit
+    from harness.gate.ab import current_commit
 
     variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
     needs_calibration = [get_variant(v).needs_calibration for v in variants]  # unknown names fail now

@@ -91,7 +91,7 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
     images_u8, targets = load_calibration(plan, spec)
     options, note = inputs.quantize, ""
     if inputs.max_miou_drop is not None and variant.supports_fallback:
-        from harness.fallback import find_fallback
+        from harness.variants.fallback import find_fallback
 
         found = find_fallback(exported, options, images_u8, targets, spec.num_classes, plan.suite.ignore_index,
                               inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"),

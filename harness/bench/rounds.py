@@ -8,11 +8,11 @@ from pathlib import Path
 
 from harness.bench.plan import BenchPlan
 from harness.bench.prepare import PreparedModel
-from harness.decide import UNDECIDED, decide_paired
-from harness.measurement import Measurement, build_request, combine
-from harness.pairing import paired_ratios
-from harness.runner import Runner
-from harness.yardsticks import reference_model, trivial_model
+from harness.gate.decide import UNDECIDED, decide_paired
+from harness.measure.measurement import Measurement, build_request, combine
+from harness.measure.pairing import paired_ratios
+from harness.runners.local import Runner
+from harness.measure.yardsticks import reference_model, trivial_model
 
 FLOOR = "floor"
 
@@ -40,7 +40,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
 
     Each round measures the floor, then each model group (a model, with its A/B partner) in lockstep: all
     its variants' children alive at once, timed in alternating blocks a fraction of a second apart, so a
-    ratio against fp32 or against the recorded version cancels a shared host's drift (harness.lockstep).
+    ratio against fp32 or against the recorded version cancels a shared host's drift (harness.measure.lockstep).
     A/B groups get `gate_ab_processes` rounds, then more (up to `gate_ab_max_processes`) while a shipped
     row's comparison is still undecided: Triton's perf_analyzer also measures until its windows agree.
     A runner without `run_together` measures them one after another instead (unpaired).
@@ -83,7 +83,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
 
 def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance) -> dict:
     """Serving "http": each variant as its own server process under load (harness.serve), after the children."""
-    from harness.measurement import failed
+    from harness.measure.measurement import failed
     from harness.serve.config import ServerConfig
     from harness.serve.measure import measure_served, server_cpus, write_images
     from harness.targets import HTTP_LOADS

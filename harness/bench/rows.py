@@ -11,10 +11,10 @@ import numpy as np
 from harness.bench.plan import BenchPlan
 from harness.bench.prepare import PreparedModel
 from harness.bench.rounds import FLOOR
-from harness.budget import verdict
+from harness.gate.budget import verdict
 from harness.export import ExportedModel
-from harness.measurement import Measurement
-from harness.pairing import paired_speedup
+from harness.measure.measurement import Measurement
+from harness.measure.pairing import paired_speedup
 from harness.results import ResultRow, joined, row_key
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant

@@ -42,9 +42,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.ab import Baselines, committed_keys
+    from harness.gate.ab import Baselines, committed_keys
     from harness.bench import run_bench
-    from harness.render import make_console
+    from harness.report.render import make_console
     from harness.results import read_rows, row_key
     from harness.spec import load_suite
     from harness.targets import load_target
@@ -80,7 +80,7 @@ def run(args) -> int:
         print(json.dumps({"target": target.name, "rows": [dataclasses.asdict(r) for r in rows],
                           "gate": json.loads(report.to_json())}, indent=1, default=str))
     if args.summary:
-        from harness.summary import append_summary
+        from harness.report.summary import append_summary
 
         append_summary(Path(args.summary), target, rows, report, record_path if recorded is not None else None)
     if args.report:
@@ -96,8 +96,8 @@ def run(args) -> int:
 
 
 def _print_tables(console, target, rows, baseline_model: str) -> None:
-    from harness.budget import summarize
-    from harness.render import ladder_table, recipes_table, results_table, served_table
+    from harness.gate.budget import summarize
+    from harness.report.render import ladder_table, recipes_table, results_table, served_table
 
     console.print(results_table(target, rows))
     served = served_table(rows)
@@ -133,7 +133,7 @@ def _write_results(console, args, target, run, record_path: Path, recorded) -> P
 def _gate(console, args, target, run, record_path: Path, recorded, latest: Path, lost: set, narrowing, full_target):
     """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
     from harness.gate import run_gate
-    from harness.render import gate_table
+    from harness.report.render import gate_table
     from harness.files import write_text_atomic
 
     compare = (recorded is not None or args.against) and not args.update

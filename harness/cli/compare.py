@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.render import compare_table, make_console, rule_table
+    from harness.report.render import compare_table, make_console, rule_table
     from harness.results import read_rows
 
     if args.old.endswith(".raw.json") and args.new.endswith(".raw.json"):

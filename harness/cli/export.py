@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from harness.export import export_spec
-    from harness.render import export_table, make_console
+    from harness.report.render import export_table, make_console
     from harness.spec import load_suite
 
     writable_file(args.out, "--out")

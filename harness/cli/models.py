@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from harness.models import get_model_info, list_models
-    from harness.render import make_console, models_table
+    from harness.report.render import make_console, models_table
 
     make_console().print(models_table([get_model_info(name) for name in list_models(args.pattern)]))
     return EXIT_OK

@@ -59,7 +59,7 @@ def model_arg(text: str) -> tuple[str, object]:
 
 def add_data_options(p) -> None:
     """Evaluation and calibration data, and how int8-static is made."""
-    from harness.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
+    from harness.variants.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_METHOD
 
     add_suite_option(p)
     p.add_argument("--data", help="evaluation data: a split folder (images/ + masks/, or one folder per class) or a "
@@ -104,7 +104,7 @@ def resolve_spec(args, suite):
 
 def _recorded_by(args) -> dict:
     """What a harness checkpoint of this architecture records (classes, input size, keywords, task)."""
-    from harness.checkpoint import checkpoint_fields
+    from harness.models.checkpoint import checkpoint_fields
 
     saved = checkpoint_fields(Path(args.checkpoint)) if args.checkpoint and Path(args.checkpoint).is_file() else {}
     if saved.get("arch") != args.model:
@@ -117,7 +117,7 @@ def _recorded_by(args) -> dict:
 def bench_inputs(args, suite):
     """The data and quantization options of bench and quantize, from the suite with CLI overrides."""
     from harness.bench import BenchInputs, default_data_dir
-    from harness.quantize import default_options
+    from harness.variants.quantize import default_options
 
     calibration = Path(args.calibration_data) if args.calibration_data else suite.calibration_dir
     images = args.calibration_images if args.calibration_images is not None else suite.calibration_images

@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from harness.bench import calibration_bar, make_variant, plan_bench
     from harness.export import export_spec
-    from harness.render import make_console
+    from harness.report.render import make_console
     from harness.spec import load_suite
     from harness.targets import TargetProfile
 

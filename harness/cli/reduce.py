@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.checkpoint import checkpoint_fields, update_checkpoint, write_checkpoint
+    from harness.models.checkpoint import checkpoint_fields, update_checkpoint, write_checkpoint
     from harness.spec import load_suite
 
     suite = load_suite(args.suite)
@@ -62,7 +62,7 @@ def _reduce(spec, args):
     """Build the spec's model (with its checkpoint) and apply the recipe; distill changes nothing here."""
     import torch
 
-    from harness.checkpoint import build_model, read_checkpoint
+    from harness.models.checkpoint import build_model, read_checkpoint
     from harness.reduce import ReducedModel, apply_recipe, swap_to
 
     model = build_model(spec).train(False)
@@ -103,7 +103,7 @@ def _check(args, suite, spec):
 
 def _teacher_spec(args, suite, student):
     """--teacher: a suite entry, or a checkpoint made by harness (it records its architecture)."""
-    from harness.checkpoint import checkpoint_fields
+    from harness.models.checkpoint import checkpoint_fields
     from harness.spec import ModelSpec, find_spec
 
     if not args.teacher:
@@ -125,7 +125,7 @@ def _teacher_spec(args, suite, student):
 def _train(args, suite, spec, reduced, teacher, out: Path, provenance: dict) -> str:
     """Train the written checkpoint in place (best val epoch kept); say what the training did."""
     from harness.tasks import get_task
-    from harness.train import TrainConfig, train
+    from harness.reduce.train import TrainConfig, train
 
     cfg = TrainConfig(
         arch=reduced.arch, data_dir=Path(args.data), out_path=out, num_classes=spec.num_classes, input_hw=spec.input_hw,

@@ -66,7 +66,7 @@ def run(args) -> int:
 def _variant_file(args, suite, spec):
     from harness.bench import make_variant, plan_bench
     from harness.export import export_spec
-    from harness.render import make_console
+    from harness.report.render import make_console
     from harness.targets import TargetProfile
 
     console = make_console()

@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.render import make_console, targets_table
+    from harness.report.render import make_console, targets_table
     from harness.targets import list_target_files, load_target
 
     make_console().print(targets_table([load_target(str(path)) for path in list_target_files()]))

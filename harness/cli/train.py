@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from harness.models import get_model_info
     from harness.tasks import get_task
-    from harness.train import TrainConfig, train
+    from harness.reduce.train import TrainConfig, train
 
     get_model_info(args.model)  # unknown names fail before data loading
     _check_kwargs(args)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.measurement import Measurement, failed
+from harness.measure.measurement import Measurement, failed
 from harness.serve.config import ServerConfig
 from harness.serve.process import ServerProcess, cgroup_figures
 from harness.serve.summary import burst_measurement, closed_measurement, open_measurement

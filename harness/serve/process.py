@@ -69,7 +69,7 @@ class ServerProcess:
     """`python -m harness.serve.server` started, watched for its memory cap, and stopped."""
 
     def __init__(self, config: ServerConfig, workdir: Path, cap_mb: float | None, python: str | None = None):
-        from harness.runner import _Watchdog
+        from harness.runners.local import _Watchdog
 
         self.config_path = workdir / f"server_{os.getpid()}_{time.monotonic_ns()}.json"
         self.config_path.write_text(config.to_json())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.quantize import (calibrate, calibration_fallbacks, describe_fallbacks, preprocess, quantize_dynamic,
+from harness.variants.quantize import (calibrate, calibration_fallbacks, describe_fallbacks, preprocess, quantize_dynamic,
                               quantize_static_with, to_fp16)
 from harness.variants.registry import VariantJob, register_variant
 

@@ -32,7 +32,7 @@ class VariantJob:
     exported: ExportedModel
     out: Path  # the ONNX file to write
     workdir: Path  # scratch space beside it, removed afterwards
-    options: object  # harness.quantize.QuantizeOptions for the built-in quantizers
+    options: object  # harness.variants.quantize.QuantizeOptions for the built-in quantizers
     calibration_images: np.ndarray | None  # uint8 NHWC, only for variants that need calibration
     on_progress: Callable[[int, int], None] | None = None
 

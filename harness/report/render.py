@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.export import ExportedModel
-from harness.decide import UNSTABLE_SPREAD_PCT, unstable
+from harness.gate.decide import UNSTABLE_SPREAD_PCT, unstable
 from harness.results import ResultRow, shown_cell, row_key, split_floats
 from harness.targets import TargetProfile
 
@@ -214,7 +214,7 @@ def _cell_text(name: str, value) -> str:
 
 def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pct: float) -> Table:
     """The gate's latency rule on two raw files: per-process medians, row by row."""
-    from harness.decide import decide
+    from harness.gate.decide import decide
 
     table = Table("model", "variant", "serving", "old p50 ms", "new p50 ms", "ratio", "p slower", "p faster", "decision",
                   title=f"{old_name} → {new_name}: rank rule on per-process medians, minimum effect {min_effect_pct:g} %",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
+from harness.report.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
 from harness.results import shown_cell, read_rows, row_key
 
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),

@@ -1,4 +1,4 @@
-"""The measurement child: `python -m harness.worker --reply-fd N` reads a Request on stdin, writes a Reply to fd N.
+"""The measurement child: `python -m harness.measure.worker --reply-fd N` reads a Request on stdin, writes a Reply to fd N.
 
 It imports only numpy and onnxruntime (never torch), caps its own CPUs before the runtime starts,
 and reads its peak memory from the kernel (VmHWM), so a spike between any two polls still counts.
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from harness.protocol import Reply, Request
+from harness.measure.protocol import Reply, Request
 
 REFERENCE_RUNS = 10  # timed in every measuring child (~15 ms): the gate takes the median over the children
 
@@ -117,7 +117,7 @@ def measure(request: Request) -> Reply:
 def serve_blocks(request: Request, commands, answer) -> Reply:
     """Lockstep: after warm-up say ready, then time one block per `run` command until `finish`.
 
-    The conductor (harness.lockstep) sends `run` to each of several children in turn, so blocks of
+    The conductor (harness.measure.lockstep) sends `run` to each of several children in turn, so blocks of
     different variants alternate milliseconds apart and see the same host. Each block starts with one
     untimed call (the caches a sibling child just used are warmed for this model again), except for calls
     longer than a block, where the sibling's traces are a small part of one call and a re-warm would
@@ -180,7 +180,7 @@ def _machine(ort_version: str, numpy_version: str) -> dict:
     import platform
     from dataclasses import asdict
 
-    from harness.machine import machine_fingerprint
+    from harness.measure.machine import machine_fingerprint
 
     return {**asdict(machine_fingerprint(ort_version)), "python_version": platform.python_version(),
             "numpy_version": numpy_version}
@@ -257,7 +257,7 @@ def _time_concurrent(session, input_name: str, sample, in_flight: int, min_runs:
 def _evaluate(session, request: Request) -> tuple[tuple[int, ...], ...]:
     import numpy as np
 
-    from harness.evaluate import evaluate_session
+    from harness.measure.evaluate import evaluate_session
 
     data = np.load(request.eval_path)
     conf, predictions = evaluate_session(session, data["images"], data["masks"], request.num_classes,
@@ -268,10 +268,10 @@ def _evaluate(session, request: Request) -> tuple[tuple[int, ...], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.worker")
+    parser = argparse.ArgumentParser(prog="python -m harness.measure.worker")
     parser.add_argument("--reply-fd", type=int, required=True, help="file descriptor the Reply is written to")
     parser.add_argument("--lockstep", action="store_true",
-                        help="the request is stdin's first line; then one timed block per 'run' line (harness.lockstep)")
+                        help="the request is stdin's first line; then one timed block per 'run' line (harness.measure.lockstep)")
     args = parser.parse_args(argv)
     _die_with_parent()
     with os.fdopen(args.reply_fd, "w") as out:

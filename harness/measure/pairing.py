@@ -1,6 +1,6 @@
 """Paired figures from lockstep children: ratios of blocks that ran in the same cycle, a fraction of a second apart.
 
-Two children of one lockstep session (harness.lockstep) took block i in cycle i. The ratio of their
+Two children of one lockstep session (harness.measure.lockstep) took block i in cycle i. The ratio of their
 block medians in a cycle cancels the host's drift; the median of those ratios over a process's cycles
 is that process pair's ratio, one observation per round (pyperf's unit stays the process).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.measurement import Measurement
+from harness.measure.measurement import Measurement
 
 
 def _blocks(latencies: tuple[float, ...], sizes: tuple[int, ...]) -> list[tuple[float, ...]]:

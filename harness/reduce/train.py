@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.checkpoint import write_checkpoint
+from harness.models.checkpoint import write_checkpoint
 from harness.data import normalize
 from harness.errors import HarnessError
 from harness.metrics import confusion_matrix
@@ -178,7 +178,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 def _teacher(cfg: TrainConfig):
     if cfg.teacher is None:
         return None
-    from harness.checkpoint import build_model
+    from harness.models.checkpoint import build_model
 
     teacher = build_model(cfg.teacher).eval().to(cfg.device)
     for p in teacher.parameters():
@@ -190,7 +190,7 @@ def initial_model(cfg: TrainConfig):
     """A fresh registry model, or the weights (and recorded reductions) of --init to fine-tune."""
     if cfg.init_checkpoint is None:
         return create_model(cfg.arch, cfg.num_classes, **(cfg.model_kwargs or {})), []
-    from harness.checkpoint import build_model, read_checkpoint
+    from harness.models.checkpoint import build_model, read_checkpoint
 
     spec = ModelSpec(name=cfg.arch, arch=cfg.arch, num_classes=cfg.num_classes, input_hw=cfg.input_hw,
                      checkpoint=cfg.init_checkpoint, model_kwargs=dict(cfg.model_kwargs or {}), task=cfg.task)

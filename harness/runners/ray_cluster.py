@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.protocol import Reply, Request
-from harness.runner import CHILD_MODULES, RemoteLockstep
+from harness.measure.protocol import Reply, Request
+from harness.runners.local import RemoteLockstep, copy_child_modules
 
 RESOURCE = "harness_measure"
 
@@ -64,8 +64,7 @@ class RayRunner:
         ray = self._ray
         package = Path(self._package_dir) / "harness"
         package.mkdir(exist_ok=True)
-        for name in (*CHILD_MODULES, "ray_runner.py", "errors.py"):
-            shutil.copy(Path(__file__).parent / name, package / name)
+        copy_child_modules(package, ("runners/ray_cluster.py", "errors.py"))
         if self.address != "auto":
             _check_reachable(self.address)
         try:  # an existing cluster only: a fresh local Ray would have no node offering RESOURCE
@@ -161,7 +160,7 @@ def measure_together_on_node(requests_json: list[str], files: list[dict], memory
     """Runs on the node: the requests' files to a scratch folder, lockstep children (or one child), replies."""
     import platform
 
-    from harness.runner import LocalRunner
+    from harness.runners.local import LocalRunner
 
     import ray
 

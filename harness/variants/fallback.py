@@ -18,9 +18,9 @@ import numpy as np
 
 from harness.cache import cached_entry
 from harness.data import normalize
-from harness.evaluate import evaluate_session
+from harness.measure.evaluate import evaluate_session
 from harness.export import ExportedModel
-from harness.quantize import QuantizeOptions, calibrate, preprocess, quantize_static_with
+from harness.variants.quantize import QuantizeOptions, calibrate, preprocess, quantize_static_with
 from harness.tasks import get_task
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}

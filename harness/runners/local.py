@@ -15,15 +15,27 @@ import platform
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Protocol
 
-from harness.lockstep import rss_mb, run_lockstep
-from harness.protocol import ProtocolError, Reply, Request
+from harness.measure.lockstep import rss_mb, run_lockstep
+from harness.measure.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
 # What a measuring child imports (standard library, numpy, onnxruntime): what a remote runner ships.
-CHILD_MODULES = ("__init__.py", "protocol.py", "worker.py", "evaluate.py", "metrics.py", "machine.py", "runner.py",
-                 "lockstep.py")
+CHILD_MODULES = ("__init__.py", "metrics.py", "measure/__init__.py", "measure/protocol.py", "measure/worker.py",
+                 "measure/evaluate.py", "measure/machine.py", "measure/lockstep.py", "runners/__init__.py",
+                 "runners/local.py")  # paths under the package: what a remote or side environment gets
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def copy_child_modules(package: Path, extra: tuple[str, ...] = ()) -> None:
+    """The child's modules (and `extra` ones) into `package`, a folder named harness, keeping their sub-folders."""
+    import shutil
+
+    for name in (*CHILD_MODULES, *extra):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PACKAGE_ROOT / name, package / name)
 WATCHDOG_POLL_S = 0.005
 
 
@@ -89,7 +101,7 @@ class _Watchdog(threading.Thread):
 
 
 class LocalRunner:
-    """`python -m harness.worker` on this machine."""
+    """`python -m harness.measure.worker` on this machine."""
 
     name = "local"
 
@@ -106,7 +118,7 @@ class LocalRunner:
 
     def run_together(self, requests: list[Request], memory_cap_mb: float | None = None,
                      timeout_s: float = WORKER_TIMEOUT_S, pythons: list[str | None] | None = None) -> list[Reply]:
-        """Several children alive at once, timed in alternating blocks (harness.lockstep); one Reply each."""
+        """Several children alive at once, timed in alternating blocks (harness.measure.lockstep); one Reply each."""
         requests = [self._placed(r) for r in requests]
         pythons = [p or sys.executable for p in (pythons or [None] * len(requests))]
         with _off_cpus(sorted({cpu for r in requests for cpu in r.cpu_affinity})):
@@ -125,7 +137,7 @@ class LocalRunner:
     def _run(self, request: Request, memory_cap_mb: float | None, timeout_s: float) -> Reply:
         read_fd, write_fd = os.pipe()
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "harness.worker", "--reply-fd", str(write_fd)],
+            proc = subprocess.Popen([sys.executable, "-m", "harness.measure.worker", "--reply-fd", str(write_fd)],
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     text=True, pass_fds=(write_fd,))
         except BaseException:
@@ -183,6 +195,6 @@ def _off_cpus(child_cpus):
 
 def run_worker(request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S):
     """One local measurement as a Measurement (the figures the bench combines)."""
-    from harness.measurement import Measurement
+    from harness.measure.measurement import Measurement
 
     return Measurement.from_reply(LocalRunner().run(request, memory_cap_mb, timeout_s))

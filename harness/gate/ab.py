@@ -145,7 +145,7 @@ class Baselines:
         if tree is None:
             return None
         relative = self.suite_path.resolve().relative_to(self.root)
-        from harness.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
+        from harness.export.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
 
         parts = {"rev": rev, "model": name, "variant": variant, "machine": machine, "stripped": list(SOURCE_LOCATION_KEYS)}
 

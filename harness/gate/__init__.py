@@ -3,7 +3,7 @@
 A shipped row fails when it breaks a budget, could not be measured, or regressed against its recorded
 row. Deterministic figures (file size, parameters, quality (mIoU or top-1), parity) compare tightly;
 model memory within an absolute tolerance; latency only on evidence from this run: the A/B of a changed
-configuration against its recorded one (harness.latency). Comparison-only rows (not in the target's
+configuration against its recorded one (harness.gate.latency). Comparison-only rows (not in the target's
 `ship`) never fail: what would have failed them becomes a note. `strict` also fails a row whose latency
 could not be gated or stayed undecided.
 """
@@ -14,7 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from harness.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
+from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
 from harness.results import ResultRow, damaged_fields, row_key
 from harness.targets import TargetProfile
 

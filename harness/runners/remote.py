@@ -1,4 +1,4 @@
-"""The device side of a remote runner: `python -m harness.remote` measures one Request with a local child
+"""The device side of a remote runner: `python -m harness.runners.remote` measures one Request with a local child
 (or, with `--together`, a list of them in lockstep children).
 
 Staged by the ssh runner into a temporary folder on the device with the few modules the child needs
@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 
-from harness.protocol import ProtocolError, Reply, Request
+from harness.measure.protocol import ProtocolError, Reply, Request
 
 NEEDED_MODULES = ("numpy", "onnxruntime")
 
@@ -30,7 +30,7 @@ def probe() -> dict:
 
 
 def measure(text: str, memory_cap_mb: float | None, timeout_s: float) -> dict:
-    from harness.runner import LocalRunner
+    from harness.runners.local import LocalRunner
 
     try:
         request = Request.from_json(text)
@@ -40,8 +40,8 @@ def measure(text: str, memory_cap_mb: float | None, timeout_s: float) -> dict:
 
 
 def measure_together(text: str, memory_cap_mb: float | None, timeout_s: float) -> list[dict]:
-    """Several requests in lockstep children on the device (harness.lockstep); one envelope each."""
-    from harness.runner import LocalRunner
+    """Several requests in lockstep children on the device (harness.measure.lockstep); one envelope each."""
+    from harness.runners.local import LocalRunner
 
     try:
         requests = [Request.from_json(one) for one in json.loads(text)]
@@ -60,7 +60,7 @@ def _envelope(request: Request, reply: Reply) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.remote")
+    parser = argparse.ArgumentParser(prog="python -m harness.runners.remote")
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--memory-cap-mb", type=float, default=0.0)
     parser.add_argument("--timeout-s", type=float, default=900.0)

@@ -16,7 +16,7 @@ import numpy as np
 from harness import __version__
 from harness.cache import cached_entry, file_sha256
 from harness.errors import ExportError, HarnessError, ParityError
-from harness.exporters import (EXPORT_PATHS, INPUT_NAME, OUTPUT_NAME, SOURCE_LOCATION_KEYS, ExportPath, export_log_path,
+from harness.export.exporters import (EXPORT_PATHS, INPUT_NAME, OUTPUT_NAME, SOURCE_LOCATION_KEYS, ExportPath, export_log_path,
                                export_to_file, onnx_batch_dim, output_to, root_cause)
 from harness.spec import ModelSpec
 
@@ -55,7 +55,7 @@ def export_key_parts(spec: ModelSpec) -> dict:
 
     factory = None
     if spec.factory is not None:
-        from harness.checkpoint import factory_source_digest
+        from harness.models.checkpoint import factory_source_digest
 
         factory = [spec.factory, factory_source_digest(spec)]
     return {
@@ -86,7 +86,7 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
                              params_in_graph(spec.onnx), None, cached=True, how="the user's own ONNX file")
     if parity_images is None or len(parity_images) == 0:
         raise HarnessError(f"model '{spec.name}': parity needs real images; give --data a folder with images/ and masks/")
-    from harness.checkpoint import build_model
+    from harness.models.checkpoint import build_model
 
     def build(staging: Path) -> dict:
         model = build_model(spec)

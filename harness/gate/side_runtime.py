@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cache import cache_dir
-from harness.runner import CHILD_MODULES
+from harness.runners.local import copy_child_modules
 
 PIP_TIMEOUT_S = 600
 
@@ -49,8 +49,7 @@ def _stage_child_modules(folder: Path) -> None:
     child = folder / "harness-child"
     package = child / "harness"
     package.mkdir(parents=True, exist_ok=True)
-    for name in CHILD_MODULES:
-        shutil.copy(Path(__file__).parent / name, package / name)
+    copy_child_modules(package)
     probe = subprocess.run([str(_python_of(folder)), "-c", "import site; print(site.getsitepackages()[0])"],
                            capture_output=True, text=True, timeout=60)
     Path(probe.stdout.strip(), "harness_child.pth").write_text(str(child) + "\n")
@@ -79,7 +78,7 @@ def side_runtime(ort_version: str, numpy_version: str = "", make=True) -> SideRu
                                                   f"({said})")
         marker.write_text(ort_version + "\n")
     _stage_child_modules(folder)
-    ok, said = _run([str(python), "-c", "import onnxruntime, numpy, harness.worker; print(onnxruntime.__version__)"], 120)
+    ok, said = _run([str(python), "-c", "import onnxruntime, numpy, harness.measure.worker; print(onnxruntime.__version__)"], 120)
     if not ok or said.strip() != ort_version:
         return SideRuntime(ort_version, None, f"the side environment for onnxruntime {ort_version} does not work ({said})")
     return SideRuntime(ort_version, str(python))

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from harness.protocol import ProtocolError, Reply, Request
+from harness.measure.protocol import ProtocolError, Reply, Request
 
 WATCHDOG_POLL_S = 0.005
 
@@ -78,7 +78,7 @@ def _start(request: Request, python: str) -> _Child:
     read_fd, write_fd = os.pipe()
     stderr = tempfile.TemporaryFile()
     try:
-        proc = subprocess.Popen([python, "-m", "harness.worker", "--reply-fd", str(write_fd), "--lockstep"],
+        proc = subprocess.Popen([python, "-m", "harness.measure.worker", "--reply-fd", str(write_fd), "--lockstep"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
                                 pass_fds=(write_fd,))
     except BaseException:

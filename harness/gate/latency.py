@@ -1,7 +1,7 @@
 """Latency against a baseline: only evidence from this run can fail it.
 
 - **A/B**: a model whose file, runtime or session options changed since the record is measured beside its
-  recorded configuration in this run. From lockstep children, the paired rounds decide (harness.decide:
+  recorded configuration in this run. From lockstep children, the paired rounds decide (harness.gate.decide:
   slower, no change, or undecided when the host is too noisy to tell the minimum effect apart);
   otherwise (sides not measured in lockstep) the rank rule on per-process figures.
 - **unchanged**: same file, runtime and options as the record: the ratio against the record is reported
@@ -9,7 +9,7 @@
   the record rule for dedicated, quiet hardware: the rank rule, excused by the reference workload.
 - **not gated**: nothing to compare with, or a change that could not be measured beside its recorded
   configuration (said so; `--strict` fails it).
-Budgets (`p95_budget_ms`) are absolute and judged elsewhere (harness.budget).
+Budgets (`p95_budget_ms`) are absolute and judged elsewhere (harness.gate.budget).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from harness.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
+from harness.gate.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
 from harness.results import ResultRow, split_floats
 from harness.targets import GateRules
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.protocol import Reply, Request
+from harness.measure.protocol import Reply, Request
 from harness.targets import TargetProfile
 
 MAX_RUNS = 5000

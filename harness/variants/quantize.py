@@ -65,7 +65,7 @@ class QuantizeOptions:
 
 def default_options(**overrides) -> QuantizeOptions:
     """The defaults, with reduce_range switched on where this CPU lacks VNNI (U8S8 saturation)."""
-    from harness.machine import machine_fingerprint
+    from harness.measure.machine import machine_fingerprint
 
     has_vnni = machine_fingerprint("").has_vnni
     return QuantizeOptions(**{"reduce_range": not has_vnni, **{k: v for k, v in overrides.items() if v is not None}})

@@ -1,0 +1,1 @@
+"""The measuring child and what it needs: the protocol, the child (worker), lockstep blocks, statistics, the yardsticks and the machine fingerprint. Standard library, numpy and onnxruntime only: a remote runner ships this folder."""
