@@ -40,6 +40,21 @@ def _die_with_parent() -> None:
         pass  # not Linux: the parent still kills its child on any exception it sees
 
 
+def session_options(ort, settings):
+    """ONNX Runtime's options from a Request or a ServerConfig (the same field names): the child and the service
+    run a model alike."""
+    options = ort.SessionOptions()
+    # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = settings.enable_cpu_mem_arena
+    options.enable_mem_pattern = settings.enable_mem_pattern
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
+    options.log_severity_level = 3
+    return options
+
+
 class _Session:
     """One loaded model with its input, ready to be timed: one-shot or block by block (lockstep)."""
 
@@ -56,16 +71,7 @@ class _Session:
 
         self.request, self.ort, self.np = request, ort, np
         self.import_rss_mb = _status_mb("VmRSS")
-        options = ort.SessionOptions()
-        # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
-        options.intra_op_num_threads = request.threads
-        options.inter_op_num_threads = request.inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.enable_cpu_mem_arena = request.enable_cpu_mem_arena
-        options.enable_mem_pattern = request.enable_mem_pattern
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if request.allow_spinning else "0")
-        options.log_severity_level = 3
-        self.options = options
+        self.options = options = session_options(ort, request)
         self.session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.sample = np.load(request.sample_path)  # one real image, already fitted and normalised

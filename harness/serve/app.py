@@ -32,16 +32,11 @@ class SegmentationModel:
     def __init__(self, config: ServerConfig):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = config.inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.enable_cpu_mem_arena = config.enable_cpu_mem_arena
-        options.enable_mem_pattern = config.enable_mem_pattern
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
-        options.log_severity_level = 3
+        from harness.measure.worker import session_options
+
         self.config = config
-        self.session = ort.InferenceSession(config.onnx_path, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(config.onnx_path, session_options(ort, config),
+                                            providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
         self.input_name, self.ort_version = first.name, ort.__version__
         fixed_hw = tuple(first.shape[2:4]) if len(first.shape) == 4 else ()

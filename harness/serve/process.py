@@ -54,7 +54,8 @@ def cgroup_figures(pid: int) -> tuple[float | None, int | None]:
     return None, None
 
 
-def _status_mb(pid: int, field: str) -> float | None:
+def status_mb(pid: int | str, field: str) -> float | None:
+    """A /proc/PID/status figure (PID "self": this process) in MB; None when the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -124,7 +125,7 @@ class ServerProcess:
         return f"the server process ended ({how}){': ' + last if last else ''}"
 
     def peak_rss_mb(self) -> float | None:
-        return _status_mb(self.proc.pid, "VmHWM")
+        return status_mb(self.proc.pid, "VmHWM")
 
     def stop(self) -> None:
         if self.watchdog:

@@ -16,19 +16,9 @@ import socket
 import sys
 
 from harness.serve.config import ServerConfig
+from harness.serve.process import status_mb
 
 EXIT_BAD_INPUT = 2  # as harness.errors: the message says what to fix
-
-
-def rss_mb(field: str = "VmRSS") -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -70,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.cpu_affinity:
         os.sched_setaffinity(0, config.cpu_affinity)  # before the session: ORT's threads inherit it
-    server_rss_mb = rss_mb()
+    server_rss_mb = status_mb("self", "VmRSS")
     try:
         model = SegmentationModel(config)
     except Exception as e:  # ORT says why a file will not load in many types; one line each way
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         print(f"cannot load {config.onnx_path} into ONNX Runtime: {first[:300]}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    ready = {"port": sock.getsockname()[1], "server_rss_mb": server_rss_mb, "loaded_rss_mb": rss_mb(),
+    ready = {"port": sock.getsockname()[1], "server_rss_mb": server_rss_mb, "loaded_rss_mb": status_mb("self", "VmRSS"),
              "ort_version": model.ort_version, "cpu_affinity": sorted(os.sched_getaffinity(0))}
 
     def on_ready() -> None:
