@@ -272,3 +272,16 @@ def test_changed_session_options_are_ab_tested_with_extra_rounds_while_undecided
         assert rounds == 5 and "undecided: host too noisy" in " ".join(latency["notes"])
         strict = _bench(tiny_suite, recorded, results, "--strict")
         assert strict.returncode == 1 and "latency undecided (--strict)" in strict.stdout
+
+
+def test_a_narrowed_run_counts_every_recorded_row_it_did_not_look_at(record):
+    """Rows of the filtered-out variants, and rows of matching models this suite does not hold, are not looked at;
+    rows the run meant to measure but did not produce stay 'missing'."""
+    other_suite = dataclasses.replace(record[0], model="pspnet_resnet18_other_suite")
+    skipped_variant = dataclasses.replace(record[0], variant="fp16")
+    wanted = lambda key: key[1] != "fp16"  # noqa: E731  (as Narrowing.selects for --variant int8-static)
+    report = run_gate(record[:1], [*record, other_suite, skipped_variant], TARGET, looked_at=wanted,
+                      narrowed="--variant int8-static")
+    assert sorted(k[0] for k in report.not_looked_at) == sorted([record[0].model, "pspnet_resnet18_other_suite"])
+    assert report.missing == (("tiny_unet", "int8-static", "1 per call"),)  # meant to be measured, and was not
+    assert "2 recorded rows not looked at (--variant int8-static)" in report.summary("watch")

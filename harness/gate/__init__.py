@@ -176,5 +176,5 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
     models = {r.model for r in new_rows}
     wanted = looked_at or (lambda key: True)
     missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced and wanted(k)))
-    skipped = tuple(sorted(k for k in by_key if k not in produced and not wanted(k)))
+    skipped = tuple(sorted(k for k in by_key if k not in produced and (not wanted(k) or k[0] not in models)))
     return GateReport(checks, missing, host_noise, skipped if narrowed else (), narrowed)
