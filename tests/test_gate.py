@@ -285,3 +285,15 @@ def test_a_narrowed_run_counts_every_recorded_row_it_did_not_look_at(record):
     assert sorted(k[0] for k in report.not_looked_at) == sorted([record[0].model, "pspnet_resnet18_other_suite"])
     assert report.missing == (("tiny_unet", "int8-static", "1 per call"),)  # meant to be measured, and was not
     assert "2 recorded rows not looked at (--variant int8-static)" in report.summary("watch")
+
+
+def test_a_served_rows_memory_is_judged_by_its_budget_not_against_the_record(record):
+    """A server's peak follows the queue its load built: +4 MB on unchanged code in CI. The budget still judges it."""
+    old = dataclasses.replace(record[0], serving="http: bursts of 3", model_mb=38.5)
+    grown = dataclasses.replace(old, model_mb=42.6)
+    check = check_row(grown, old, TARGET)
+    assert check.outcome == "pass" and any("judged against the budget, not the record" in n for n in check.notes)
+    child = check_row(dataclasses.replace(record[0], model_mb=record[0].model_mb + 5), record[0], TARGET)
+    assert check.outcome == "pass" and child.outcome == "fail"  # a child-measured row's memory still gates
+    over = check_row(dataclasses.replace(grown, verdict="over memory (process 600.0 > 512 MB)"), old, TARGET)
+    assert over.outcome == "fail" and "budget: over memory" in over.reasons[0]

@@ -127,4 +127,6 @@ def test_other_work_on_the_childs_cpu_is_noticed(tmp_path, sample):
         busy.kill()
         busy.wait()
     assert quiet.error is None and contended.error is None
-    assert quiet.other_cpu_pct < 25 <= contended.other_cpu_pct
+    # The busy loop takes about half the CPU on top of whatever else runs there (another test worker may):
+    # measured against the same child alone a moment before, not against an assumed-idle machine.
+    assert contended.other_cpu_pct >= quiet.other_cpu_pct + 20 and quiet.other_cpu_pct < 60
