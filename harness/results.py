@@ -17,7 +17,7 @@ from harness.files import locked, write_text_atomic
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
 SCHEMA_VERSION = 6
-SCHEMA_6_COLUMNS = ("load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
+SCHEMA_6_COLUMNS = ("load_ms", "first_call_ms", "load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
                     "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
 SCHEMA_5_COLUMNS = ("mem_pattern",)
 SCHEMA_4_COLUMNS = ("measured_on",)
@@ -91,6 +91,8 @@ class ResultRow:
     ort_version: str
     harness_version: str
     measured_at: str
+    load_ms: float | None = None  # cold start: creating the session (median over the children; served: the server's)
+    first_call_ms: float | None = None  # cold start: the first call after it
     # Served rows only (serving "http", harness.serve); empty on the others.
     load: str = ""  # the load in words: bursts, closed-loop clients, the open-loop rate sweep
     max_ms: float | None = None

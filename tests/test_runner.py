@@ -130,3 +130,13 @@ def test_other_work_on_the_childs_cpu_is_noticed(tmp_path, sample):
     # The busy loop takes about half the CPU on top of whatever else runs there (another test worker may):
     # measured against the same child alone a moment before, not against an assumed-idle machine.
     assert contended.other_cpu_pct >= quiet.other_cpu_pct + 20 and quiet.other_cpu_pct < 60
+
+
+def test_every_child_reports_its_cold_start(tmp_path, sample):
+    """Creating the session and its first call, timed in the child: a model 50 MB heavier loads slower."""
+    small = run_worker(build_request(_conv_stack(tmp_path / "convs.onnx"), _target(), sample, None, 1, 0))
+    big = run_worker(build_request(_model_holding(tmp_path / "big.onnx", 50), _target(), sample, None, 1, 0))
+    assert small.error is None and big.error is None
+    assert 0 < small.load_ms < big.load_ms and small.first_call_ms > 0 and big.first_call_ms > 0
+    none = run_worker(build_request(_conv_stack(tmp_path / "convs.onnx"), _target(warmup_runs=0), sample, None, 1, 0))
+    assert none.load_ms > 0 and none.first_call_ms is None  # no warm-up call asked for: none is made or timed

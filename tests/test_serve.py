@@ -179,6 +179,7 @@ def test_a_served_variant_gives_burst_closed_and_open_figures_and_quality_from_i
     assert opened.served.held_rate_per_s > 0 and "Poisson arrivals" in opened.served.load
     assert all(part in burst.served.server_split_ms for part in ("decode", "queue", "infer", "encode"))
     assert burst.peak_rss_mb > burst.served.server_rss_mb > 20  # VmHWM of the real server process
+    assert burst.load_ms > 0 and burst.first_call_ms > 0  # the server's cold start: session, then a first request
     session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
     from harness.data import normalize
 

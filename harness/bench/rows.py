@@ -66,6 +66,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         contended_pct=measured.other_cpu_pct, cpu_affinity=joined(measured.cpu_affinity),
         measured_on=measured.measured_on or "",
         reference_ms=measured.reference_ms,  # timed inside the same children as the model: median over them
+        load_ms=measured.load_ms, first_call_ms=measured.first_call_ms,
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller
         fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",

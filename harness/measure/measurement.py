@@ -52,6 +52,8 @@ class Measurement:
     per_process_block_sizes: tuple[tuple[int, ...], ...] = ()  # lockstep: calls per block, one tuple per child
     per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, one median per child
     served: object | None = None  # serving "http": harness.serve.measure.ServedFigures
+    load_ms: float | None = None  # cold start: session creation, median over the children
+    first_call_ms: float | None = None  # cold start: the first call, median over the children
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:
@@ -75,6 +77,7 @@ class Measurement:
             other_cpu_pct=reply.other_cpu_pct, machine=reply.machine, measured_on=reply.measured_on,
             per_process_block_sizes=(reply.block_sizes,),
             per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms else (),
+            load_ms=reply.load_ms, first_call_ms=reply.first_call_ms,
         )
 
 
@@ -115,6 +118,7 @@ def combine(children: list[Measurement]) -> Measurement:
         measured_on=children[0].measured_on,
         per_process_block_sizes=tuple(b for m in children for b in m.per_process_block_sizes),
         per_process_reference_ms=tuple(v for m in children for v in m.per_process_reference_ms),
+        load_ms=median(m.load_ms for m in children), first_call_ms=median(m.first_call_ms for m in children),
     )
 
 

@@ -76,6 +76,8 @@ class Reply(_Message):
     machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/ORT versions
     measured_on: str | None = None  # the runner's word for where: "local (host)", "ssh://dev (host)", "ray node ..."
     block_sizes: tuple[int, ...] = ()  # lockstep: calls in each block, in order (block i ran in cycle i)
+    load_ms: float | None = None  # cold start: creating the session (read, optimise, compile the model)
+    first_call_ms: float | None = None  # cold start: the first call after it
     version: int = PROTOCOL_VERSION
 
     @classmethod

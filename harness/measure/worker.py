@@ -13,6 +13,7 @@ import sys
 import time
 
 from harness.measure.protocol import Reply, Request
+from harness.measure.session import session_options
 
 REFERENCE_RUNS = 10  # timed in every measuring child (~15 ms): the gate takes the median over the children
 
@@ -40,21 +41,6 @@ def _die_with_parent() -> None:
         pass  # not Linux: the parent still kills its child on any exception it sees
 
 
-def session_options(ort, settings):
-    """ONNX Runtime's options from a Request or a ServerConfig (the same field names): the child and the service
-    run a model alike."""
-    options = ort.SessionOptions()
-    # ORT sizes its pools from the host's cores, not from affinity: both counts are set explicitly.
-    options.intra_op_num_threads = settings.threads
-    options.inter_op_num_threads = settings.inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = settings.enable_cpu_mem_arena
-    options.enable_mem_pattern = settings.enable_mem_pattern
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0")
-    options.log_severity_level = 3
-    return options
-
-
 class _Session:
     """One loaded model with its input, ready to be timed: one-shot or block by block (lockstep)."""
 
@@ -72,7 +58,10 @@ class _Session:
         self.request, self.ort, self.np = request, ort, np
         self.import_rss_mb = _status_mb("VmRSS")
         self.options = options = session_options(ort, request)
+        started = time.perf_counter_ns()
         self.session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
+        self.load_ms = (time.perf_counter_ns() - started) / 1e6  # cold start, part one: read and compile the model
+        self.first_call_ms = None
         self.input_name = self.session.get_inputs()[0].name
         self.sample = np.load(request.sample_path)  # one real image, already fitted and normalised
         self.images_per_call = 1 if request.serving == "concurrent" else request.images_at_once
@@ -81,7 +70,13 @@ class _Session:
         self.max_in_flight = None
 
     def warm_up(self) -> None:
-        for _ in range(self.request.warmup_runs):
+        """The warm-up calls; the first is timed: cold start, part two (allocations, kernel selection)."""
+        if self.request.warmup_runs < 1:
+            return
+        started = time.perf_counter_ns()
+        self.session.run(None, self.feed)
+        self.first_call_ms = (time.perf_counter_ns() - started) / 1e6
+        for _ in range(self.request.warmup_runs - 1):
             self.session.run(None, self.feed)
 
     def time_calls(self, min_runs: int, min_duration_s: float, max_runs: int) -> tuple[list[float], float]:
@@ -106,7 +101,7 @@ class _Session:
             reference_ms=_reference_ms(self.ort, self.options, request.reference_path) if request.reference_path else None,
             ort_version=self.ort.__version__, other_cpu_pct=other_cpu_pct,
             machine=_machine(self.ort.__version__, self.np.__version__) if request.report_machine else None,
-            block_sizes=tuple(block_sizes),
+            block_sizes=tuple(block_sizes), load_ms=self.load_ms, first_call_ms=self.first_call_ms,
         )
 
 

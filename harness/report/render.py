@@ -53,7 +53,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     title = _results_title(target, metric)
     table = Table(title=title, title_justify="left")
     for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
-                   "peak RSS MB", "floor MB", "model MB", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
+                   "peak RSS MB", "floor MB", "model MB", "cold ms", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
         table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
@@ -65,12 +65,14 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
             r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
-            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _num(r.quality_pct, 2),
+            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _cold(r),
+            _num(r.quality_pct, 2),
             _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
             verdict, _notes(r, target),
         )
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
-                     "one-node model under the same runtime, threads and session options; model MB = peak − floor.\n"
+                     "one-node model under the same runtime, threads and session options; model MB = peak − floor; cold ms = "
+                     "creating the session + its first call (served: the server's load + its first request).\n"
                      "p50/p95 are per call (per request when requests are in flight); img/s = images answered per second; "
                      f"runs marked ! were unstable (the child processes' medians spread ≥ {UNSTABLE_SPREAD_PCT:g} % of their mean: "
                      f"rerun on a quieter machine).\n"
@@ -131,6 +133,13 @@ def served_table(rows: list[ResultRow]) -> Table | None:
                      "server RSS = the server process with uvicorn, numpy, PIL and ONNX Runtime imported, before the model "
                      f"(its floor: model MB = peak − it). Memory cap: {memory or 'none'}.")
     return table
+
+
+def _cold(row: ResultRow) -> str:
+    """Cold start: creating the session + the first call, as 'load+first'."""
+    if row.load_ms is None or row.first_call_ms is None:
+        return NOT_MEASURED
+    return f"{row.load_ms:.0f}+{row.first_call_ms:.0f}"
 
 
 def _count(value) -> str:

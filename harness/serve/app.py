@@ -32,18 +32,22 @@ class SegmentationModel:
     def __init__(self, config: ServerConfig):
         import onnxruntime as ort
 
-        from harness.measure.worker import session_options
+        from harness.measure.session import session_options
 
         self.config = config
+        started = time.perf_counter()
         self.session = ort.InferenceSession(config.onnx_path, session_options(ort, config),
                                             providers=["CPUExecutionProvider"])
+        self.load_ms = (time.perf_counter() - started) * 1000
         first = self.session.get_inputs()[0]
         self.input_name, self.ort_version = first.name, ort.__version__
         fixed_hw = tuple(first.shape[2:4]) if len(first.shape) == 4 else ()
         if len(fixed_hw) == 2 and all(isinstance(d, int) for d in fixed_hw) and fixed_hw != tuple(config.input_hw):
             raise ValueError(f"the model takes {fixed_hw[0]}x{fixed_hw[1]} images, not the "
                              f"{config.input_hw[0]}x{config.input_hw[1]} it was given; pass --input-size {fixed_hw[0]}x{fixed_hw[1]}")
+        started = time.perf_counter()
         self._warm_up()
+        self.first_call_ms = (time.perf_counter() - started) * 1000  # the first request's whole path
 
     def _warm_up(self) -> None:
         """One request's whole path before the service says it is ready (the first run of a session is slow)."""

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot load {config.onnx_path} into ONNX Runtime: {first[:300]}", file=sys.stderr)
         return EXIT_BAD_INPUT
     ready = {"port": sock.getsockname()[1], "server_rss_mb": server_rss_mb, "loaded_rss_mb": status_mb("self", "VmRSS"),
-             "ort_version": model.ort_version, "cpu_affinity": sorted(os.sched_getaffinity(0))}
+             "ort_version": model.ort_version, "load_ms": model.load_ms, "first_call_ms": model.first_call_ms, "cpu_affinity": sorted(os.sched_getaffinity(0))}
 
     def on_ready() -> None:
         if args.ready_fd is not None:
