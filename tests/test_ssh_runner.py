@@ -18,12 +18,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import run_cli
 
 from harness.errors import HarnessError
-from harness.targets import TargetProfile
-
-from conftest import run_cli
 from harness.spec import ASSETS_DIR
+from harness.targets import TargetProfile
 
 CALIBRATION = ("--calibration-data", str(ASSETS_DIR / "camvid_train32"))
 
@@ -103,6 +102,9 @@ def _rows(results: Path, target: Path) -> dict[tuple[str, str], dict]:
         return {(r["model"], r["variant"]): r for r in csv.DictReader(f)}
 
 
+MATCH_ATTEMPTS = 3  # remote then local, again: a systematic difference repeats, a phase of the shared host does not
+
+
 @pytest.mark.slow
 def test_a_bench_over_ssh_matches_the_local_runner(sshd, baseline_suite, tmp_path):
     remote_target = sshd.target(processes=3)
@@ -110,26 +112,53 @@ def test_a_bench_over_ssh_matches_the_local_runner(sshd, baseline_suite, tmp_pat
     local_target.write_text("\n".join(line for line in remote_target.read_text().splitlines()
                                       if not line.startswith(("runner", "python", "ssh_options"))) + "\n")
     folders_before = set(Path("/tmp").glob("harness-remote-*"))
-    for target in (remote_target, local_target):
-        proc = run_cli("bench", "--target", str(target), "--suite", str(baseline_suite), "--no-gate", *CALIBRATION,
-                       "--results-dir", str(tmp_path / "results"))
-        assert proc.returncode == 0, proc.stderr
-    remote, local = _rows(tmp_path / "results", remote_target), _rows(tmp_path / "results", local_target)
-    assert set(remote) == set(local) == {("pspnet_resnet18", "fp32"), ("pspnet_resnet18", "int8-static")}
-    for key, row in remote.items():
-        assert row["status"] == "ok", row["status"]
-        assert row["quality_pct"] == local[key]["quality_pct"]  # same model, same images, same runtime
-        assert row["measured_on"] == f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port} ({os.uname().nodename})"
-        assert local[key]["measured_on"].startswith("local (")
-        assert row["cpu_model"] == local[key]["cpu_model"] and row["ort_version"] == local[key]["ort_version"]
-        # Two runs minutes apart on a shared host differ by the host (x1.7 seen under CI's load): the same order
-        # of magnitude only; the paired vs-fp32 ratio, measured within each run in lockstep, must agree closely.
-        ratio = float(row["p50_ms"]) / float(local[key]["p50_ms"])
-        assert 0.4 < ratio < 2.5, f"{key}: p50 over ssh {row['p50_ms']} ms vs local {local[key]['p50_ms']} ms"
-        speedup = float(row["speedup_vs_fp32"]) / float(local[key]["speedup_vs_fp32"])
-        assert 0.85 < speedup < 1.18, f"{key}: vs fp32 over ssh {row['speedup_vs_fp32']} vs local {local[key]['speedup_vs_fp32']}"
+    disagreements = []
+    for attempt in range(MATCH_ATTEMPTS):
+        results = tmp_path / f"results_{attempt}"
+        for target in (remote_target, local_target):
+            proc = run_cli("bench", "--target", str(target), "--suite", str(baseline_suite), "--no-gate", *CALIBRATION,
+                           "--results-dir", str(results))
+            assert proc.returncode == 0, proc.stderr
+        remote, local = _rows(results, remote_target), _rows(results, local_target)
+        assert set(remote) == set(local) == {("pspnet_resnet18", "fp32"), ("pspnet_resnet18", "int8-static")}
+        for key, row in remote.items():
+            assert row["status"] == "ok", row["status"]
+            assert row["quality_pct"] == local[key]["quality_pct"]  # same model, same images, same runtime
+            assert row["measured_on"] == f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port} ({os.uname().nodename})"
+            assert local[key]["measured_on"].startswith("local (")
+            assert row["cpu_model"] == local[key]["cpu_model"] and row["ort_version"] == local[key]["ort_version"]
+        disagreements.append(_timing_disagreements(remote, local))
+        if not disagreements[-1]:
+            break
+    # Two runs seconds apart on a shared host can meet different hosts: CI once saw int8 at x0.89 of fp32 over ssh
+    # and x1.70 locally in one attempt. The same gap in every attempt is the runner's, not the host's.
+    assert any(not found for found in disagreements), f"every attempt disagreed: {disagreements}"
     leftovers = set(Path("/tmp").glob("harness-remote-*")) - folders_before
     assert not leftovers, f"the device's folder was not removed: {leftovers}"
+
+
+def _timing_disagreements(remote: dict, local: dict) -> list[str]:
+    """Where the ssh rows' timing is not the local rows': p50 beyond the same order of magnitude, or the paired
+    vs-fp32 ratio (measured within each run in lockstep) beyond x0.85..x1.18."""
+    found = []
+    for key, row in remote.items():
+        ratio = float(row["p50_ms"]) / float(local[key]["p50_ms"])
+        if not 0.4 < ratio < 2.5:
+            found.append(f"{key}: p50 over ssh {row['p50_ms']} ms vs local {local[key]['p50_ms']} ms")
+        speedup = float(row["speedup_vs_fp32"]) / float(local[key]["speedup_vs_fp32"])
+        if not 0.85 < speedup < 1.18:
+            found.append(f"{key}: vs fp32 over ssh {row['speedup_vs_fp32']} vs local {local[key]['speedup_vs_fp32']}")
+    return found
+
+
+def test_the_timing_check_passes_agreement_and_flags_a_gap():
+    local = {("m", "fp32"): {"p50_ms": "30.0", "speedup_vs_fp32": "1.0"},
+             ("m", "int8-static"): {"p50_ms": "18.0", "speedup_vs_fp32": "1.70"}}
+    same = {("m", "fp32"): {"p50_ms": "41.0", "speedup_vs_fp32": "1.0"},  # a slower host: same order, same ratio
+            ("m", "int8-static"): {"p50_ms": "25.0", "speedup_vs_fp32": "1.62"}}
+    assert _timing_disagreements(same, local) == []
+    gap = {**same, ("m", "int8-static"): {"p50_ms": "40.0", "speedup_vs_fp32": "0.89"}}
+    assert [line.split(":")[0] for line in _timing_disagreements(gap, local)] == ["('m', 'int8-static')"]
 
 
 @pytest.mark.slow
@@ -207,9 +236,9 @@ def test_lockstep_children_on_the_device_pair_block_by_block(sshd, tmp_path):
     import numpy as np
 
     from harness.measure.measurement import build_request
+    from harness.measure.yardsticks import trivial_model
     from harness.runners import make_runner
     from harness.targets import load_target
-    from harness.measure.yardsticks import trivial_model
 
     target = load_target(str(sshd.target()))
     sample = tmp_path / "sample.npy"
