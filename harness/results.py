@@ -7,6 +7,7 @@ import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.files import locked, write_text_atomic
 
@@ -16,7 +17,9 @@ from harness.files import locked, write_text_atomic
 # 4: measured_on, where the child ran (local, an ssh device, a Ray node).
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
-SCHEMA_VERSION = 6
+# 7: the backend that ran the row (harness.backends), its own version and the precision it says it ran.
+SCHEMA_VERSION = 7
+SCHEMA_7_COLUMNS = ("backend", "backend_version", "precision")
 SCHEMA_6_COLUMNS = ("load_ms", "first_call_ms", "load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
                     "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
 SCHEMA_5_COLUMNS = ("mem_pattern",)
@@ -25,9 +28,8 @@ SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "pro
                     "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
                     "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-READABLE_SCHEMAS = {2: SCHEMA_3_COLUMNS + SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS,
-                    3: SCHEMA_4_COLUMNS + SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS, 4: SCHEMA_5_COLUMNS + SCHEMA_6_COLUMNS,
-                    5: SCHEMA_6_COLUMNS}
+_LATER = {6: SCHEMA_6_COLUMNS, 7: SCHEMA_7_COLUMNS, 5: SCHEMA_5_COLUMNS, 4: SCHEMA_4_COLUMNS, 3: SCHEMA_3_COLUMNS}
+READABLE_SCHEMAS = {old: tuple(c for v in range(old + 1, SCHEMA_VERSION + 1) for c in _LATER[v]) for old in (2, 3, 4, 5, 6)}
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class ResultRow:
     memory_cap_by: str = ""  # "cgroup", or "watchdog (why no cgroup)"
     cgroup_peak_mb: float | None = None  # the cgroup's memory.peak, where one was used
     oom_kills: int | None = None
+    backend: str = "onnxruntime"  # the runtime that measured the row (harness.backends); "" in older records: ORT
+    backend_version: str = ""
+    precision: str = ""  # what the backend says it ran: "as in the file" (ORT), "u8 (33 of 33 compute layers)"
     schema_version: int = SCHEMA_VERSION
 
 
@@ -167,9 +172,14 @@ def split_floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(";") if v)
 
 
-def row_key(row: ResultRow) -> tuple[str, str, str]:
-    """What identifies a row within one target's CSV."""
-    return row.model, row.variant, row.serving
+def row_key(row: ResultRow) -> tuple[str, str, str, str]:
+    """What identifies a row within one target's CSV (a record without a backend column was ONNX Runtime's)."""
+    return row.model, row.variant, row.serving, row.backend or DEFAULT_BACKEND
+
+
+def record_key(record: dict) -> tuple[str, str, str, str]:
+    """row_key of a recorded row as read (its cells' text)."""
+    return record["model"], record["variant"], record["serving"], record.get("backend") or DEFAULT_BACKEND
 
 
 def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:
@@ -180,7 +190,7 @@ def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:
     cells = [{name: format_cell(name, value) for name, value in asdict(row).items()} for row in rows]
     cells += [{name: record.get(name) or "" for name in COLUMNS} for record in kept]
     # Stable order, so a diff in review shows only what changed.
-    for record in sorted(cells, key=lambda c: (c["model"], c["variant"], c["serving"])):
+    for record in sorted(cells, key=lambda c: (c["model"], c["variant"], c["serving"], c.get("backend") or "")):
         writer.writerow(record)
     return buffer.getvalue()
 
@@ -236,5 +246,5 @@ def merge_and_write(path: Path, new_rows: list[ResultRow], on_wait=None, only_ro
             read_rows(path)  # a damaged record is refused, never merged into
             with open(path, newline="") as f:
                 kept = [r for r in csv.DictReader(f) if not (
-                    (r["model"], r["variant"], r["serving"]) in replaced if only_rows else r["model"] in run_models)]
+                    record_key(r) in replaced if only_rows else r["model"] in run_models)]
         write_text_atomic(path, rows_to_csv_text(list(new_rows), kept))

@@ -7,11 +7,11 @@ Built-in profiles ship inside the package (harness/assets/targets); ./targets/NA
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from harness.backends import BACKENDS
 from harness.errors import HarnessError
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
@@ -59,6 +59,7 @@ class Scenario:
     images_at_once: int = 1
     serving: tuple[str, ...] = ("batched",)
     variants: tuple[str, ...] = ("fp32",)
+    backends: tuple[str, ...] = ("onnxruntime",)  # harness.backends: each runs the variants it can (harness variants)
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
@@ -79,6 +80,9 @@ class Scenario:
             raise HarnessError(f"serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if not self.variants:
             raise HarnessError("variants is empty; list at least one (harness variants lists them)")
+        if set(self.backends) - set(BACKENDS) or "onnxruntime" not in self.backends:
+            raise HarnessError(f"backends {list(self.backends)}; list onnxruntime (every ratio's reference) and any of "
+                               f"{', '.join(BACKENDS)}")
         _non_negative(self, ("min_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))
         if self.http_bursts < 1 or self.http_max_connections < 1 or self.http_timeout_s <= 0:
             raise HarnessError("http_bursts and http_max_connections must be at least 1, http_timeout_s above 0")
@@ -230,19 +234,6 @@ def to_flat(target: TargetProfile) -> dict:
 def with_changes(target: TargetProfile, **flat) -> TargetProfile:
     """A copy of `target` with some flat keys changed (validated like a TOML file)."""
     return TargetProfile.from_flat(target.name, target.description, target.source, **{**to_flat(target), **flat})
-
-
-def check_fits_this_machine(target: TargetProfile) -> None:
-    """Threads and affinity against the CPUs this process may use: a local measurement needs them here."""
-    allowed = os.sched_getaffinity(0)
-    device = target.device
-    if device.threads > len(allowed):
-        raise HarnessError(f"{target.where}: threads = {device.threads} but this machine lets the harness use "
-                           f"{len(allowed)} cores; set threads <= {len(allowed)}")
-    outside = sorted(set(device.cpu_affinity or ()) - allowed)
-    if outside:
-        raise HarnessError(f"{target.where}: cpu_affinity names CPU {outside[0]}, not available here "
-                           f"(available: {sorted(allowed)})")
 
 
 def load_target(name_or_path: str) -> TargetProfile:

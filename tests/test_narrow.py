@@ -42,11 +42,11 @@ def test_a_filter_that_keeps_nothing_is_bad_input(narrowing, message):
 
 def test_the_gate_looks_only_at_recorded_rows_the_narrowed_run_meant_to_measure():
     narrowing = Narrowing(("pspnet_resnet18",), ("int8-static",), ("batched",))
-    assert narrowing.selects(("pspnet_resnet18", "int8-static", "1 per call"), WATCH)
-    assert narrowing.selects(("pspnet_resnet18", "fp32", "1 per call"), WATCH)  # the reference is measured too
-    assert not narrowing.selects(("pspnet_resnet18", "fp16", "1 per call"), WATCH)
-    assert not narrowing.selects(("pspnet_resnet18", "int8-static", "1 in flight"), WATCH)
-    assert not narrowing.selects(("unet_small", "int8-static", "1 per call"), WATCH)
+    assert narrowing.selects(("pspnet_resnet18", "int8-static", "1 per call", "onnxruntime"), WATCH)
+    assert narrowing.selects(("pspnet_resnet18", "fp32", "1 per call", "onnxruntime"), WATCH)  # the reference is measured too
+    assert not narrowing.selects(("pspnet_resnet18", "fp16", "1 per call", "onnxruntime"), WATCH)
+    assert not narrowing.selects(("pspnet_resnet18", "int8-static", "1 in flight", "onnxruntime"), WATCH)
+    assert not narrowing.selects(("unet_small", "int8-static", "1 per call", "onnxruntime"), WATCH)
     assert narrowing.describe() == "--model pspnet_resnet18, --variant int8-static, --serving batched"
 
 
@@ -92,8 +92,8 @@ def test_a_narrowed_run_measures_its_rows_gates_them_and_updates_only_them(tmp_p
     assert sorted((r["model"], r["variant"]) for r in answer["rows"]) == [("tiny_b", "fp32"), ("tiny_b", "int8-dynamic")]
     assert answer["gate"]["passed"] and answer["gate"]["narrowed"] == "--model tiny_b, --variant int8-dynamic"
     assert sorted(map(tuple, answer["gate"]["not_looked_at"])) == [
-        ("tiny_a", "fp16", "1 per call"), ("tiny_a", "fp32", "1 per call"), ("tiny_a", "int8-dynamic", "1 per call"),
-        ("tiny_b", "fp16", "1 per call")]
+        ("tiny_a", "fp16", "1 per call", "onnxruntime"), ("tiny_a", "fp32", "1 per call", "onnxruntime"), ("tiny_a", "int8-dynamic", "1 per call", "onnxruntime"),
+        ("tiny_b", "fp16", "1 per call", "onnxruntime")]
     assert "4 recorded rows not looked at (--model tiny_b, --variant int8-dynamic)" in narrowed.stderr
     text = summary.read_text()
     assert text.startswith("# earlier step\n## harness bench --target fast\n")

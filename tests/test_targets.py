@@ -1,7 +1,8 @@
 import pytest
 
 from harness.errors import HarnessError
-from harness.targets import check_fits_this_machine, list_target_files, load_target
+from harness.runners.local import check_fits_this_machine
+from harness.targets import list_target_files, load_target
 
 
 def test_builtin_targets_load():

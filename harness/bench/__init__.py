@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.gate.ab import Baselines
-from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench
+from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
@@ -38,8 +38,8 @@ class BenchRun:
     """A run's rows, and every child process's raw latencies behind them (the rows keep only statistics)."""
 
     rows: list[ResultRow]
-    raw_latencies_ms: dict[tuple[str, str, str], tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
-    partner_rows: dict[tuple[str, str, str], ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
+    raw_latencies_ms: dict[tuple[str, str, str, str], tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
+    partner_rows: dict[tuple[str, str, str, str], ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
     ab_notes: dict[str, str] = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
     paired: dict = field(default_factory=dict)  # row key -> PairedRatios against its A/B partner (lockstep)
     host_noise: str = ""  # how much the host wandered during this run, in words
@@ -47,7 +47,7 @@ class BenchRun:
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
-            {"model": r.model, "variant": r.variant, "serving": r.serving, "measured_at": r.measured_at,
+            {"model": r.model, "variant": r.variant, "serving": r.serving, "backend": r.backend, "measured_at": r.measured_at,
              "per_process_latencies_ms": [list(p) for p in self.raw_latencies_ms.get(row_key(r), ())]}
             for r in [*self.rows, *self.partner_rows.values()]]})
 
@@ -90,13 +90,14 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
         rows: list[ResultRow] = []
         for model in prepared:
             rows += model_rows(plan, model, by_model.get(model.spec.name, {}))
-        partner_rows = {(p.ab_partner_of, r.variant, r.serving): r for p in partners
+        partner_rows = {(p.ab_partner_of, r.variant, r.serving, r.backend): r for p in partners
                         for r in model_rows(plan, p, by_model[p.spec.name])}
     raw, references = {}, []
     for measured in {id(m): m for m in by_model.values()}.values():  # groups share one dict: each child counted once
         for key, (measurement, _) in measured.items():
             if key[0] != FLOOR:
-                raw[(key[0], key[1], target.scenario.serving_label(key[2]))] = measurement.per_process_latencies_ms
+                backend, variant = split_run(key[1])
+                raw[(key[0], variant, target.scenario.serving_label(key[2]), backend)] = measurement.per_process_latencies_ms
                 references += measurement.per_process_reference_ms
     paired = {}
     for p in partners:
@@ -104,7 +105,8 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
             mine = by_model[p.ab_partner_of].get((p.ab_partner_of, variant, serving)) if name == p.spec.name else None
             ratios = paired_ratios(measurement, mine[0]) if mine and not (measurement.error or mine[0].error) else None
             if ratios is not None:
-                paired[(p.ab_partner_of, variant, target.scenario.serving_label(serving))] = ratios
+                backend, plain = split_run(variant)
+                paired[(p.ab_partner_of, plain, target.scenario.serving_label(serving), backend)] = ratios
     return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained)
 
 

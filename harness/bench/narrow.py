@@ -60,9 +60,11 @@ class Narrowing:
         return (dataclasses.replace(suite, models=models),
                 dataclasses.replace(target, scenario=scenario, budgets=budgets))
 
-    def selects(self, key: tuple[str, str, str], target: TargetProfile) -> bool:
-        """Whether a recorded row (model, variant, serving label) is one this narrowed run looks at."""
-        model, variant, serving = key
+    def selects(self, key: tuple[str, str, str, str], target: TargetProfile) -> bool:
+        """Whether a recorded row (model, variant, serving label, backend) is one this narrowed run looks at."""
+        model, variant, serving, backend = key
+        if backend not in target.scenario.backends:
+            return False
         if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
             return False
         if self.variants and variant not in (*self.variants, "fp32"):

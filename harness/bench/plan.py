@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND, missing_extra
 from harness.errors import HarnessError
 from harness.measure.machine import MachineFingerprint, machine_fingerprint
 from harness.variants.quantize import QuantizeOptions
@@ -30,7 +32,8 @@ class BenchPlan:
     target: TargetProfile
     inputs: BenchInputs
     task: Task
-    variants: tuple[str, ...]  # fp32 first: every ratio's reference
+    variants: tuple[str, ...]  # the files to make, fp32 first: every ratio's reference
+    runs: tuple[str, ...] = ()  # what is measured: run_name(backend, variant), ONNX Runtime's fp32 first
     git_commit: str = ""  # the suite's commit, recorded with every row (the gate's A/B rebuilds from it)
     onnx_version: str = ""  # the exporter's onnx (the measuring child never imports onnx)
     # (input_hw, num_classes) -> calibration images and targets, read once and checked before any export
@@ -45,9 +48,45 @@ class BenchPlan:
     def steps(self) -> int:
         """Progress-bar steps: each export and variant made, then each child process run."""
         scenario = self.target.scenario
-        per_round = len(self.input_sizes) + len(self.suite.models) * len(self.variants) * len(scenario.in_children)
-        served = len(self.suite.models) * len(self.variants) if "http" in scenario.serving else 0
+        floors = len(self.input_sizes) * len(scenario.backends)
+        per_round = floors + len(self.suite.models) * len(self.runs) * len(scenario.in_children)
+        served = len(self.suite.models) * len(self.served_runs) if "http" in scenario.serving else 0
         return len(self.suite.models) * (1 + len(self.variants)) + scenario.processes * per_round + served
+
+    @property
+    def served_runs(self) -> tuple[str, ...]:
+        """The runs `harness serve` can stand up: the service runs ONNX Runtime."""
+        return tuple(r for r in self.runs if split_run(r)[0] == DEFAULT_BACKEND)
+
+
+def run_name(backend: str, variant: str) -> str:
+    """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
+    return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"
+
+
+def split_run(name: str) -> tuple[str, str]:
+    """(backend, variant) of a run_name."""
+    backend, _, variant = name.rpartition(":")
+    return backend or DEFAULT_BACKEND, variant
+
+
+def plan_runs(target: TargetProfile, variants: tuple[str, ...]) -> tuple[str, ...]:
+    """Every (backend, variant) the target asks for that the backend can run; a variant no listed backend runs,
+    or a backend whose extra is missing, is refused in one line."""
+    backends = target.scenario.backends
+    for backend in backends:
+        why = missing_extra(backend)
+        if why:
+            raise HarnessError(f"{target.where}: {why} (or drop it from backends)")
+    for variant in variants:
+        runnable = get_variant(variant).backends
+        if not set(runnable) & set(backends):
+            raise HarnessError(f"{target.where}: variant {variant} runs under {' or '.join(runnable)} only; add it to "
+                               f"backends or drop the variant")
+    if "int8-nncf" in variants and importlib.util.find_spec("nncf") is None:
+        raise HarnessError(f"{target.where}: variant int8-nncf needs NNCF, in the openvino extra: "
+                           f"pip install 'harness[openvino]'")
+    return tuple(run_name(b, v) for b in backends for v in variants if b in get_variant(v).backends)
 
 
 def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
@@ -60,8 +99,9 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     needs_calibration = [get_variant(v).needs_calibration for v in variants]  # unknown names fail now
     import onnxruntime
 
-    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, current_commit(suite.path), onnx.__version__,
-                     machine=machine_fingerprint(onnxruntime.__version__))
+    runs = plan_runs(target, variants)
+    plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, runs, current_commit(suite.path),
+                     onnx.__version__, machine=machine_fingerprint(onnxruntime.__version__))
     if any(needs_calibration):
         calibration_split(plan)
         for key in {(spec.input_hw, spec.num_classes) for spec in suite.models}:

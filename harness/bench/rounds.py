@@ -6,15 +6,21 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness.bench.plan import BenchPlan
+from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
 from harness.gate.decide import UNDECIDED, decide_paired
 from harness.measure.measurement import Measurement, build_request, combine
 from harness.measure.pairing import paired_ratios
 from harness.runners.local import Runner
 from harness.measure.yardsticks import reference_model, trivial_model
+from harness.variants import get_variant
 
 FLOOR = "floor"
+
+
+def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
+    """The measurement key of a runtime floor: ONNX Runtime's as it always was, another backend's by its name."""
+    return (FLOOR, input_hw, "" if backend == "onnxruntime" else backend)
 
 
 def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
@@ -63,14 +69,16 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     while round_index < rounds or (round_index < target.gate.ab_max_processes and ab_groups):
         progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra A/B round {round_index + 1}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
-            say(f"runtime floor {hw[0]}x{hw[1]} ({progress})")
-            request = _untimed(build_request(floors[hw], target, samples[hw]))  # its peak needs no timing
-            children.setdefault((FLOOR, hw, ""), []).append(Measurement.from_reply(runner.run(request, cap)))
-            predictions[(FLOOR, hw, "")] = None
-            advance()
+            for backend in target.scenario.backends:  # each runtime's own floor: what it costs with a trivial model
+                say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == 'onnxruntime' else ' ' + backend} ({progress})")
+                request = dataclasses.replace(_untimed(build_request(floors[hw], target, samples[hw])), backend=backend)
+                key = floor_key(hw, backend)
+                children.setdefault(key, []).append(Measurement.from_reply(runner.run(request, cap)))
+                predictions[key] = None
+                advance()
         for group in groups if round_index < processes else ab_groups:
             _measure_group(plan, group, runner, workdir, round_index, children, predictions, reference, say, progress)
-            for _ in range(len(group) * len(plan.variants) * len(target.scenario.in_children) * (round_index < rounds)):
+            for _ in range(len(group) * len(plan.runs) * len(target.scenario.in_children) * (round_index < rounds)):
                 advance()
         round_index += 1
         if round_index >= rounds:
@@ -94,7 +102,7 @@ def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Run
         images = workdir / f"http_images_{spec.input_hw[0]}x{spec.input_hw[1]}"
         if not images.is_dir():
             write_images(eval_set.images_u8, images)
-        for variant in plan.variants:
+        for variant in plan.served_runs:
             made = model.made.get(variant)
             if made is None:
                 continue
@@ -145,7 +153,7 @@ def _undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) -> b
     rules, target = plan.target.gate, plan.target
     model = group[0].spec.name
     for partner in group[1:]:
-        for variant in (v for v in plan.variants if target.budgets.ships(v)):
+        for variant in (r for r in plan.runs if target.budgets.ships(split_run(r)[1])):
             for serving in target.scenario.in_children:
                 old, new = children.get((partner.spec.name, variant, serving)), children.get((model, variant, serving))
                 if not old or not new or any(m.error for m in (*old, *new)):
@@ -168,17 +176,20 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
     first = round_index == 0
     output_shape = plan.task.output_shape(spec.num_classes, spec.input_hw)
     jobs = []
-    for variant in plan.variants:
+    for run in plan.runs:
+        backend, variant = split_run(run)
         for serving in target.scenario.in_children:
-            key = (spec.name, variant, serving)
+            key = (spec.name, run, serving)
             made = model.made.get(variant)
             if made is None or serving in model.serving_failures or (children.get(key) and children[key][-1].error):  # a child that failed once fails again
                 continue
-            pred_path = workdir / f"pred_{_slug(spec.name)}_{variant}_{serving}.npy" if first else None
+            pred_path = workdir / f"pred_{_slug(spec.name)}_{_slug(run)}_{serving}.npy" if first else None
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
-            request = dataclasses.replace(request, report_machine=first, **model.request_changes)
+            request = dataclasses.replace(request, report_machine=first, backend=backend,
+                                          precision=get_variant(variant).precision if backend != "onnxruntime" else "",
+                                          **model.request_changes)
             jobs.append((key, request, model.python))
     return jobs
 

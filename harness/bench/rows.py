@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench.plan import BenchPlan
+from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
-from harness.bench.rounds import FLOOR
+from harness.bench.rounds import floor_key
 from harness.gate.budget import verdict
+from harness.backends import DEFAULT_BACKEND
 from harness.export import ExportedModel
 from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
@@ -24,8 +25,9 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, status: str) -> dict:
+def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: str) -> dict:
     target, fp = plan.target, plan.machine
+    backend, variant = split_run(run)
     fields = {f.name: None for f in dataclasses.fields(ResultRow)}
     fields.update(
         target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving),
@@ -37,21 +39,22 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, stat
         onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
         mem_pattern=target.runtime.enable_mem_pattern,
         cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
+        backend=backend, backend_version="", precision="",
     )
     del fields["schema_version"]
     return fields
 
 
-def failed_row(plan: BenchPlan, spec: ModelSpec, variant: str, serving: str, reason: str) -> ResultRow:
-    return ResultRow(**_base_row(plan, spec, variant, serving, reason))
+def failed_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, reason: str) -> ResultRow:
+    return ResultRow(**_base_row(plan, spec, run, serving, reason))
 
 
 def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: str, exported: ExportedModel,
-                 measured: Measurement, floor: Measurement, eval_images: int) -> ResultRow:
+                 measured: Measurement, floor: Measurement, eval_images: int, run: str | None = None) -> ResultRow:
     status = measured.error or "ok"
     if not measured.error and floor.error:
         status = f"runtime floor not measured: {floor.error}"
-    fields = _base_row(plan, spec, made.variant, serving, status)
+    fields = _base_row(plan, spec, run or made.variant, serving, status)
     fields.update(
         recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
         nodes_in_float=len(made.nodes_in_float) if get_variant(made.variant).supports_fallback else None,
@@ -67,6 +70,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         measured_on=measured.measured_on or "",
         reference_ms=measured.reference_ms,  # timed inside the same children as the model: median over them
         load_ms=measured.load_ms, first_call_ms=measured.first_call_ms,
+        backend_version=measured.backend_version or "", precision=measured.precision or "",
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller
         fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",
@@ -93,21 +97,29 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     spec, serving_modes = model.spec, plan.target.scenario.row_modes
     pairs: list[tuple[ResultRow, Path | None]] = []
     speedups = {}
-    for variant in plan.variants:
+    for run in plan.runs:
+        backend, variant = split_run(run)
         for serving in serving_modes:
+            if serving.startswith("http") and run not in plan.served_runs:
+                continue  # the service runs ONNX Runtime: another backend has no served rows
             why = model.failures.get(variant) or model.serving_failures.get(serving)
             if why:
-                pairs.append((failed_row(plan, spec, variant, serving, why), None))
+                pairs.append((failed_row(plan, spec, run, serving, why), None))
                 continue
-            floor = measured[(FLOOR, spec.input_hw, "")][0]
-            measurement, predictions = measured[(spec.name, variant, serving)]
+            floor = measured[floor_key(spec.input_hw, backend)][0]
+            measurement, predictions = measured[(spec.name, run, serving)]
             row = measured_row(plan, spec, model.made[variant], serving, model.exported, measurement, floor,
-                               len(model.eval_set.images_u8))
+                               len(model.eval_set.images_u8), run)
             pairs.append((row, predictions))
             fp32 = measured.get((spec.name, "fp32", serving))
             if fp32 is not None and not measurement.error and not fp32[0].error:
                 speedups[row_key(row)] = paired_speedup(fp32[0], measurement)
     return compare_with_fp32(pairs, plan, speedups)
+
+
+def is_reference_backend(row: ResultRow) -> bool:
+    """ONNX Runtime's rows: their fp32 is every row's reference, another backend's rows included."""
+    return (row.backend or DEFAULT_BACKEND) == DEFAULT_BACKEND
 
 
 def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan,
@@ -116,7 +128,7 @@ def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPla
 
     The speed ratio is paired (blocks of the same lockstep cycle) where the children ran in lockstep;
     otherwise the ratio of the pooled p50s."""
-    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32"}
+    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32" and is_reference_backend(row)}
     paired_speedups = paired_speedups or {}
     out = []
     for row, pred_path in pairs:
@@ -125,8 +137,9 @@ def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPla
         if reference is not None and row.p50_ms and reference.p50_ms:
             speedup = paired_speedups.get(row_key(row)) or reference.p50_ms / row.p50_ms
             changes["speedup_vs_fp32"] = speedup
-            if row.variant != "fp32" and speedup < 1:
-                flags.append(f"slower than fp32 ({speedup:.2f}x)")
+            if (row.variant != "fp32" or not is_reference_backend(row)) and speedup < 1:
+                against = "fp32" if is_reference_backend(row) else "onnxruntime fp32"
+                flags.append(f"slower than {against} ({speedup:.2f}x)")
         if reference is not None and row.quality_pct is not None and reference.quality_pct is not None:
             changes["quality_drop_pts"] = reference.quality_pct - row.quality_pct
         if pred_path is not None and reference_pred is not None:

@@ -36,7 +36,7 @@ def _per_process_p50s(path: Path) -> dict[tuple[str, str, str], tuple[float, ...
 
     try:
         doc = json.loads(path.read_text())
-        return {(r["model"], r["variant"], r["serving"]): tuple(statistics.median(p) for p in r["per_process_latencies_ms"] if p)
+        return {(r["model"], r["variant"], r["serving"], r.get("backend") or "onnxruntime"): tuple(statistics.median(p) for p in r["per_process_latencies_ms"] if p)
                 for r in doc["rows"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise HarnessError(f"{path} is not a raw latency file written by harness bench ({type(e).__name__}); "

@@ -11,11 +11,11 @@ METHOD_ALIASES = {"static": "int8-static", "dynamic": "int8-dynamic"}
 
 
 def add_parser(sub) -> None:
-    from harness.variants import list_variants
+    from harness.variants import get_variant, list_variants
 
-    p = sub.add_parser("quantize", help="make one int8 or fp16 variant of a model with ONNX Runtime")
+    p = sub.add_parser("quantize", help="make one int8 or fp16 variant of a model (ONNX Runtime's quantizers, or NNCF for int8-nncf)")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
-    p.add_argument("--method", required=True, choices=[*METHOD_ALIASES, *(v for v in list_variants() if v != "fp32")],
+    p.add_argument("--method", required=True, choices=[*METHOD_ALIASES, *(v for v in list_variants() if get_variant(v).make is not None)],
                    help="a variant (as targets name them), or static / dynamic for int8-static / int8-dynamic")
     p.add_argument("--out", help="also copy the variant's ONNX file here")
     add_model_options(p)

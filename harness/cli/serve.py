@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve one variant of a model over HTTP (POST /segment, GET /health)")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
     p.add_argument("--target", default="cloud", help="the profile whose threads and session options the service uses")
-    p.add_argument("--variant", default="fp32", choices=list_variants(), help="which file to serve (made if needed)")
+    p.add_argument("--variant", default="fp32", choices=list_variants("onnxruntime"),
+                   help="which file to serve (made if needed); the service runs ONNX Runtime")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
     add_model_options(p)

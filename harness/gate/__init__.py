@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 
 from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
+from harness.backends import NOT_ON_THIS_CPU
 from harness.results import ResultRow, damaged_fields, row_key
 from harness.targets import TargetProfile
 
@@ -24,14 +25,14 @@ PARITY_TOLERANCE_PTS = 0.05
 
 @dataclass(frozen=True)
 class RowCheck:
-    key: tuple[str, str, str]
+    key: tuple[str, str, str, str]  # row_key: model, variant, serving, backend
     outcome: str  # pass, fail, or new (no recorded row to compare with)
     reasons: tuple[str, ...]  # why it failed
     notes: tuple[str, ...]  # what a reader should know, e.g. latency not gated
     latency: LatencyVerdict | None = None
 
     def as_dict(self) -> dict:
-        return {"model": self.key[0], "variant": self.key[1], "serving": self.key[2], "outcome": self.outcome,
+        return {"model": self.key[0], "variant": self.key[1], "serving": self.key[2], "backend": self.key[3], "outcome": self.outcome,
                 "reasons": list(self.reasons), "notes": list(self.notes),
                 "latency": self.latency.as_dict() if self.latency else None}
 
@@ -97,6 +98,8 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
         reasons.append(f"the recorded row is damaged ({', '.join(damage)}): not compared; restore the record from git "
                        f"or re-record with harness bench --update")
         old = None
+    if new.status.startswith(NOT_ON_THIS_CPU):  # this machine cannot run it (bf16 without bf16): nothing to gate
+        return RowCheck(row_key(new), PASS, (), (new.status,), judge(new, None, None, target.gate, None))
     if new.status != "ok":
         reasons.append(f"not measured: {new.status}")
     elif new.verdict != "fits":

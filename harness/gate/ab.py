@@ -47,8 +47,8 @@ def current_commit(suite_path: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def committed_keys(record_path: Path) -> set[tuple[str, str, str]]:
-    """(model, variant, serving) of every row in the committed version (HEAD) of a record; empty outside git."""
+def committed_keys(record_path: Path) -> set[tuple[str, str, str, str]]:
+    """row_key (model, variant, serving, backend) of every row in the committed version (HEAD) of a record; empty outside git."""
     import csv
 
     root = repo_root(record_path)
@@ -58,7 +58,8 @@ def committed_keys(record_path: Path) -> set[tuple[str, str, str]]:
     text = _git(["show", f"HEAD:{relative.as_posix()}"], root)
     if not text:
         return set()
-    return {(r.get("model", ""), r.get("variant", ""), r.get("serving", "")) for r in csv.DictReader(io.StringIO(text))}
+    return {(r.get("model", ""), r.get("variant", ""), r.get("serving", ""), r.get("backend") or "onnxruntime")
+            for r in csv.DictReader(io.StringIO(text))}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.backends import NOT_ON_THIS_CPU
 from harness.results import ResultRow
 from harness.targets import TargetProfile
 
@@ -20,6 +21,8 @@ def verdict(row: ResultRow, target: TargetProfile) -> str:
     reasons, budgets = [], target.budgets
     if row.status.startswith(("exceeded memory cap", "the server passed the memory cap")):
         return f"over memory ({row.status})"
+    if row.status.startswith(NOT_ON_THIS_CPU):  # e.g. bf16 asked of a CPU without it: nothing to judge
+        return NOT_ON_THIS_CPU
     if row.status != "ok":
         return "not measured"
     if budgets.p95_budget_ms and row.p95_ms is not None and row.p95_ms > budgets.p95_budget_ms:
@@ -40,14 +43,17 @@ class TargetSummary:
     fitting: int
     not_measured: int
     fitting_names: tuple[str, ...]  # "model variant (serving)" of each row that fits
+    not_on_this_cpu: int = 0
 
     def line(self, target: TargetProfile) -> str:
-        over = self.rows - self.fitting - self.not_measured
+        over = self.rows - self.fitting - self.not_measured - self.not_on_this_cpu
         text = f"target {target.name}: {self.fitting} of {self.rows} rows fit every budget"
         if over:
             text += f", {over} over a budget"
         if self.not_measured:
             text += f", {self.not_measured} not measured"
+        if self.not_on_this_cpu:
+            text += f", {self.not_on_this_cpu} not possible on this CPU"
         if self.fitting_names:
             text += f" — fits: {', '.join(self.fitting_names)}"
         return text
@@ -56,4 +62,9 @@ class TargetSummary:
 def summarize(rows: list[ResultRow]) -> TargetSummary:
     fits = [r for r in rows if r.verdict == FITS]
     return TargetSummary(len(rows), len(fits), sum(r.verdict == "not measured" for r in rows),
-                         tuple(f"{r.model} {r.variant} ({r.serving})" for r in fits))
+                         tuple(f"{r.model} {r.variant}{_backend(r)} ({r.serving})" for r in fits),
+                         sum(r.verdict == NOT_ON_THIS_CPU for r in rows))
+
+
+def _backend(row: ResultRow) -> str:
+    return "" if (row.backend or "onnxruntime") == "onnxruntime" else f" {row.backend}"

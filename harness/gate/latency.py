@@ -25,7 +25,7 @@ MACHINE_FIELDS = ("cpu_model", "cpu_count", "cpu_isa", "ort_version", "threads")
 # What a row's latency depends on besides the host: a change in any of them is A/B'd, never excused.
 CONFIGURATION_FIELDS = {"onnx_sha256": "file", "ort_version": "onnxruntime", "threads": "threads",
                         "cpu_mem_arena": "CPU arena", "mem_pattern": "memory pattern", "allow_spinning": "spinning",
-                        "images_at_once": "images at once"}
+                        "images_at_once": "images at once", "backend_version": "backend"}
 AB, UNCHANGED, RECORD, NOT_GATED = "A/B", "unchanged", "record", "not gated"
 
 

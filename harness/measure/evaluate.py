@@ -1,4 +1,4 @@
-"""Score an ONNX Runtime session on evaluation images: confusion matrix and argmax predictions.
+"""Score a model (an ONNX Runtime session, or any backend's call) on evaluation images: confusion matrix and argmax predictions.
 
 numpy only (the measurement child imports it). Task-neutral: the class axis is axis 1 of the output,
 whether that output is one score per class (classification) or one logit map per class (segmentation).
@@ -18,11 +18,18 @@ def evaluate_session(session, images: np.ndarray, targets: np.ndarray, num_class
     `output_shape` is one image's expected output without the batch axis; any other shape is refused.
     """
     input_name = session.get_inputs()[0].name
+    return evaluate_calls(lambda batch: session.run(None, {input_name: batch})[0], images, targets, num_classes,
+                          ignore_index, output_shape)
+
+
+def evaluate_calls(run, images: np.ndarray, targets: np.ndarray, num_classes: int, ignore_index: int,
+                   output_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """evaluate_session for any backend: `run(batch)` returns the first output of one call."""
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     predictions = np.zeros(targets.shape, dtype=np.uint8 if num_classes <= 256 else np.int32)
     want = (1, *output_shape)
     for i, (image, target) in enumerate(zip(images, targets)):
-        logits = session.run(None, {input_name: image[None]})[0]
+        logits = run(image[None])
         if tuple(logits.shape) != want:
             raise ValueError(f"model output has shape {list(logits.shape)}; expected {list(want)} "
                              f"(batch, {num_classes} classes{', height, width' if len(want) > 2 else ''})")

@@ -54,6 +54,8 @@ class Measurement:
     served: object | None = None  # serving "http": harness.serve.measure.ServedFigures
     load_ms: float | None = None  # cold start: session creation, median over the children
     first_call_ms: float | None = None  # cold start: the first call, median over the children
+    backend_version: str | None = None
+    precision: str | None = None  # what the backend says it ran (the first child's word)
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:
@@ -78,6 +80,7 @@ class Measurement:
             per_process_block_sizes=(reply.block_sizes,),
             per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms else (),
             load_ms=reply.load_ms, first_call_ms=reply.first_call_ms,
+            backend_version=reply.backend_version, precision=reply.precision,
         )
 
 
@@ -119,6 +122,7 @@ def combine(children: list[Measurement]) -> Measurement:
         per_process_block_sizes=tuple(b for m in children for b in m.per_process_block_sizes),
         per_process_reference_ms=tuple(v for m in children for v in m.per_process_reference_ms),
         load_ms=median(m.load_ms for m in children), first_call_ms=median(m.first_call_ms for m in children),
+        backend_version=children[0].backend_version, precision=children[0].precision,
     )
 
 

@@ -53,6 +53,8 @@ class Request(_Message):
     reference_path: str | None = None  # the fixed reference workload, timed after the model
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
+    backend: str = "onnxruntime"  # harness.backends: the runtime the child times the model under
+    precision: str = ""  # the backend's inference precision where it has one (OpenVINO: "f32", "bf16"); "" its default
     version: int = PROTOCOL_VERSION
 
 
@@ -78,6 +80,8 @@ class Reply(_Message):
     block_sizes: tuple[int, ...] = ()  # lockstep: calls in each block, in order (block i ran in cycle i)
     load_ms: float | None = None  # cold start: creating the session (read, optimise, compile the model)
     first_call_ms: float | None = None  # cold start: the first call after it
+    backend_version: str | None = None  # the backend's own release (ORT's for onnxruntime)
+    precision: str | None = None  # what the backend says it ran: "as in the file", "u8 (33 of 33 compute layers)"
     version: int = PROTOCOL_VERSION
 
     @classmethod

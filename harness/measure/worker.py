@@ -1,6 +1,6 @@
 """The measurement child: `python -m harness.measure.worker --reply-fd N` reads a Request on stdin, writes a Reply to fd N.
 
-It imports only numpy and onnxruntime (never torch), caps its own CPUs before the runtime starts,
+It imports only numpy and the backend's runtime (never torch), caps its own CPUs before the runtime starts,
 and reads its peak memory from the kernel (VmHWM), so a spike between any two polls still counts.
 """
 
@@ -12,8 +12,9 @@ import os
 import sys
 import time
 
+from harness.backends import BACKENDS, BackendRefused, load_model
+from harness.measure.contention import cpu_busy_s, other_cpu_pct, own_cpu_s
 from harness.measure.protocol import Reply, Request
-from harness.measure.session import session_options
 
 REFERENCE_RUNS = 10  # timed in every measuring child (~15 ms): the gate takes the median over the children
 
@@ -48,25 +49,25 @@ class _Session:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(request.threads)
 
+        import importlib
+
         import numpy as np
-        import onnxruntime as ort
+
+        runtime = importlib.import_module(BACKENDS[request.backend][1])  # onnxruntime, or another backend's runtime
 
         # Pinned after the imports (siblings starting together import on every core) and before the session
-        # makes ORT's threads, which inherit it.
+        # makes the runtime's threads, which inherit it.
         os.sched_setaffinity(0, request.cpu_affinity)
 
-        self.request, self.ort, self.np = request, ort, np
+        self.request, self.runtime, self.np = request, runtime, np
         self.import_rss_mb = _status_mb("VmRSS")
-        self.options = options = session_options(ort, request)
-        started = time.perf_counter_ns()
-        self.session = ort.InferenceSession(request.onnx_path, options, providers=["CPUExecutionProvider"])
-        self.load_ms = (time.perf_counter_ns() - started) / 1e6  # cold start, part one: read and compile the model
+        self.model = load_model(request)  # cold start, part one: read and compile the model (model.load_ms)
+        self.load_ms = self.model.load_ms
         self.first_call_ms = None
-        self.input_name = self.session.get_inputs()[0].name
         self.sample = np.load(request.sample_path)  # one real image, already fitted and normalised
         self.images_per_call = 1 if request.serving == "concurrent" else request.images_at_once
         batch = np.repeat(self.sample[None], self.images_per_call, axis=0)
-        self.feed = {self.input_name: np.ascontiguousarray(batch)}
+        self.call, self.args = self.model.feed_for(np.ascontiguousarray(batch))
         self.max_in_flight = None
 
     def warm_up(self) -> None:
@@ -74,21 +75,21 @@ class _Session:
         if self.request.warmup_runs < 1:
             return
         started = time.perf_counter_ns()
-        self.session.run(None, self.feed)
+        self.call(*self.args)
         self.first_call_ms = (time.perf_counter_ns() - started) / 1e6
         for _ in range(self.request.warmup_runs - 1):
-            self.session.run(None, self.feed)
+            self.call(*self.args)
 
     def time_calls(self, min_runs: int, min_duration_s: float, max_runs: int) -> tuple[list[float], float]:
         """Timed calls until both minimums are met (or max_runs); latencies and the wall time they took."""
         if self.request.serving == "concurrent":
-            latencies_ms, wall_s, in_flight = _time_concurrent(self.session, self.input_name, self.sample,
-                                                               self.request.images_at_once, min_runs, min_duration_s, max_runs)
+            latencies_ms, wall_s, in_flight = _time_concurrent(self.model.run, self.sample, self.request.images_at_once,
+                                                               min_runs, min_duration_s, max_runs)
             self.max_in_flight = max(in_flight, self.max_in_flight or 0)
             return latencies_ms, wall_s
-        return _time_sequential(self.session, self.feed, min_runs, min_duration_s, max_runs)
+        return _time_sequential(self.call, self.args, min_runs, min_duration_s, max_runs)
 
-    def reply(self, latencies_ms, wall_s: float, other_cpu_pct, block_sizes=()) -> Reply:
+    def reply(self, latencies_ms, wall_s: float, contended_pct, block_sizes=()) -> Reply:
         request = self.request
         peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
         threads_in_process = _threads_now()
@@ -97,11 +98,12 @@ class _Session:
             images_per_s=len(latencies_ms) * self.images_per_call / wall_s if wall_s > 0 else None,
             peak_rss_mb=peak_rss_mb, import_rss_mb=self.import_rss_mb, threads_in_process=threads_in_process,
             cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=self.max_in_flight,
-            confusion=_evaluate(self.session, request) if request.eval_path else None,
-            reference_ms=_reference_ms(self.ort, self.options, request.reference_path) if request.reference_path else None,
-            ort_version=self.ort.__version__, other_cpu_pct=other_cpu_pct,
-            machine=_machine(self.ort.__version__, self.np.__version__) if request.report_machine else None,
+            confusion=_evaluate(self.model.reload(1), request) if request.eval_path else None,
+            reference_ms=_reference_ms(request) if request.reference_path else None,
+            ort_version=_ort_version(), other_cpu_pct=contended_pct,
+            machine=_machine(_ort_version(), self.np.__version__) if request.report_machine else None,
             block_sizes=tuple(block_sizes), load_ms=self.load_ms, first_call_ms=self.first_call_ms,
+            backend_version=self.model.version, precision=self.model.precision,
         )
 
 
@@ -109,10 +111,10 @@ def measure(request: Request) -> Reply:
     """One-shot: warm up, time until the request's minimums are met, evaluate, reply."""
     measured = _Session(request)
     measured.warm_up()
-    busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
+    busy_before, own_before = cpu_busy_s(request.cpu_affinity), own_cpu_s()
     latencies_ms, wall_s = measured.time_calls(request.min_runs, request.min_duration_s, request.max_runs)
-    other_cpu_pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, wall_s)
-    return measured.reply(latencies_ms, wall_s, other_cpu_pct)
+    contended_pct = other_cpu_pct(request.cpu_affinity, busy_before, own_before, wall_s)
+    return measured.reply(latencies_ms, wall_s, contended_pct)
 
 
 def serve_blocks(request: Request, commands, answer) -> Reply:
@@ -132,48 +134,18 @@ def serve_blocks(request: Request, commands, answer) -> Reply:
         command = json.loads(line)
         if command.get("finish"):
             break
-        busy_before, own_before = _cpu_busy_s(request.cpu_affinity), _own_cpu_s()
+        busy_before, own_before = cpu_busy_s(request.cpu_affinity), own_cpu_s()
         if not sizes or sorted(latencies_ms[-sizes[-1]:])[sizes[-1] // 2] < 1000 * min(request.block_s, request.min_duration_s):
-            measured.session.run(None, measured.feed)
+            measured.call(*measured.args)
         # A block never outlasts the whole measurement asked for (min_duration_s 0: one call per block).
         block, block_wall_s = measured.time_calls(1, min(request.block_s, request.min_duration_s), request.max_runs)
-        pct = _other_cpu_pct(request.cpu_affinity, busy_before, own_before, block_wall_s)
+        pct = other_cpu_pct(request.cpu_affinity, busy_before, own_before, block_wall_s)
         latencies_ms += block
         sizes.append(len(block))
         wall_s += block_wall_s
         other_s += (pct or 0.0) * block_wall_s / 100
         answer({"ms": block})
     return measured.reply(latencies_ms, wall_s, 100 * other_s / wall_s if wall_s else None, sizes)
-
-
-def _cpu_busy_s(cpus) -> float | None:
-    """Seconds the given CPUs spent busy (user, system, interrupts, and time the hypervisor stole) since boot."""
-    try:
-        with open("/proc/stat") as f:
-            lines = {line.split()[0]: line.split()[1:] for line in f if line.startswith("cpu")}
-        ticks = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
-    busy = 0
-    for cpu in cpus:
-        fields = [int(v) for v in lines.get(f"cpu{cpu}", [])]
-        if len(fields) >= 8:  # user nice system idle iowait irq softirq steal
-            busy += fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
-    return busy / ticks
-
-
-def _own_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def _other_cpu_pct(cpus, busy_before, own_before, wall_s: float) -> float | None:
-    """Share of the pinned CPUs' capacity during the timed runs that went to something other than this child."""
-    busy_after = _cpu_busy_s(cpus)
-    if busy_before is None or busy_after is None or wall_s <= 0:
-        return None
-    other = (busy_after - busy_before) - (_own_cpu_s() - own_before)
-    return max(0.0, 100 * other / (wall_s * len(cpus)))
 
 
 def _machine(ort_version: str, numpy_version: str) -> dict:
@@ -187,11 +159,21 @@ def _machine(ort_version: str, numpy_version: str) -> dict:
             "numpy_version": numpy_version}
 
 
-def _reference_ms(ort, options, path: str) -> float:
-    """Median latency of the fixed reference workload under the same session options."""
-    import numpy as np
+def _ort_version() -> str:
+    import onnxruntime
 
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return onnxruntime.__version__
+
+
+def _reference_ms(request: Request) -> float:
+    """Median latency of the fixed reference workload, in ONNX Runtime under the request's session options whatever
+    the backend: the machine's yardstick stays one workload (imported after the peak memory was read)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from harness.measure.session import session_options
+
+    session = ort.InferenceSession(request.reference_path, session_options(ort, request), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ones((1, 3, 64, 64), dtype=np.float32)}
     for _ in range(2):
         session.run(None, feed)
@@ -208,23 +190,23 @@ def _enough(runs: int, started: float, min_runs: int, min_duration_s: float, max
     return runs >= max_runs or (runs >= min_runs and elapsed >= min_duration_s)
 
 
-def _time_sequential(session, feed: dict, min_runs: int, min_duration_s: float, max_runs: int):
-    """One call at a time: each latency is one call (one image, or one batch)."""
+def _time_sequential(call, args: tuple, min_runs: int, min_duration_s: float, max_runs: int):
+    """One call at a time: each latency is one call (one image, or one batch); for ORT `session.run(None, feed)`."""
     latencies_ms = []
     started = time.perf_counter()
     while not _enough(len(latencies_ms), started, min_runs, min_duration_s, max_runs):
         t0 = time.perf_counter_ns()
-        session.run(None, feed)
+        call(*args)
         latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
     return latencies_ms, time.perf_counter() - started
 
 
-def _time_concurrent(session, input_name: str, sample, in_flight: int, min_runs: int, min_duration_s: float,
+def _time_concurrent(run, sample, in_flight: int, min_runs: int, min_duration_s: float,
                      max_runs: int) -> tuple[list[float], float, int]:
-    """`in_flight` requests at once, one image each, sharing the session and its thread pool."""
+    """`in_flight` requests at once, one image each, sharing the model and its thread pool."""
     import threading
 
-    feed = {input_name: sample[None]}
+    image = sample[None]
     min_runs = max(min_runs, in_flight)
     latencies_ms: list[float] = []
     lock = threading.Lock()
@@ -238,7 +220,7 @@ def _time_concurrent(session, input_name: str, sample, in_flight: int, min_runs:
                 running[0] += 1
                 running[1] = max(running)
             t0 = time.perf_counter_ns()
-            session.run(None, feed)  # releases the GIL: the calls overlap inside ONNX Runtime
+            run(image)  # releases the GIL: the calls overlap inside the runtime
             with lock:
                 running[0] -= 1
                 latencies_ms.append((time.perf_counter_ns() - t0) / 1e6)
@@ -255,13 +237,13 @@ def _time_concurrent(session, input_name: str, sample, in_flight: int, min_runs:
     return latencies_ms, time.perf_counter() - started, running[1]
 
 
-def _evaluate(session, request: Request) -> tuple[tuple[int, ...], ...]:
+def _evaluate(model, request: Request) -> tuple[tuple[int, ...], ...]:
     import numpy as np
 
-    from harness.measure.evaluate import evaluate_session
+    from harness.measure.evaluate import evaluate_calls
 
     data = np.load(request.eval_path)
-    conf, predictions = evaluate_session(session, data["images"], data["masks"], request.num_classes,
+    conf, predictions = evaluate_calls(model.run, data["images"], data["masks"], request.num_classes,
                                          request.ignore_index, request.output_shape)
     if request.predictions_path:  # the parent compares variants' predictions pixel by pixel
         np.save(request.predictions_path, predictions)
@@ -285,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                 reply = serve_blocks(Request.from_json(sys.stdin.readline()), sys.stdin, answer)
             else:
                 reply = measure(Request.from_json(sys.stdin.read()))
+        except BackendRefused as e:  # a precision this CPU lacks: the row says so in the backend's words
+            reply = Reply.failed(str(e))
         except Exception as e:  # reported to the parent as a row-level failure, not a crash of the run
             reply = Reply.failed(f"{type(e).__name__}: {e}")
         out.write(reply.to_json() + ("\n" if args.lockstep else ""))

@@ -45,6 +45,8 @@ def _notes(row: ResultRow, target: TargetProfile) -> str:
         notes.append(f"{row.nodes_in_float} node(s) left in float")
     if not target.budgets.ships(row.variant):
         notes.append("[dim]comparison only (not shipped)[/dim]")
+    if row.precision and (row.backend or "onnxruntime") != "onnxruntime":
+        notes.append(f"ran {row.precision}")
     return "; ".join(notes)
 
 
@@ -52,9 +54,12 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     metric = _metric(rows)
     title = _results_title(target, metric)
     table = Table(title=title, title_justify="left")
-    for header in ("model", "variant", "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
+    backends = sorted({r.backend or "onnxruntime" for r in rows})
+    several = len(backends) > 1  # a backend column only where the table mixes runtimes
+    for header in ("model", "variant", *(("backend",) if several else ()), "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
                    "peak RSS MB", "floor MB", "model MB", "cold ms", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
-        table.add_column(header, justify="left" if header in ("model", "variant", "serving", "verdict", "notes") else "right")
+        table.add_column(header, justify="left" if header in ("model", "variant", "backend", "serving", "verdict", "notes")
+                         else "right")
     for r in rows:
         runs = NOT_MEASURED if r.runs is None else str(r.runs)
         if unstable(split_floats(r.p50_per_process_ms)):  # pyperf's rule, on per-process medians
@@ -64,7 +69,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
             speed = f"[red]{speed}[/red]"
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
         table.add_row(
-            r.model, r.variant, r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
+            r.model, r.variant, *((_backend_cell(r),) if several else ()), r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
             _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _cold(r),
             _num(r.quality_pct, 2),
             _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
@@ -78,9 +83,16 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
                      f"rerun on a quieter machine).\n"
                      f"vs fp32 = fp32 p50 / this p50 in the same run (below 1x: slower). {metric} is computed from each ONNX "
                      f"model's outputs on the evaluation images{', void excluded' if metric == 'mIoU' else ''}; "
-                     f"Δ{metric} and agree % (predicted classes equal to fp32's) are against fp32.")
+                     f"Δ{metric} and agree % (predicted classes equal to fp32's) are against fp32."
+                     + ("\nWith several backends, fp32 means ONNX Runtime's fp32 row, paired in the same lockstep cycles; "
+                        "'ran' = the precision the backend reports its compute layers ran in." if several else ""))
     table.caption_justify = "left"
     return table
+
+
+def _backend_cell(row: ResultRow) -> str:
+    backend = row.backend or "onnxruntime"
+    return f"{backend} {row.backend_version}" if row.backend_version and backend != "onnxruntime" else backend
 
 
 def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
@@ -225,7 +237,7 @@ def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pc
     """The gate's latency rule on two raw files: per-process medians, row by row."""
     from harness.gate.decide import decide
 
-    table = Table("model", "variant", "serving", "old p50 ms", "new p50 ms", "ratio", "p slower", "p faster", "decision",
+    table = Table("model", "variant", "serving", "backend", "old p50 ms", "new p50 ms", "ratio", "p slower", "p faster", "decision",
                   title=f"{old_name} → {new_name}: rank rule on per-process medians, minimum effect {min_effect_pct:g} %",
                   title_justify="left")
     for key in sorted(set(old) & set(new)):
@@ -247,14 +259,14 @@ def models_table(infos) -> Table:
 
 def targets_table(profiles: list[TargetProfile]) -> Table:
     table = Table("target", "threads", "serving", "memory budget", "memory cap", "p95 budget", "max quality drop",
-                  "variants", "file", title="target profiles", title_justify="left")
+                  "variants", "backends", "file", title="target profiles", title_justify="left")
     for t in profiles:
         b = t.budgets
         memory = f"{b.memory_budget_mb:g} MB ({b.memory_quantity})" if b.memory_budget_mb else "none"
         table.add_row(t.name, str(t.device.threads), ", ".join(t.scenario.serving_label(m) for m in t.scenario.serving),
                       memory, f"{b.memory_cap_mb:g} MB RSS" if b.memory_cap_mb else "none",
                       f"{b.p95_budget_ms:g} ms" if b.p95_budget_ms else "none", f"{b.max_miou_drop:g} pt",
-                      ", ".join(t.scenario.variants), _short_path(t.source))
+                      ", ".join(t.scenario.variants), ", ".join(t.scenario.backends), _short_path(t.source))
     return table
 
 

@@ -22,9 +22,9 @@ from harness.measure.lockstep import rss_mb, run_lockstep
 from harness.measure.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
-# What a measuring child imports (standard library, numpy, onnxruntime): what a remote runner ships.
-CHILD_MODULES = ("__init__.py", "metrics.py", "measure/__init__.py", "measure/protocol.py", "measure/session.py",
-                 "measure/worker.py", "measure/evaluate.py", "measure/machine.py", "measure/lockstep.py", "runners/__init__.py",
+# What a measuring child imports (standard library, numpy, its backend's runtime): what a remote runner ships.
+CHILD_MODULES = ("__init__.py", "metrics.py", "backends/__init__.py", "backends/onnxruntime_cpu.py", "backends/openvino_cpu.py", "measure/__init__.py", "measure/protocol.py", "measure/session.py",
+                 "measure/worker.py", "measure/contention.py", "measure/evaluate.py", "measure/machine.py", "measure/lockstep.py", "runners/__init__.py",
                  "runners/local.py")  # paths under the package: what a remote or side environment gets
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,8 +106,6 @@ class LocalRunner:
     name = "local"
 
     def check_target(self, target) -> None:
-        from harness.targets import check_fits_this_machine  # imported here: the device side has no TOML targets
-
         check_fits_this_machine(target)
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
@@ -175,6 +173,21 @@ class LocalRunner:
             return Reply.from_json(text)
         except ProtocolError as e:
             return Reply.failed(f"worker reply unreadable: {e}")
+
+
+def check_fits_this_machine(target) -> None:
+    """Threads and affinity against the CPUs this process may use: a local measurement needs them here."""
+    from harness.errors import HarnessError  # imported here: the device side ships without it
+
+    allowed = os.sched_getaffinity(0)
+    device = target.device
+    if device.threads > len(allowed):
+        raise HarnessError(f"{target.where}: threads = {device.threads} but this machine lets the harness use "
+                           f"{len(allowed)} cores; set threads <= {len(allowed)}")
+    outside = sorted(set(device.cpu_affinity or ()) - allowed)
+    if outside:
+        raise HarnessError(f"{target.where}: cpu_affinity names CPU {outside[0]}, not available here "
+                           f"(available: {sorted(allowed)})")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""The built-in variants, made with ONNX Runtime: the export itself, static and dynamic int8, fp16."""
+"""The built-in variants: the export itself (fp32; bf16 under OpenVINO), ONNX Runtime's static and dynamic int8 and fp16,
+and NNCF's int8 for OpenVINO."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from harness.variants.quantize import (calibrate, calibration_fallbacks, describ
                               quantize_static_with, to_fp16)
 from harness.variants.registry import VariantJob, register_variant
 
-register_variant("fp32", "the export, unchanged")(None)
+register_variant("fp32", "the export, unchanged", backends=("onnxruntime", "openvino"))(None)
 
 
 @register_variant("int8-static", "QDQ int8, calibrated on real images (U8S8, per-channel)", needs_calibration=True,
-                  supports_fallback=True)
+                  supports_fallback=True, backends=("onnxruntime", "openvino"))
 def make_int8_static(job: VariantJob) -> str:
     pre, pre_note = preprocess(job.exported.path, job.workdir)
     ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)
@@ -32,3 +33,15 @@ def make_fp16(job: VariantJob) -> str:
     pre, _ = preprocess(job.exported.path, job.workdir)
     to_fp16(pre, job.out)
     return "fp16 weights and activations, float32 input/output (onnxruntime.transformers.float16)"
+
+
+register_variant("bf16", "the export, run in bf16 by OpenVINO (only where the CPU has bf16)", backends=("openvino",),
+                 precision="bf16")(None)
+
+
+@register_variant("int8-nncf", "NNCF post-training int8 (QDQ ONNX), calibrated on the same images, for OpenVINO",
+                  needs_calibration=True, backends=("openvino",))
+def make_int8_nncf(job: VariantJob) -> str:
+    from harness.variants.nncf_int8 import quantize_with_nncf
+
+    return quantize_with_nncf(job)

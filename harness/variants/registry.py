@@ -44,6 +44,8 @@ class Variant:
     make: Callable[[VariantJob], str] | None  # None: the export itself, unchanged
     needs_calibration: bool = False
     supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
+    backends: tuple[str, ...] = ("onnxruntime",)  # the runtimes that measure it (harness.backends)
+    precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
 
 
 @dataclass(frozen=True)
@@ -62,18 +64,20 @@ class VariantModel:
 VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be registered names)")
 
 
-def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False):
-    """Register `make(job) -> recipe` as the variant `name`."""
+def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False,
+                     backends: tuple[str, ...] = ("onnxruntime",), precision: str = ""):
+    """Register `make(job) -> recipe` as the variant `name`, measured by `backends`."""
 
     def wrap(make: Callable[[VariantJob], str] | None):
-        VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback))
+        VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback, backends, precision))
         return make
 
     return wrap
 
 
-def list_variants() -> list[str]:
-    return VARIANTS.names()
+def list_variants(backend: str | None = None) -> list[str]:
+    """Every registered variant, or those `backend` runs."""
+    return [n for n in VARIANTS.names() if backend is None or backend in VARIANTS.get(n).backends]
 
 
 def get_variant(name: str) -> Variant:

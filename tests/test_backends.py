@@ -1,0 +1,154 @@
+"""Backends in the measuring child: ONNX Runtime as always, OpenVINO beside it (real runtimes, real child processes)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import FAST_TARGET, run_cli
+from harness.backends import NOT_ON_THIS_CPU, missing_extra
+from harness.errors import HarnessError
+from harness.measure.measurement import build_request
+from harness.onnx_graph import save_graph
+from harness.runners.local import LocalRunner
+from harness.spec import ASSETS_DIR
+from harness.targets import TargetProfile
+
+openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'harness[openvino]'")
+
+HW = (32, 32)
+CLASSES = 3
+
+
+def _convs(path: Path) -> Path:
+    """Three 3x3 convolutions, 3 -> 16 -> 16 -> 3 channels: a real compute graph either runtime compiles."""
+    rng = np.random.default_rng(0)
+    nodes, inits, previous, in_ch = [], [], "image", 3
+    for i, out_ch in enumerate((16, 16, CLASSES)):
+        inits.append(numpy_helper.from_array(rng.standard_normal((out_ch, in_ch, 3, 3)).astype(np.float32) * 0.2, f"w{i}"))
+        name = "logits" if out_ch == CLASSES and i == 2 else f"h{i}"
+        nodes.append(helper.make_node("Conv", [previous, f"w{i}"], [name], pads=[1, 1, 1, 1]))
+        previous, in_ch = name, out_ch
+    return save_graph(path, "convs", nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, *HW])],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES, *HW])], inits)
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((4, 3, *HW)).astype(np.float32)
+    np.save(tmp_path / "sample.npy", images[0])
+    np.savez(tmp_path / "eval.npz", images=images, masks=rng.integers(0, CLASSES, (4, *HW)).astype(np.int16))
+    return _convs(tmp_path / "convs.onnx"), tmp_path / "sample.npy", tmp_path / "eval.npz"
+
+
+def _measure(files, tmp_path, backend: str, precision: str = "", serving: str = "batched", **target):
+    import dataclasses
+
+    model, sample, eval_path = files
+    profile = TargetProfile.from_flat("t", **{"threads": 1, "warmup_runs": 2, "min_runs": 5, "min_duration_s": 0.0, **target})
+    request = build_request(model, profile, sample, eval_path, CLASSES, 255, tmp_path / f"pred_{backend}.npy",
+                            serving, output_shape=(CLASSES, *HW))
+    return LocalRunner().run(dataclasses.replace(request, backend=backend, precision=precision))
+
+
+def test_openvino_measures_the_same_file_and_agrees_with_onnxruntime(files, tmp_path):
+    ort_reply, ov_reply = _measure(files, tmp_path, "onnxruntime"), _measure(files, tmp_path, "openvino", "f32")
+    assert ort_reply.ok and ov_reply.ok, (ort_reply.error, ov_reply.error)
+    import onnxruntime
+
+    assert ort_reply.backend_version == onnxruntime.__version__ and ort_reply.precision == "as in the file"
+    assert ov_reply.backend_version == openvino.get_version().split("-")[0]
+    assert ov_reply.precision == "f32 (3 of 3 compute layers)"  # from OpenVINO's own runtime graph
+    assert len(ov_reply.latencies_ms) >= 5 and ov_reply.load_ms > 0 and ov_reply.first_call_ms > 0
+    assert ov_reply.cpu_affinity == ort_reply.cpu_affinity  # the child pins itself; OpenVINO's pinning is off
+    # f32 both ways on the same file: the same classes pixel for pixel, so the same confusion matrix
+    agree = (np.load(tmp_path / "pred_openvino.npy") == np.load(tmp_path / "pred_onnxruntime.npy")).mean()
+    assert agree > 0.999 and np.abs(np.array(ov_reply.confusion) - np.array(ort_reply.confusion)).sum() <= 4
+
+
+def test_openvino_serves_a_batch_in_one_call_and_requests_in_flight(files, tmp_path):
+    batched = _measure(files, tmp_path, "openvino", images_at_once=4)
+    assert batched.ok and batched.images_per_s > 0, batched.error
+    in_flight = _measure(files, tmp_path, "openvino", serving="concurrent", images_at_once=4)
+    assert in_flight.ok and in_flight.max_in_flight >= 2, in_flight.error  # one infer request per client thread
+
+
+def test_bf16_runs_only_where_the_cpu_has_it_and_says_so_where_not(files, tmp_path):
+    reply = _measure(files, tmp_path, "openvino", "bf16")
+    has_bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if has_bf16:
+        assert reply.ok and "bf16" in reply.precision, reply
+    else:
+        assert not reply.ok and reply.error.startswith(NOT_ON_THIS_CPU), reply.error
+        assert "no BF16" in reply.error and "silently" in reply.error
+
+
+def test_a_missing_or_unknown_backend_is_one_line_naming_the_extra(tmp_path, tiny_suite):
+    assert missing_extra("openvino") is None
+    assert "is not one of onnxruntime, openvino" in missing_extra("tensorrt")
+    with pytest.raises(HarnessError, match="list onnxruntime"):
+        TargetProfile.from_flat("t", threads=1, backends=("openvino",))
+    # an environment without the openvino package: a finder that refuses the name, as an absent install does
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nclass _Hide:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'openvino':\n            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    target = tmp_path / "ov.toml"
+    target.write_text(FAST_TARGET + 'backends = ["onnxruntime", "openvino"]\n')
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite", str(tiny_suite),
+                           "--no-gate", "--results-dir", str(tmp_path / "r")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: target 'ov' ({target}): backend 'openvino' needs the openvino extra: pip install 'harness[openvino]' "
+        f"(or drop it from backends)"]
+
+
+def test_a_variant_no_listed_backend_runs_is_refused(tmp_path, tiny_suite):
+    target = tmp_path / "t.toml"
+    target.write_text(FAST_TARGET + 'variants = ["fp32", "bf16"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate")
+    assert proc.returncode == 2 and "variant bf16 runs under openvino only" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_path, tiny_suite):
+    target = tmp_path / "both.toml"
+    target.write_text(FAST_TARGET.replace("min_runs = 5", "min_runs = 10") +
+                      'variants = ["fp32", "int8-static", "int8-nncf", "bf16"]\nbackends = ["onnxruntime", "openvino"]\n'
+                      'processes = 2\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+                   "--calibration-data", str(ASSETS_DIR / "camvid_train32"), "--calibration-images", "8",
+                   "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "results" / "both.csv", newline="") as f:
+        rows = {(r["variant"], r["backend"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {("fp32", "onnxruntime"), ("int8-static", "onnxruntime"), ("fp32", "openvino"),
+                         ("int8-static", "openvino"), ("int8-nncf", "openvino"), ("bf16", "openvino")}
+    assert {r["schema_version"] for r in rows.values()} == {"7"}
+    reference, ov_fp32 = rows[("fp32", "onnxruntime")], rows[("fp32", "openvino")]
+    assert ov_fp32["status"] == "ok" and ov_fp32["precision"].startswith("f32")
+    assert float(ov_fp32["agreement_with_fp32_pct"]) > 99.9  # against ONNX Runtime's fp32, same images
+    assert abs(float(ov_fp32["quality_pct"]) - float(reference["quality_pct"])) < 0.05
+    for key in (("int8-static", "openvino"), ("int8-nncf", "openvino")):
+        row = rows[key]
+        assert row["status"] == "ok" and row["precision"].startswith(("u8", "i8")), row["precision"]
+        assert float(row["speedup_vs_fp32"]) > 0 and row["onnx_sha256"] and float(row["load_ms"]) > 0
+        assert float(row["floor_rss_mb"]) != float(reference["floor_rss_mb"])  # OpenVINO's own floor, not ORT's
+    assert rows[("int8-static", "openvino")]["onnx_sha256"] == rows[("int8-static", "onnxruntime")]["onnx_sha256"]
+    assert "NNCF" in rows[("int8-nncf", "openvino")]["recipe"]
+    bf16 = rows[("bf16", "openvino")]
+    assert bf16["status"] == "ok" or (bf16["status"].startswith(NOT_ON_THIS_CPU) and bf16["verdict"] == NOT_ON_THIS_CPU)
+    assert "backend" in proc.stdout and "openvino" in proc.stdout
