@@ -152,3 +152,47 @@ def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_p
     bf16 = rows[("bf16", "openvino")]
     assert bf16["status"] == "ok" or (bf16["status"].startswith(NOT_ON_THIS_CPU) and bf16["verdict"] == NOT_ON_THIS_CPU)
     assert "backend" in proc.stdout and "openvino" in proc.stdout
+
+
+@pytest.mark.slow
+def test_litert_rows_convert_check_and_count_the_ops_off_xnnpack(tmp_path, tiny_suite):
+    pytest.importorskip("ai_edge_litert", reason="the litert extra is not installed: pip install 'harness[litert]'")
+    target = tmp_path / "phone_proxy.toml"
+    target.write_text(FAST_TARGET + 'variants = ["fp32", "litert-fp32", "litert-int8"]\nbackends_if_installed = ["litert"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+                   "--calibration-data", str(ASSETS_DIR / "camvid_train32"), "--calibration-images", "8",
+                   "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "results" / "phone_proxy.csv", newline="") as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    fp32, lite, lite8 = rows["fp32"], rows["litert-fp32"], rows["litert-int8"]
+    assert lite["backend"] == lite8["backend"] == "litert" and lite["status"] == lite8["status"] == "ok"
+    assert "classes agree on" in lite["recipe"] and float(lite["agreement_with_fp32_pct"]) > 99.9
+    assert lite["precision"].startswith("f32;") and lite8["precision"].startswith("int8 in/out;")
+    assert "XNNPACK" in lite["precision"] and float(lite8["file_mb"]) < float(lite["file_mb"]) / 2
+    assert float(lite["floor_rss_mb"]) != float(fp32["floor_rss_mb"])  # LiteRT's own floor
+    assert float(lite8["quality_drop_pts"]) < 5
+
+
+def test_off_xnnpack_counts_ops_outside_the_delegate(tmp_path):
+    """A real .tflite: one op XNNPACK takes (multiply) and, after it, one it does not (cumulative sum)."""
+    pytest.importorskip("litert_torch", reason="the litert extra is not installed: pip install 'harness[litert]'")
+    import subprocess
+    import sys
+
+    from harness.backends.litert_cpu import off_xnnpack
+
+    # converted in a child: litert-torch imports JAX, whose threads would stay in this test process
+    script = ("import torch, litert_torch\n"
+              "class Mixed(torch.nn.Module):\n    def forward(self, x):\n        return torch.cumsum(x * 2.0, dim=1)\n"
+              f"litert_torch.convert(Mixed().eval(), (torch.zeros(1, 8),)).export({str(tmp_path / 'm.tflite')!r})\n")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=600)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / "m.tflite"), num_threads=1)
+    interpreter.allocate_tensors()
+    assert off_xnnpack(interpreter) == {"CUMSUM": 1}
+    plain = Interpreter(model_path=str(tmp_path / "m.tflite"), experimental_op_resolver_type=
+                        __import__("ai_edge_litert.interpreter", fromlist=["OpResolverType"]).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    assert off_xnnpack(plain) is None  # no delegate applied: nothing to count, said as such

@@ -1,4 +1,5 @@
-"""Runtimes the measuring child can time a model under: ONNX Runtime's CPU EP (the default) and OpenVINO's CPU plugin.
+"""Runtimes the measuring child can time a model under: ONNX Runtime's CPU EP (the default), OpenVINO's CPU plugin
+and LiteRT with XNNPACK.
 
 Standard library only here: a backend module imports its runtime when it loads a model, so a child imports
 only the runtime it measures. Every backend offers the same three things: load a model file with the
@@ -15,6 +16,7 @@ DEFAULT_BACKEND = "onnxruntime"
 BACKENDS = {
     "onnxruntime": ("harness.backends.onnxruntime_cpu", "onnxruntime", ""),
     "openvino": ("harness.backends.openvino_cpu", "openvino", "openvino"),
+    "litert": ("harness.backends.litert_cpu", "ai_edge_litert", "litert"),
 }
 
 

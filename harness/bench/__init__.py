@@ -44,6 +44,7 @@ class BenchRun:
     paired: dict = field(default_factory=dict)  # row key -> PairedRatios against its A/B partner (lockstep)
     host_noise: str = ""  # how much the host wandered during this run, in words
     explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference from the record is not a change
+    notes: tuple[str, ...] = ()  # what the plan left out and why (an optional backend not installed)
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
@@ -107,7 +108,7 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
             if ratios is not None:
                 backend, plain = split_run(variant)
                 paired[(p.ab_partner_of, plain, target.scenario.serving_label(serving), backend)] = ratios
-    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained)
+    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained, plan.notes)
 
 
 def host_noise(references_ms: list[float]) -> str:

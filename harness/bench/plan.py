@@ -39,6 +39,7 @@ class BenchPlan:
     # (input_hw, num_classes) -> calibration images and targets, read once and checked before any export
     calibration: dict = field(default_factory=dict)
     machine: MachineFingerprint | None = None  # the controller's; a measured row takes its child's instead
+    notes: tuple[str, ...] = ()  # what the run left out and why (an optional backend not installed)
 
     @property
     def input_sizes(self) -> list[tuple[int, int]]:
@@ -48,10 +49,15 @@ class BenchPlan:
     def steps(self) -> int:
         """Progress-bar steps: each export and variant made, then each child process run."""
         scenario = self.target.scenario
-        floors = len(self.input_sizes) * len(scenario.backends)
+        floors = len(self.input_sizes) * len(self.backends)
         per_round = floors + len(self.suite.models) * len(self.runs) * len(scenario.in_children)
         served = len(self.suite.models) * len(self.served_runs) if "http" in scenario.serving else 0
         return len(self.suite.models) * (1 + len(self.variants)) + scenario.processes * per_round + served
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends this run measures under (an optional one only where installed), ONNX Runtime first."""
+        return tuple(dict.fromkeys(split_run(r)[0] for r in self.runs))
 
     @property
     def served_runs(self) -> tuple[str, ...]:
@@ -70,23 +76,30 @@ def split_run(name: str) -> tuple[str, str]:
     return backend or DEFAULT_BACKEND, variant
 
 
-def plan_runs(target: TargetProfile, variants: tuple[str, ...]) -> tuple[str, ...]:
-    """Every (backend, variant) the target asks for that the backend can run; a variant no listed backend runs,
-    or a backend whose extra is missing, is refused in one line."""
-    backends = target.scenario.backends
-    for backend in backends:
+def plan_runs(target: TargetProfile, variants: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Every (backend, variant) the target asks for that the backend can run, and notes on what is left out.
+
+    A listed backend whose extra is missing, or a variant no listed backend runs, is refused in one line; an
+    optional backend (backends_if_installed) that is not installed is left out with its variants, and a note."""
+    for backend in target.scenario.backends:
         why = missing_extra(backend)
         if why:
             raise HarnessError(f"{target.where}: {why} (or drop it from backends)")
+    absent = {b: why for b in target.scenario.backends_if_installed if (why := missing_extra(b))}
+    backends = target.scenario.backends + tuple(b for b in target.scenario.backends_if_installed if b not in absent)
+    notes = tuple(f"{target.where} adds backend {b} where it is installed; not here: {why}" for b, why in absent.items())
+    kept = []
     for variant in variants:
         runnable = get_variant(variant).backends
-        if not set(runnable) & set(backends):
+        if set(runnable) & set(backends):
+            kept.append(variant)
+        elif not set(runnable) & set(absent):
             raise HarnessError(f"{target.where}: variant {variant} runs under {' or '.join(runnable)} only; add it to "
                                f"backends or drop the variant")
-    if "int8-nncf" in variants and importlib.util.find_spec("nncf") is None:
+    if "int8-nncf" in kept and importlib.util.find_spec("nncf") is None:
         raise HarnessError(f"{target.where}: variant int8-nncf needs NNCF, in the openvino extra: "
                            f"pip install 'harness[openvino]'")
-    return tuple(run_name(b, v) for b in backends for v in variants if b in get_variant(v).backends)
+    return tuple(run_name(b, v) for b in backends for v in kept if b in get_variant(v).backends), notes
 
 
 def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
@@ -96,12 +109,13 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     from harness.gate.ab import current_commit
 
     variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
-    needs_calibration = [get_variant(v).needs_calibration for v in variants]  # unknown names fail now
+    runs, notes = plan_runs(target, variants)  # unknown variant names fail here
+    variants = tuple(v for v in variants if any(split_run(r)[1] == v for r in runs))  # an absent backend's: not made
+    needs_calibration = [get_variant(v).needs_calibration for v in variants]
     import onnxruntime
 
-    runs = plan_runs(target, variants)
     plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, runs, current_commit(suite.path),
-                     onnx.__version__, machine=machine_fingerprint(onnxruntime.__version__))
+                     onnx.__version__, machine=machine_fingerprint(onnxruntime.__version__), notes=notes)
     if any(needs_calibration):
         calibration_split(plan)
         for key in {(spec.input_hw, spec.num_classes) for spec in suite.models}:

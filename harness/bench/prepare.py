@@ -98,7 +98,8 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
                               task=plan.task.name)
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
     made = variant_of(exported, name, options, images_u8,
-                      on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")))
+                      on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")),
+                      spec=spec)
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
 
 

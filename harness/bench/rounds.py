@@ -18,6 +18,15 @@ from harness.variants import get_variant
 FLOOR = "floor"
 
 
+def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
+    """The runtime floor's model file: a one-node ONNX (ONNX Runtime, OpenVINO), or a one-op .tflite (LiteRT)."""
+    if backend == "litert":
+        from harness.variants.litert import trivial_tflite
+
+        return trivial_tflite(input_hw)
+    return trivial_model(workdir / f"floor_{input_hw[0]}x{input_hw[1]}.onnx", input_hw)
+
+
 def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
     """The measurement key of a runtime floor: ONNX Runtime's as it always was, another backend's by its name."""
     return (FLOOR, input_hw, "" if backend == "onnxruntime" else backend)
@@ -61,7 +70,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     predictions: dict[tuple, Path | None] = {}
     reference = reference_model(workdir / "reference.onnx")
     sizes = sorted({model.spec.input_hw for model in prepared})  # a model whose export failed needs no floor
-    floors = {hw: trivial_model(workdir / f"floor_{hw[0]}x{hw[1]}.onnx", hw) for hw in sizes}
+    floors = {(hw, backend): floor_model(workdir, hw, backend) for hw in sizes for backend in plan.backends}
     samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
     groups = [[m, *(p for p in prepared if p.ab_partner_of == m.spec.name)] for m in prepared if not m.ab_partner_of]
     ab_groups = [g for g in groups if len(g) > 1]
@@ -69,9 +78,10 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     while round_index < rounds or (round_index < target.gate.ab_max_processes and ab_groups):
         progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra A/B round {round_index + 1}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
-            for backend in target.scenario.backends:  # each runtime's own floor: what it costs with a trivial model
+            for backend in plan.backends:  # each runtime's own floor: what it costs with a trivial model
                 say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == 'onnxruntime' else ' ' + backend} ({progress})")
-                request = dataclasses.replace(_untimed(build_request(floors[hw], target, samples[hw])), backend=backend)
+                request = dataclasses.replace(_untimed(build_request(floors[(hw, backend)], target, samples[hw])),
+                                              backend=backend)
                 key = floor_key(hw, backend)
                 children.setdefault(key, []).append(Measurement.from_reply(runner.run(request, cap)))
                 predictions[key] = None

@@ -14,11 +14,11 @@ import sys
 import threading
 
 from harness import __version__
-from harness.cli import bench, compare, export, models, quantize, reduce, report, serve, targets, train
+from harness.cli import bench, compare, export, models, profile, quantize, reduce, report, serve, targets, train
 from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError, Interrupted,
                             ParityError)
 
-COMMANDS = (bench, export, quantize, serve, train, reduce, report, compare, models, targets)
+COMMANDS = (bench, export, quantize, serve, profile, train, reduce, report, compare, models, targets)
 INTERRUPT_GRACE_S = 15.0
 
 

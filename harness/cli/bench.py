@@ -69,6 +69,8 @@ def run(args) -> int:
     run = run_bench(suite, target, inputs, console=console, baselines=baselines, cluster=args.cluster)
     rows = run.rows
     _print_tables(console, target, rows, suite.models[0].name)
+    for note in run.notes:
+        console.print(f"[yellow]note[/yellow]: {note}")
     latest = _write_results(console, args, target, run, record_path, recorded)
     try:
         report = _gate(console, args, target, run, record_path, recorded, latest, lost, narrowing, full_target)

@@ -173,3 +173,27 @@ def copy_out(path: Path, out: str | None) -> Path:
     except OSError as e:
         raise HarnessError(f"--out {out} cannot be written ({e.strerror}); pass a path you can write to") from e
     return Path(out)
+
+
+def variant_file(args, suite, spec, variant: str):
+    """The file of one variant of `spec` (exported and made as bench makes it, from the cache when it can)."""
+    from harness.bench import make_variant, plan_bench
+    from harness.export import export_spec
+    from harness.report.render import make_console
+    from harness.targets import TargetProfile
+    from harness.variants import get_variant
+
+    console = make_console()
+    images_u8 = parity_images(suite, spec, args.data)
+    with console.status(f"exporting {spec.name}"):
+        exported = export_spec(spec, images_u8)
+    if variant == "fp32":
+        return exported.path
+    one_variant = TargetProfile.from_flat(
+        "one-variant", threads=1, variants=(variant,),
+        backends=tuple(dict.fromkeys(("onnxruntime", *get_variant(variant).backends))))
+    plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
+    with console.status(f"making {variant}"):
+        made = make_variant(plan, spec, exported, variant, say=lambda message: None, on_calibration=None)
+    console.print(f"{spec.name} {variant}: {made.recipe}", highlight=False)
+    return made.path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from harness.cli.options import add_data_options, add_model_options, bench_inputs, parity_images, resolve_spec
+from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
 from harness.errors import HarnessError
 
 
@@ -45,7 +45,7 @@ def run(args) -> int:
         bind(args.host, args.port).close()
     except SystemExit as e:
         raise HarnessError(str(e.code)) from None
-    path = _variant_file(args, suite, spec)
+    path = variant_file(args, suite, spec, args.variant)
     device, runtime = target.device, target.runtime
     config = ServerConfig(
         onnx_path=str(path), input_hw=spec.input_hw, num_classes=spec.num_classes, threads=device.threads,
@@ -62,23 +62,3 @@ def run(args) -> int:
     # The service is its own interpreter, without torch and the exporter in its memory.
     os.execv(sys.executable, [sys.executable, "-m", "harness.serve.server", "--config", str(config_path)])
     return 0  # not reached
-
-
-def _variant_file(args, suite, spec):
-    from harness.bench import make_variant, plan_bench
-    from harness.export import export_spec
-    from harness.report.render import make_console
-    from harness.targets import TargetProfile
-
-    console = make_console()
-    images_u8 = parity_images(suite, spec, args.data)
-    with console.status(f"exporting {spec.name}"):
-        exported = export_spec(spec, images_u8)
-    if args.variant == "fp32":
-        return exported.path
-    one_variant = TargetProfile.from_flat("serve", threads=1, variants=(args.variant,))
-    plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
-    with console.status(f"making {args.variant}"):
-        made = make_variant(plan, spec, exported, args.variant, say=lambda message: None, on_calibration=None)
-    console.print(f"{spec.name} {args.variant}: {made.recipe}", highlight=False)
-    return made.path

@@ -285,3 +285,4 @@ def make_console(stderr: bool = False) -> Console:
     if not console.is_terminal:  # CI logs and pipes: rich would fold the table into 80 columns
         console = Console(width=200, stderr=stderr)
     return console
+

@@ -45,3 +45,21 @@ def make_int8_nncf(job: VariantJob) -> str:
     from harness.variants.nncf_int8 import quantize_with_nncf
 
     return quantize_with_nncf(job)
+
+
+@register_variant("litert-fp32", "a LiteRT (.tflite) file converted from the PyTorch model, checked against ORT",
+                  needs_calibration=True, backends=("litert",), suffix=".tflite")
+def make_litert_fp32(job: VariantJob) -> str:
+    from harness.variants.litert import convert_fp32
+
+    return convert_fp32(job, job.out)
+
+
+@register_variant("litert-int8", "full-integer int8 LiteRT file, calibrated on the same images", needs_calibration=True,
+                  backends=("litert",), suffix=".tflite")
+def make_litert_int8(job: VariantJob) -> str:
+    from harness.variants.litert import convert_fp32, quantize_int8
+
+    fp32 = job.workdir / "fp32.tflite"
+    checked = convert_fp32(job, fp32)
+    return f"{quantize_int8(job, fp32, job.out)}; {checked}"

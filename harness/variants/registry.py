@@ -35,6 +35,7 @@ class VariantJob:
     options: object  # harness.variants.quantize.QuantizeOptions for the built-in quantizers
     calibration_images: np.ndarray | None  # uint8 NHWC, only for variants that need calibration
     on_progress: Callable[[int, int], None] | None = None
+    spec: object | None = None  # the suite's ModelSpec: a converter that starts from the PyTorch model needs it
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Variant:
     supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
     backends: tuple[str, ...] = ("onnxruntime",)  # the runtimes that measure it (harness.backends)
     precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
+    suffix: str = ".onnx"  # the made file's: another runtime's format (".tflite") keeps its own
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,12 @@ VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be
 
 
 def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False,
-                     backends: tuple[str, ...] = ("onnxruntime",), precision: str = ""):
+                     backends: tuple[str, ...] = ("onnxruntime",), precision: str = "", suffix: str = ".onnx"):
     """Register `make(job) -> recipe` as the variant `name`, measured by `backends`."""
 
     def wrap(make: Callable[[VariantJob], str] | None):
-        VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback, backends, precision))
+        VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback, backends, precision,
+                                   suffix))
         return make
 
     return wrap
@@ -85,7 +88,7 @@ def get_variant(name: str) -> Variant:
 
 
 def variant_of(exported: ExportedModel, name: str, options, calibration_images: np.ndarray | None,
-               on_progress: Callable[[int, int], None] | None = None) -> VariantModel:
+               on_progress: Callable[[int, int], None] | None = None, spec=None) -> VariantModel:
     """The variant's ONNX file, made now or taken from the cache."""
     variant = get_variant(name)
     if variant.make is None:
@@ -99,7 +102,8 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
         parts.update(asdict(options), calib=_array_digest(calibration_images))
 
     def build(staging: Path) -> dict:
-        job = VariantJob(exported, staging / "model.onnx", staging, options, calibration_images, on_progress)
+        job = VariantJob(exported, staging / f"model{variant.suffix}", staging, options, calibration_images, on_progress,
+                         spec)
         try:
             recipe = variant.make(job)
         except HarnessError:
@@ -108,14 +112,14 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
             first_line = str(e).splitlines()[0] if str(e) else ""
             raise VariantError(f"{name} could not be made: {type(e).__name__}: {first_line}") from e
         for leftover in staging.iterdir():
-            if leftover.name != "model.onnx" and leftover.is_file():
+            if leftover.name != job.out.name and leftover.is_file():
                 leftover.unlink()
         return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float),
                 "sha256": file_sha256(job.out)}
 
     entry = cached_entry("variants", parts, build)
     meta = entry.meta
-    path = entry.folder / "model.onnx"
+    path = entry.folder / f"model{variant.suffix}"
     return VariantModel(name, path, meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), entry.cached,
                         meta.get("sha256") or file_sha256(path))
 

@@ -1,0 +1,95 @@
+"""`harness profile MODEL --target T [--variant V ...] [--backend B]`: where a variant's time goes, operator by operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
+from harness.errors import HarnessError
+
+PROFILED_BACKENDS = ("onnxruntime", "openvino")
+
+
+def add_parser(sub) -> None:
+    from harness.variants import list_variants
+
+    p = sub.add_parser("profile", help="per-operator time of one or more variants (ORT's profiler, OpenVINO's counters)")
+    p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
+    p.add_argument("--target", default="watch", help="the profile whose threads, affinity and session options are used")
+    p.add_argument("--variant", action="append", choices=[v for v in list_variants() if not v.startswith("litert")],
+                   help="repeat to compare (default: fp32 and int8-static)")
+    p.add_argument("--backend", default="onnxruntime", choices=PROFILED_BACKENDS)
+    p.add_argument("--runs", type=int, default=20, help="timed calls profiled after the target's warm-up")
+    p.add_argument("--top", type=int, default=10, help="operators shown per variant")
+    p.add_argument("--out", default="results/latest/profile", help="folder for the traces and operators.json")
+    add_model_options(p)
+    add_data_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from harness.backends import missing_extra
+    from harness.measure.measurement import build_request
+    from harness.report.profile import profile_tables
+    from harness.report.render import make_console
+    from harness.spec import load_suite
+    from harness.targets import load_target
+    from harness.variants import get_variant
+
+    if args.runs < 1 or args.top < 1:
+        raise HarnessError("--runs and --top must be at least 1")
+    why = missing_extra(args.backend)
+    if why:
+        raise HarnessError(why)
+    variants = args.variant or ["fp32", "int8-static"]
+    for variant in variants:
+        if args.backend not in get_variant(variant).backends:
+            raise HarnessError(f"variant {variant} runs under {' or '.join(get_variant(variant).backends)}, not "
+                               f"{args.backend}: pass --backend {get_variant(variant).backends[0]}")
+    target, suite = load_target(args.target), load_suite(args.suite)
+    spec = resolve_spec(args, suite)
+    out = Path(args.out) / f"{spec.name}_{args.backend}"
+    out.mkdir(parents=True, exist_ok=True)
+    sample = out / "sample.npy"
+    _write_sample(suite, spec, args.data, sample)
+    console, profiles = make_console(), {}
+    for variant in variants:
+        path = variant_file(args, suite, spec, variant)
+        request = build_request(path, target, sample)
+        import dataclasses
+
+        affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
+        request = dataclasses.replace(request, backend=args.backend, cpu_affinity=affinity,
+                                      precision=get_variant(variant).precision if args.backend != "onnxruntime" else "")
+        folder = out / variant
+        folder.mkdir(exist_ok=True)
+        with console.status(f"profiling {spec.name} {variant} under {args.backend} ({args.runs} calls)"):
+            profiles[variant] = _profile_in_child(request, folder, args.runs)
+    (out / "operators.json").write_text(json.dumps(profiles, indent=1))
+    for table in profile_tables(spec.name, args.backend, target, profiles, args.top):
+        console.print(table)
+    console.print(f"traces and operators.json in {out}")
+    return 0
+
+
+def _write_sample(suite, spec, data_arg, path: Path) -> None:
+    import numpy as np
+
+    from harness.cli.options import parity_images
+    from harness.data import normalize
+
+    np.save(path, normalize(parity_images(suite, spec, data_arg)[:1])[0])  # one real evaluation image
+
+
+def _profile_in_child(request, folder: Path, runs: int) -> dict:
+    """The profiler in its own process, like a measuring child: pinned, the target's threads, no torch."""
+    proc = subprocess.run([sys.executable, "-m", "harness.measure.profile", "--out", str(folder), "--runs", str(runs)],
+                          input=request.to_json(), capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        raise HarnessError(f"profiling failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    return json.loads(proc.stdout)
