@@ -196,3 +196,27 @@ def test_off_xnnpack_counts_ops_outside_the_delegate(tmp_path):
                         __import__("ai_edge_litert.interpreter", fromlist=["OpResolverType"]).OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     plain.allocate_tensors()
     assert off_xnnpack(plain) is None  # no delegate applied: nothing to count, said as such
+
+
+def test_an_optional_backend_that_is_not_installed_is_left_out_with_a_note(tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nclass _Hide:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'ai_edge_litert':\n            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    script = ("from harness.bench.plan import plan_runs\nfrom harness.targets import load_target\n"
+              "runs, notes = plan_runs(load_target('phone'), ('fp32', 'int8-static', 'litert-fp32', 'litert-int8'))\n"
+              "print(runs); print(notes)\n")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    hidden = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    runs, notes = hidden.stdout.strip().splitlines()
+    assert runs == "('fp32', 'int8-static')"
+    assert "adds backend litert where it is installed; not here: backend 'litert' needs the litert extra" in notes
+    if missing_extra("litert") is None:  # where it is installed, the same target measures it
+        shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        assert shown.stdout.splitlines()[0] == "('fp32', 'int8-static', 'litert:litert-fp32', 'litert:litert-int8')"

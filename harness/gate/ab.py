@@ -76,7 +76,8 @@ class Baselines:
 
     def __init__(self, suite_path: Path, recorded: list[ResultRow], against: str | None = None):
         self.suite_path, self.against = Path(suite_path), against
-        self.recorded = {r.model: r for r in recorded if r.variant == "fp32"} or {r.model: r for r in recorded}
+        ort = [r for r in recorded if (r.backend or "onnxruntime") == "onnxruntime"]  # the runtime the A/B rebuilds
+        self.recorded = {r.model: r for r in ort if r.variant == "fp32"} or {r.model: r for r in ort or recorded}
         self.by_variant = {(r.model, r.variant): r.onnx_sha256 for r in recorded if r.status == "ok"}
         self.root = repo_root(self.suite_path)
 

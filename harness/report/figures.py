@@ -8,7 +8,8 @@ from pathlib import Path
 from harness.results import ResultRow, row_key
 from harness.targets import TargetProfile
 
-VARIANT_COLOURS = {"fp32": "#1f77b4", "int8-static": "#2ca02c", "int8-dynamic": "#ff7f0e", "fp16": "#9467bd"}
+VARIANT_COLOURS = {"fp32": "#1f77b4", "int8-static": "#2ca02c", "int8-dynamic": "#ff7f0e", "fp16": "#9467bd",
+                   "bf16": "#8c564b", "int8-nncf": "#17becf", "litert-fp32": "#bcbd22", "litert-int8": "#e377c2"}
 # With several models (a zoo), colour says the model and the marker's shape the variant: 20 text labels
 # would cover each other.
 VARIANT_MARKERS = {"fp32": "o", "int8-static": "s", "int8-dynamic": "^", "fp16": "D"}

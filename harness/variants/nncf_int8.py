@@ -16,12 +16,15 @@ def quantize_with_nncf(job: VariantJob) -> str:
     import nncf
     import onnx
 
-    nncf.set_log_level(logging.ERROR)  # its progress bars and notes would break the bench's own bar
+    from harness.export.exporters import output_to
+
+    nncf.set_log_level(logging.ERROR)
     model = onnx.load(str(job.exported.path))
     input_name = model.graph.input[0].name
     images = normalize(job.calibration_images)
     dataset = nncf.Dataset(list(images), lambda image: {input_name: image[None]})
-    quantized = nncf.quantize(model, dataset, subset_size=len(images))
+    with open(job.workdir / "nncf.log", "w") as log, output_to(log):  # its own progress bars would break the bench's
+        quantized = nncf.quantize(model, dataset, subset_size=len(images))
     onnx.save(quantized, str(job.out))
     return (f"NNCF {nncf.__version__} post-training int8 (ONNX backend, QDQ, its default preset), "
             f"{len(images)} calibration images")
