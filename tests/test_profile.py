@@ -46,3 +46,12 @@ def test_a_variant_the_backend_does_not_run_is_one_line(tmp_path, tiny_suite):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: variant int8-dynamic runs under onnxruntime, not openvino: pass --backend onnxruntime"]
+
+
+def test_bench_profile_profiles_every_measured_variant(tmp_path, tiny_suite, fast_target):
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--no-gate", "--profile",
+                   "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads((tmp_path / "results" / "latest" / "profile" / "tiny_unet_onnxruntime" / "operators.json").read_text())
+    assert set(found) == {"fp32"} and any(o["op_type"] == "Conv" for o in found["fp32"]["ops"])
+    assert "slowest" in " ".join(proc.stdout.split())

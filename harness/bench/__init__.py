@@ -45,6 +45,7 @@ class BenchRun:
     host_noise: str = ""  # how much the host wandered during this run, in words
     explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference from the record is not a change
     notes: tuple[str, ...] = ()  # what the plan left out and why (an optional backend not installed)
+    files: dict = field(default_factory=dict)  # (model, run name) -> the measured file (in the cache): for --profile
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
@@ -108,7 +109,9 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
             if ratios is not None:
                 backend, plain = split_run(variant)
                 paired[(p.ab_partner_of, plain, target.scenario.serving_label(serving), backend)] = ratios
-    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained, plan.notes)
+    files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
+             if split_run(r)[1] in m.made}
+    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained, plan.notes, files)
 
 
 def host_noise(references_ms: list[float]) -> str:

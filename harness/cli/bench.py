@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     out = p.add_argument_group("output for scripts and CI")
     out.add_argument("--json", action="store_true", help="print the rows and the gate's decisions as JSON on stdout "
                                                          "(the tables go to stderr)")
+    out.add_argument("--profile", action="store_true", help="also profile each measured variant operator by operator "
+                                                            "(as harness profile; traces in <results-dir>/latest/profile)")
     out.add_argument("--summary", metavar="FILE.md", help="append the results and gate tables as Markdown to this "
                                                           "file (e.g. \"$GITHUB_STEP_SUMMARY\")")
     p.set_defaults(run=run)
@@ -71,6 +73,10 @@ def run(args) -> int:
     _print_tables(console, target, rows, suite.models[0].name)
     for note in run.notes:
         console.print(f"[yellow]note[/yellow]: {note}")
+    if args.profile:
+        from harness.cli.profile import profile_bench_run
+
+        profile_bench_run(console, target, suite, run, args)
     latest = _write_results(console, args, target, run, record_path, recorded)
     try:
         report = _gate(console, args, target, run, record_path, recorded, latest, lost, narrowing, full_target)

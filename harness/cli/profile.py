@@ -76,6 +76,44 @@ def run(args) -> int:
     return 0
 
 
+def profile_bench_run(console, target, suite, run, args) -> None:
+    """bench --profile: every variant the run measured under ORT or OpenVINO, per model, its slowest operators."""
+    import dataclasses
+
+    from harness.bench.plan import split_run
+    from harness.measure.measurement import build_request
+    from harness.report.profile import profile_tables
+    from harness.variants import get_variant
+
+    root = Path(args.results_dir) / "latest" / "profile"
+    for spec in suite.models:
+        by_backend: dict[str, dict] = {}
+        for (model, name), path in run.files.items():
+            backend, variant = split_run(name)
+            if model == spec.name and backend in PROFILED_BACKENDS:
+                by_backend.setdefault(backend, {})[variant] = path
+        for backend, files in by_backend.items():
+            out = root / f"{spec.name}_{backend}"
+            out.mkdir(parents=True, exist_ok=True)
+            _write_sample(suite, spec, args.data, out / "sample.npy")
+            profiles = {}
+            for variant, path in files.items():
+                request = build_request(path, target, out / "sample.npy")
+                affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
+                request = dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
+                                              precision=get_variant(variant).precision if backend != "onnxruntime" else "")
+                (out / variant).mkdir(exist_ok=True)
+                with console.status(f"profiling {spec.name} {variant} under {backend}"):
+                    try:
+                        profiles[variant] = _profile_in_child(request, out / variant, 20)
+                    except HarnessError as e:  # bf16 on a CPU without it: said, the others profiled
+                        console.print(f"{spec.name} {variant} under {backend}: {e}")
+            (out / "operators.json").write_text(json.dumps(profiles, indent=1))
+            for table in profile_tables(spec.name, backend, target, profiles, 5) if profiles else ():
+                console.print(table)
+    console.print(f"profiles in {root}")
+
+
 def _write_sample(suite, spec, data_arg, path: Path) -> None:
     import numpy as np
 
