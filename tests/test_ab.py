@@ -89,7 +89,9 @@ def test_a_slower_model_fails_by_ab_and_an_unchanged_one_needs_none(repo):
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
     latency = gate["rows"][0]["latency"]
     assert latency["method"] == "A/B" and latency["p50"]["outcome"] == "slower" and latency["p50"]["ratio"] > 2
-    assert len(latency["p50"]["paired_rounds"]) == 3  # decided in gate_ab_processes rounds: no extra ones
+    # gate_ab_processes rounds (3) usually decide it; CI once took a fourth (its paired p50 ratios moved from x7.7 to
+    # x4.6 within the run, and a figure stayed undecided after three): extra rounds are the rule working
+    assert 3 <= len(latency["p50"]["paired_rounds"]) <= 10
     raw = json.loads((repo / "results" / "latest" / "fast.raw.json").read_text())
     assert {r["model"].split("@")[0] for r in raw["rows"]} == {"toy"} and len(raw["rows"]) == 2  # both sides kept
 
