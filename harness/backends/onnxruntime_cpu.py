@@ -11,10 +11,9 @@ class OrtModel:
     """One InferenceSession; `run` is one `session.run` of the whole batch."""
 
     def __init__(self, request, ort):
-        self.request, self.ort = request, ort
-        self.options = session_options(ort, request)
         started = time.perf_counter_ns()
-        self.session = ort.InferenceSession(request.onnx_path, self.options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(request.onnx_path, session_options(ort, request),
+                                            providers=["CPUExecutionProvider"])
         self.load_ms = (time.perf_counter_ns() - started) / 1e6
         self.input_name = self.session.get_inputs()[0].name
         self.version = ort.__version__

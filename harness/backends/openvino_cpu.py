@@ -40,7 +40,8 @@ class OpenVinoModel:
         self.precision = _ran_precision(self.compiled)
         self._local = threading.local()  # one infer request per calling thread (concurrent serving)
 
-    def _compile(self, batch_size: int):
+    def _compile(self, batch_size: int, extra: dict | None = None):
+        """Read, reshape to `batch_size` and compile; `extra` adds config keys (PERF_COUNT for harness profile)."""
         request = self.request
         model = self.core.read_model(request.onnx_path)
         shape = [batch_size, *[d.get_length() for d in list(model.inputs[0].get_partial_shape())[1:]]]
@@ -50,7 +51,7 @@ class OpenVinoModel:
                   "INFERENCE_PRECISION_HINT": PRECISION_HINTS[request.precision or "f32"],
                   # 10 requests in flight: one stream per thread, OpenVINO's own way to overlap requests
                   "PERFORMANCE_HINT": "THROUGHPUT" if concurrent else "LATENCY",
-                  "NUM_STREAMS": min(request.threads, request.images_at_once) if concurrent else 1}
+                  "NUM_STREAMS": min(request.threads, request.images_at_once) if concurrent else 1, **(extra or {})}
         return self.core.compile_model(model, "CPU", config)
 
     def run(self, batch):

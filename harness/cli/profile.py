@@ -33,7 +33,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from harness.backends import missing_extra
-    from harness.measure.measurement import build_request
     from harness.report.profile import profile_tables
     from harness.report.render import make_console
     from harness.spec import load_suite
@@ -59,12 +58,7 @@ def run(args) -> int:
     console, profiles = make_console(), {}
     for variant in variants:
         path = variant_file(args, suite, spec, variant)
-        request = build_request(path, target, sample)
-        import dataclasses
-
-        affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
-        request = dataclasses.replace(request, backend=args.backend, cpu_affinity=affinity,
-                                      precision=get_variant(variant).precision if args.backend != "onnxruntime" else "")
+        request = _profile_request(path, target, sample, args.backend, variant)
         folder = out / variant
         folder.mkdir(exist_ok=True)
         with console.status(f"profiling {spec.name} {variant} under {args.backend} ({args.runs} calls)"):
@@ -78,12 +72,9 @@ def run(args) -> int:
 
 def profile_bench_run(console, target, suite, run, args) -> None:
     """bench --profile: every variant the run measured under ORT or OpenVINO, per model, its slowest operators."""
-    import dataclasses
 
     from harness.bench.plan import split_run
-    from harness.measure.measurement import build_request
     from harness.report.profile import profile_tables
-    from harness.variants import get_variant
 
     root = Path(args.results_dir) / "latest" / "profile"
     for spec in suite.models:
@@ -98,10 +89,7 @@ def profile_bench_run(console, target, suite, run, args) -> None:
             _write_sample(suite, spec, args.data, out / "sample.npy")
             profiles = {}
             for variant, path in files.items():
-                request = build_request(path, target, out / "sample.npy")
-                affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
-                request = dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
-                                              precision=get_variant(variant).precision if backend != "onnxruntime" else "")
+                request = _profile_request(path, target, out / "sample.npy", backend, variant)
                 (out / variant).mkdir(exist_ok=True)
                 with console.status(f"profiling {spec.name} {variant} under {backend}"):
                     try:
@@ -112,6 +100,19 @@ def profile_bench_run(console, target, suite, run, args) -> None:
             for table in profile_tables(spec.name, backend, target, profiles, 5) if profiles else ():
                 console.print(table)
     console.print(f"profiles in {root}")
+
+
+def _profile_request(path: Path, target, sample: Path, backend: str, variant: str):
+    """The Request a measuring child would get for this file, pinned to the target's first CPUs here."""
+    import dataclasses
+
+    from harness.measure.measurement import build_request
+    from harness.variants import get_variant
+
+    request = build_request(path, target, sample)
+    affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
+    return dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
+                               precision=get_variant(variant).precision if backend != "onnxruntime" else "")
 
 
 def _write_sample(suite, spec, data_arg, path: Path) -> None:

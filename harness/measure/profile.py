@@ -56,7 +56,7 @@ def profile_openvino(request: Request, out: Path, runs: int, batch) -> dict:
     from harness.backends.openvino_cpu import OpenVinoModel
 
     model = OpenVinoModel(request, ov, len(batch))  # checks the precision against the CPU, as the child does
-    compiled = _with_counters(model, len(batch))
+    compiled = model._compile(len(batch), {"PERF_COUNT": True})  # compiled as the child does, plus layer counters
     infer = compiled.create_infer_request()
     for _ in range(request.warmup_runs):
         infer.infer({0: batch})
@@ -76,17 +76,6 @@ def profile_openvino(request: Request, out: Path, runs: int, batch) -> dict:
             "ops": [{**o, "ms_per_call": o.pop("total_us") / 1000 / runs} for o in ops.values()]}
 
 
-def _with_counters(model, batch_size: int):
-    """The model compiled as the measuring child compiles it, plus OpenVINO's per-layer counters."""
-    core, request = model.core, model.request
-    read = core.read_model(request.onnx_path)
-    shape = [batch_size, *[d.get_length() for d in list(read.inputs[0].get_partial_shape())[1:]]]
-    read.reshape({read.inputs[0].get_any_name(): shape})
-    config = {"INFERENCE_NUM_THREADS": request.threads, "ENABLE_CPU_PINNING": False, "PERFORMANCE_HINT": "LATENCY",
-              "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": request.precision or "f32", "PERF_COUNT": True}
-    return core.compile_model(read, "CPU", config)
-
-
 PROFILERS = {"onnxruntime": profile_onnxruntime, "openvino": profile_openvino}
 
 
@@ -102,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no per-operator profiler for backend {request.backend}")
     import importlib
 
-    importlib.import_module({"onnxruntime": "onnxruntime", "openvino": "openvino"}[request.backend])
+    from harness.backends import BACKENDS
+
+    importlib.import_module(BACKENDS[request.backend][1])
     os.sched_setaffinity(0, request.cpu_affinity)  # as the measuring child: after the imports, before the threads
     sample = np.load(request.sample_path)
     batch = np.ascontiguousarray(np.repeat(sample[None], request.images_at_once, axis=0))

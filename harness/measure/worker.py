@@ -53,13 +53,13 @@ class _Session:
 
         import numpy as np
 
-        runtime = importlib.import_module(BACKENDS[request.backend][1])  # onnxruntime, or another backend's runtime
+        importlib.import_module(BACKENDS[request.backend][1])  # onnxruntime, or another backend's runtime
 
         # Pinned after the imports (siblings starting together import on every core) and before the session
         # makes the runtime's threads, which inherit it.
         os.sched_setaffinity(0, request.cpu_affinity)
 
-        self.request, self.runtime, self.np = request, runtime, np
+        self.request, self.np = request, np
         self.import_rss_mb = _status_mb("VmRSS")
         self.model = load_model(request)  # cold start, part one: read and compile the model (model.load_ms)
         self.load_ms = self.model.load_ms
