@@ -57,3 +57,15 @@ def test_a_served_row_is_judged_on_its_held_rate_and_its_server_memory():
     stopped = "the server passed the memory cap (530 MB > 512 MB) and was stopped"
     assert verdict(_row(status=stopped), cloud) == f"over memory ({stopped})"
     assert verdict(dataclasses.replace(served, held_rate_per_s=None), cloud) == "fits"  # not a served open-loop row
+
+
+def test_a_precision_the_cpu_lacks_passes_the_gate_and_a_failed_child_does_not():
+    from harness.gate import check_row
+
+    refused = _row(status="not on this CPU: OpenVINO's CPU plugin here offers FP32, INT8, no BF16")
+    assert verdict(refused, TARGET) == "not on this CPU"
+    assert check_row(dataclasses.replace(refused, verdict="not on this CPU"), None, TARGET).outcome == "pass"
+    broken = _row(status="worker failed: boom")
+    assert check_row(dataclasses.replace(broken, verdict=verdict(broken, TARGET)), None, TARGET).outcome == "fail"
+    summary = summarize([dataclasses.replace(_row(), verdict="fits"), dataclasses.replace(refused, verdict="not on this CPU")])
+    assert summary.line(TARGET).startswith("target watch: 1 of 2 rows fit every budget, 1 not possible on this CPU")
