@@ -259,6 +259,15 @@ def test_an_open_loop_rate_holds_only_when_answers_keep_up_within_budget():
     assert max(r[3] - r[1] for r in falling_behind) < 500 and not rate_held(falling_behind, budget_ms=500)
     lost = steady[:-1] + [[0, 1900.0, 1900.0, 1950.0, 0, "ConnectionResetError", ""]]
     assert not rate_held(lost, budget_ms=500)
+    # CI's case: 17 req/s for 1 s, answers in ~30 ms, the last one caught in a slow phase of the host (132 ms);
+    # the server kept up, so the rate holds (the old rule, answers per second to the last answer, said no)
+    arrivals = np.cumsum(np.random.default_rng(3).exponential(1000 / 17, 17))
+    slow_end = [[0, t, t, t + 30 + (5 if i % 3 else -5), 200, "", ""] for i, t in enumerate(arrivals)]
+    slow_end[-1][3] = arrivals[-1] + 132
+    assert rate_held(slow_end, budget_ms=2000)
+    # and a short run falling behind still does not: 17 arrivals, answers at 80% of the rate
+    behind = [[0, t, t, t + 30 + 0.25 * (t - arrivals[0]), 200, "", ""] for t in arrivals]
+    assert not rate_held(behind, budget_ms=2000)
 
 
 @pytest.mark.slow

@@ -190,10 +190,24 @@ def rate_held(rows: list[list], budget_ms: float) -> bool:
         return False
     if budget_ms and float(np.percentile(latencies, 95)) > budget_ms:
         return False
-    first, last_due, last_done = min(r[1] for r in rows), max(r[1] for r in rows), max(r[3] for r in rows)
-    if len(rows) < 2 or last_due <= first:
-        return True
-    return (len(rows) - 1) / (last_done - first) >= KEEP_UP_SHARE * (len(rows) - 1) / (last_due - first)
+    return _queue_growth(rows) <= 1 / KEEP_UP_SHARE - 1
+
+
+def _queue_growth(rows: list[list]) -> float:
+    """Milliseconds of latency gained per millisecond of arrivals, last quarter against first, by medians.
+
+    A server answering at a share s of the offered rate adds 1/s - 1 of waiting per unit of time; medians of
+    quarters keep one slow answer (a slow phase of the host at the run's end) from reading as a growing queue."""
+    import numpy as np
+
+    ordered = sorted(rows, key=lambda r: r[1])
+    quarter = max(1, len(ordered) // 4)
+    head, tail = ordered[:quarter], ordered[-quarter:]
+    span_ms = float(np.median([r[1] for r in tail]) - np.median([r[1] for r in head]))
+    if len(ordered) < 2 or span_ms <= 0:
+        return 0.0
+    gained_ms = float(np.median([r[3] - r[1] for r in tail]) - np.median([r[3] - r[1] for r in head]))
+    return gained_ms / span_ms
 
 
 async def run_plan(plan: dict) -> dict:
