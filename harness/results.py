@@ -136,6 +136,8 @@ _SHOWN_DIGITS = {"parity_max_abs_diff": 9, "file_mb": 4, "parity_agreement_pct":
 
 def shown_cell(name: str, value) -> str:
     """A figure as tables and reports show it (rounded for reading; the CSV keeps it exact)."""
+    if name == "backend":
+        return value or DEFAULT_BACKEND  # a record from before the backend column: ONNX Runtime's
     if isinstance(value, float):
         return f"{value:.{_SHOWN_DIGITS.get(name, 3)}f}"
     return format_cell(name, value)

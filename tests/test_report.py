@@ -78,3 +78,31 @@ def test_a_zoo_record_gets_one_figure_per_model(tmp_path):
     for png in files.pngs:
         with Image.open(png) as image:
             image.verify()
+
+
+def test_rows_of_two_backends_are_told_apart_in_the_page_and_the_markdown_summary(tmp_path):
+    """ORT's int8-static and OpenVINO's run of the same file: one row each, each naming its backend."""
+    import dataclasses
+
+    from harness.gate import run_gate
+    from harness.report.summary import markdown_summary
+    from harness.results import read_rows, rows_to_csv_text
+    from harness.targets import TargetProfile
+
+    rows = read_rows(FIXTURES / "gate_record.csv")
+    int8 = next(r for r in rows if r.variant == "int8-static")
+    rows.append(dataclasses.replace(int8, backend="openvino", backend_version="2026.4.1", p50_ms=int8.p50_ms * 0.9))
+    record = tmp_path / "watch.csv"
+    record.write_text(rows_to_csv_text(rows))
+    page = render_report([load_target_results(record)], tmp_path / "report").html.read_text()
+    assert "<td>tiny_unet</td><td>int8-static</td><td>1 per call</td><td>onnxruntime</td>" in page
+    assert "<td>tiny_unet</td><td>int8-static</td><td>1 per call</td><td>openvino</td>" in page
+    target = TargetProfile.from_flat("watch", threads=1)
+    text = markdown_summary(target, rows, run_gate(rows, rows, target), record)
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    assert "| tiny_unet | int8-static | 1 per call | openvino |" in text
+    widths = {line.replace("\\|", "").count("|") for line in tables[:len(rows) + 2]}
+    assert len(widths) == 1  # the results table: every line as wide as its header
+    gate_lines = tables[len(rows) + 2:]
+    assert gate_lines[0].startswith("| model | variant | serving | backend | outcome |")
+    assert {line.replace("\\|", "").count("|") for line in gate_lines} == {gate_lines[0].count("|")}

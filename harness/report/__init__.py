@@ -15,7 +15,8 @@ from harness.errors import HarnessError
 from harness.report.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
 from harness.results import shown_cell, read_rows, row_key
 
-TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
+TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("backend", "backend"),
+                 ("file_mb", "file MB"),
                  ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),
                  ("model_mb", "model MB"), ("peak_rss_mb", "peak RSS MB"), ("quality_metric", "quality"),
                  ("quality_pct", "quality %"), ("quality_drop_pts", "quality drop"), ("verdict", "verdict"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND
 from harness.results import ResultRow, row_key
 from harness.targets import TargetProfile
 
@@ -26,6 +27,12 @@ class TargetResults:
     rows: tuple[ResultRow, ...]
     profile: TargetProfile | None
     baseline: tuple[ResultRow, ...] | None = None
+
+
+def run_label(row: ResultRow) -> str:
+    """The variant, with its backend in front where that is not ONNX Runtime (two int8-static bars otherwise look alike)."""
+    backend = row.backend or DEFAULT_BACKEND
+    return row.variant if backend == DEFAULT_BACKEND else f"{backend}:{row.variant}"
 
 
 def measured_rows(rows) -> list[ResultRow]:
@@ -88,7 +95,7 @@ def trade_off_figure(results: TargetResults, out: Path) -> Path:
     ax.set_xlim(left=0)  # latency cannot be negative; the margin would otherwise show it
     fig.canvas.draw()  # fixes the axes limits, so label positions can be checked in pixels
     if not palette.by_model:
-        labels = [(f"{r.model} " if len(palette.models) > 1 else "") + f"{r.variant} · {r.serving}" for r in rows]
+        labels = [(f"{r.model} " if len(palette.models) > 1 else "") + f"{run_label(r)} · {r.serving}" for r in rows]
         _place_labels(ax, points, labels, [size ** 0.5 / 2 for size in sizes])
     _draw_frontier(ax, points)
     budget_note = _draw_budgets(ax, rows, results.profile, palette)
@@ -141,7 +148,8 @@ def _draw_budgets(ax, rows: list[ResultRow], profile: TargetProfile | None, pale
         else:
             note = f"\nlatency budget p95 ≤ {budgets.p95_budget_ms:g} ms lies off the chart, right of every row"
     for model in sorted({r.model for r in rows}):
-        fp32 = next((r for r in rows if r.model == model and r.variant == "fp32"), None)
+        fp32 = next((r for r in rows if r.model == model and r.variant == "fp32"
+                     and (r.backend or DEFAULT_BACKEND) == DEFAULT_BACKEND), None)
         if fp32 is not None:
             floor = fp32.quality_pct - budgets.max_miou_drop
             ax.axhline(floor, color=palette.colour(fp32) if palette.by_model else "#d62728", lw=1, ls=":",
@@ -183,12 +191,17 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
 
     order = list(VARIANT_COLOURS)
     rows = sorted((r for r in results.rows if r.model == model),
-                  key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.serving))
+                  key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.serving,
+                                 r.backend != DEFAULT_BACKEND, r.backend))
     baseline = {row_key(r): r for r in results.baseline or ()}
-    labels = [f"{r.variant}\n{r.serving}" for r in rows]
+    labels = [f"{run_label(r)}\n{r.serving}" for r in rows]
     quantities = (("file_mb", "file, MB"), ("p50_ms", "p50 latency, ms"), ("model_mb", "model memory, MB"),
                   ("quality_pct", f"{rows[0].quality_metric if rows else 'quality'}, %"))
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.8), dpi=110)
+    # a few bars: the four quantities side by side; many (the cloud's servings times backends): one under another,
+    # as wide as the bars need, so their labels do not overprint
+    stacked = len(rows) > 8
+    fig, axes = (plt.subplots(4, 1, figsize=(max(13, 0.42 * len(rows)), 13), dpi=110) if stacked else
+                 plt.subplots(1, 4, figsize=(13, 3.8), dpi=110))
     for ax, (name, title) in zip(axes, quantities):
         values = [getattr(r, name) for r in rows]
         colours = [VARIANT_COLOURS.get(r.variant, "#7f7f7f") for r in rows]
@@ -206,7 +219,8 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
             ax.bar(positions, [v or 0.0 for v in old], fill=False, edgecolor="black", ls="--", lw=1,
                    label="committed baseline")
             ax.legend(fontsize=7, loc="lower right")
-        ax.set_xticks(list(positions), labels, fontsize=7, rotation=30, ha="right")
+        ax.set_xticks(list(positions), labels if stacked is False or name == quantities[-1][0] else [""] * len(rows),
+                      fontsize=7, rotation=30 if not stacked else 45, ha="right")
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{model} on target {results.name}: its variants", fontsize=10)

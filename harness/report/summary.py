@@ -7,7 +7,8 @@ from pathlib import Path
 from harness.results import ResultRow, shown_cell
 from harness.targets import TargetProfile
 
-RESULT_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("file_mb", "file MB"),
+RESULT_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("backend", "backend"),
+                  ("file_mb", "file MB"),
                   ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("speedup_vs_fp32", "vs fp32"),
                   ("images_per_s", "img/s"), ("peak_rss_mb", "peak RSS MB"), ("model_mb", "model MB"),
                   ("quality_pct", "quality %"), ("verdict", "verdict"))
@@ -32,7 +33,7 @@ def markdown_summary(target: TargetProfile, rows: list[ResultRow], report, recor
     parts = [f"## harness bench --target {target.name}", "", _table([h for _, h in RESULT_COLUMNS], results), ""]
     if record_path is not None:
         decisions = [[*c.key, c.outcome, "; ".join(c.reasons) or "; ".join(c.notes[:1])] for c in report.checks]
-        parts += [f"### gate against {record_path}", "", _table(["model", "variant", "serving", "outcome", "why"], decisions),
+        parts += [f"### gate against {record_path}", "", _table(["model", "variant", "serving", "backend", "outcome", "why"], decisions),
                   "", f"**{report.summary(target.name)}**", ""]
     else:
         parts += [f"**budgets of {target.name}: {'all shipped rows fit' if report.passed else f'{len(report.failed)} row(s) over a budget or not measured'}**", ""]
