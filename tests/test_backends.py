@@ -161,6 +161,42 @@ def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_p
     bf16 = rows[("bf16", "openvino")]
     assert bf16["status"] == "ok" or (bf16["status"].startswith(NOT_ON_THIS_CPU) and bf16["verdict"] == NOT_ON_THIS_CPU)
     assert "backend" in proc.stdout and "openvino" in proc.stdout
+    # narrowed to one backend's row: that row and ONNX Runtime's fp32 (its reference) are measured and gated
+    import json
+
+    narrowed = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--backend", "openvino",
+                       "--variant", "int8-static", "--json", "--calibration-data", str(ASSETS_DIR / "camvid_train32"),
+                       "--calibration-images", "8", "--results-dir", str(tmp_path / "results"))
+    assert narrowed.returncode == 0, narrowed.stderr
+    answer = json.loads(narrowed.stdout)
+    assert sorted((r["variant"], r["backend"]) for r in answer["rows"]) == [("fp32", "onnxruntime"),
+                                                                           ("int8-static", "openvino")]
+    assert answer["gate"]["passed"] and answer["gate"]["narrowed"] == "--variant int8-static, --backend openvino"
+    assert sorted(k[1:] for k in map(tuple, answer["gate"]["not_looked_at"])) == [
+        ("bf16", "1 per call", "openvino"), ("fp32", "1 per call", "openvino"), ("int8-nncf", "1 per call", "openvino"),
+        ("int8-static", "1 per call", "onnxruntime")]
+
+
+def test_narrowing_to_a_backend_the_target_lacks_or_a_variant_it_cannot_run_is_one_line(tmp_path, tiny_suite):
+    from harness.bench.narrow import Narrowing
+    from harness.bench.plan import plan_runs
+    from harness.spec import load_suite
+
+    both = TargetProfile.from_flat("t", threads=1, variants=("fp32", "int8-dynamic", "int8-static"),
+                                   backends=("onnxruntime", "openvino"))
+    suite = load_suite(tiny_suite)
+    with pytest.raises(HarnessError, match="--backend tensorrt: target 't' measures under onnxruntime, openvino; choose"):
+        Narrowing(backends=("tensorrt",)).apply(suite, both)
+    with pytest.raises(HarnessError, match="--variant int8-dynamic runs under onnxruntime only, not under --backend openvino"):
+        Narrowing(variants=("int8-dynamic",), backends=("openvino",)).apply(suite, both)
+    runs, _ = plan_runs(both, ("fp32", "int8-dynamic", "int8-static"), backends_only=("openvino",))
+    assert runs == ("fp32", "openvino:fp32", "openvino:int8-static")  # ORT's fp32 stays: the reference
+    assert plan_runs(both, ("fp32", "int8-dynamic", "int8-static"))[0] == (
+        "fp32", "int8-dynamic", "int8-static", "openvino:fp32", "openvino:int8-static")
+    target = tmp_path / "t.toml"
+    target.write_text(FAST_TARGET + 'backends = ["onnxruntime", "openvino"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--backend", "litert")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --backend litert: ") and len(proc.stderr.splitlines()) == 1
 
 
 @pytest.mark.slow

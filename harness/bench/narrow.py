@@ -1,4 +1,5 @@
-"""Narrowing a run from the command line: `--model PATTERN`, `--variant NAME`, `--serving MODE` (each repeatable).
+"""Narrowing a run from the command line: `--model PATTERN`, `--variant NAME`, `--serving MODE`, `--backend NAME`
+(each repeatable).
 
 A user who changed one model of fourteen measures that one; the gate judges the rows measured and counts
 the recorded rows it did not look at, and `--update` replaces only the rows measured.
@@ -22,14 +23,16 @@ class Narrowing:
     models: tuple[str, ...] = ()  # fnmatch patterns on model names
     variants: tuple[str, ...] = ()
     serving: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()  # ONNX Runtime's fp32 is measured whatever is named: every ratio's reference
 
     @property
     def active(self) -> bool:
-        return bool(self.models or self.variants or self.serving)
+        return bool(self.models or self.variants or self.serving or self.backends)
 
     def describe(self) -> str:
         parts = [f"--{flag} {' '.join(values)}" for flag, values in
-                 (("model", self.models), ("variant", self.variants), ("serving", self.serving)) if values]
+                 (("model", self.models), ("variant", self.variants), ("serving", self.serving),
+                  ("backend", self.backends)) if values]
         return ", ".join(parts)
 
     def apply(self, suite: Suite, target: TargetProfile) -> tuple[Suite, TargetProfile]:
@@ -57,8 +60,26 @@ class Narrowing:
                 raise HarnessError(f"--serving {unknown[0]}: {target.where} serves {', '.join(target.scenario.serving)}; "
                                    f"choose among them")
             scenario = dataclasses.replace(scenario, serving=tuple(self.serving))
+        if self.backends:
+            self._check_backends(target)
         return (dataclasses.replace(suite, models=models),
                 dataclasses.replace(target, scenario=scenario, budgets=budgets))
+
+    def _check_backends(self, target: TargetProfile) -> None:
+        from harness.backends import missing_extra
+        from harness.variants.registry import get_variant
+
+        offered = (*target.scenario.backends, *target.scenario.backends_if_installed)
+        for backend in self.backends:
+            if backend not in offered:
+                raise HarnessError(f"--backend {backend}: {target.where} measures under {', '.join(offered)}; "
+                                   f"choose among them")
+            if why := missing_extra(backend):
+                raise HarnessError(f"--backend {backend}: {why}")
+        for variant in self.variants:
+            if variant != "fp32" and not set(get_variant(variant).backends) & set(self.backends):
+                raise HarnessError(f"--variant {variant} runs under {' or '.join(get_variant(variant).backends)} only, "
+                                   f"not under --backend {' '.join(self.backends)}")
 
     def selects(self, key: tuple[str, str, str, str], target: TargetProfile) -> bool:
         """Whether a recorded row (model, variant, serving label, backend) is one this narrowed run looks at."""
@@ -67,7 +88,10 @@ class Narrowing:
             return False
         if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
             return False
-        if self.variants and variant not in (*self.variants, "fp32"):
+        reference = (backend, variant) == ("onnxruntime", "fp32")  # measured in every run: every ratio's reference
+        if self.variants and variant not in self.variants and not reference:
+            return False
+        if self.backends and backend not in self.backends and not reference:
             return False
         if self.serving:
             labels = {target.scenario.serving_label(m) for m in target.scenario.row_modes if _mode_of(m) in self.serving}

@@ -24,6 +24,7 @@ class BenchInputs:
     calibration_dir: Path | None
     quantize: QuantizeOptions
     max_miou_drop: float | None = None  # set: int8-static leaves the fewest nodes in float to stay within it
+    backends_only: tuple[str, ...] = ()  # bench --backend: only these backends' rows, plus ONNX Runtime's fp32 reference
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def split_run(name: str) -> tuple[str, str]:
     return backend or DEFAULT_BACKEND, variant
 
 
-def plan_runs(target: TargetProfile, variants: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def plan_runs(target: TargetProfile, variants: tuple[str, ...],
+              backends_only: tuple[str, ...] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Every (backend, variant) the target asks for that the backend can run, and notes on what is left out.
 
     A listed backend whose extra is missing, or a variant no listed backend runs, is refused in one line; an
@@ -99,7 +101,13 @@ def plan_runs(target: TargetProfile, variants: tuple[str, ...]) -> tuple[tuple[s
     if "int8-nncf" in kept and importlib.util.find_spec("nncf") is None:
         raise HarnessError(f"{target.where}: variant int8-nncf needs NNCF, in the openvino extra: "
                            f"pip install 'harness[openvino]'")
-    return tuple(run_name(b, v) for b in backends for v in kept if b in get_variant(v).backends), notes
+    runs = tuple(run_name(b, v) for b in backends for v in kept if b in get_variant(v).backends
+                 # fp32 is every target's reference under ONNX Runtime; under another backend it is a row like any
+                 # other, measured when the target (or a narrowed --variant) lists it
+                 and (v != "fp32" or b == DEFAULT_BACKEND or "fp32" in target.scenario.variants))
+    if backends_only:  # ONNX Runtime's fp32 stays: every ratio, quality drop and agreement is against it
+        runs = tuple(r for r in runs if split_run(r)[0] in backends_only or r == run_name(DEFAULT_BACKEND, "fp32"))
+    return runs, notes
 
 
 def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> BenchPlan:
@@ -109,7 +117,7 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     from harness.gate.ab import current_commit
 
     variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
-    runs, notes = plan_runs(target, variants)  # unknown variant names fail here
+    runs, notes = plan_runs(target, variants, inputs.backends_only)  # unknown variant names fail here
     variants = tuple(v for v in variants if any(split_run(r)[1] == v for r in runs))  # an absent backend's: not made
     needs_calibration = [get_variant(v).needs_calibration for v in variants]
     import onnxruntime

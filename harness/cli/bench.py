@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
                         help="only this variant of the target's (fp32 is measured too: every ratio needs it)")
     narrow.add_argument("--serving", action="append", default=[], metavar="MODE",
                         help="only this serving mode of the target's: batched, concurrent or http")
+    narrow.add_argument("--backend", action="append", default=[], metavar="NAME",
+                        help="only this backend's rows of the target's, e.g. openvino (ONNX Runtime's fp32 is "
+                             "measured too: every ratio is against it)")
     out = p.add_argument_group("output for scripts and CI")
     out.add_argument("--json", action="store_true", help="print the rows and the gate's decisions as JSON on stdout "
                                                          "(the tables go to stderr)")
@@ -53,10 +56,10 @@ def run(args) -> int:
 
     from harness.bench.narrow import Narrowing
 
-    narrowing = Narrowing(tuple(args.model), tuple(args.variant), tuple(args.serving))
+    narrowing = Narrowing(tuple(args.model), tuple(args.variant), tuple(args.serving), tuple(args.backend))
     full_target = load_target(args.target)
     suite, target = narrowing.apply(load_suite(args.suite), full_target)
-    inputs = bench_inputs(args, suite)
+    inputs = bench_inputs(args, suite, narrowing.backends)
     if args.summary:
         writable_file(args.summary, "--summary")
     record_path = writable_folder(args.results_dir, "--results-dir") / f"{target.name}.csv"

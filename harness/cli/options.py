@@ -114,7 +114,7 @@ def _recorded_by(args) -> dict:
     return {k: v for k, v in recorded.items() if v is not None}
 
 
-def bench_inputs(args, suite):
+def bench_inputs(args, suite, backends_only: tuple[str, ...] = ()):
     """The data and quantization options of bench and quantize, from the suite with CLI overrides."""
     from harness.bench import BenchInputs, default_data_dir
     from harness.variants.quantize import default_options
@@ -127,7 +127,7 @@ def bench_inputs(args, suite):
         activation_type=args.activation_type,
         keep_output_float=False if args.quantize_output else None,
     )
-    return BenchInputs(default_data_dir(suite, args.data), calibration, options, args.max_miou_drop)
+    return BenchInputs(default_data_dir(suite, args.data), calibration, options, args.max_miou_drop, backends_only)
 
 
 def parity_images(suite, spec, data_arg: str | None):
