@@ -106,3 +106,10 @@ def test_rows_of_two_backends_are_told_apart_in_the_page_and_the_markdown_summar
     gate_lines = tables[len(rows) + 2:]
     assert gate_lines[0].startswith("| model | variant | serving | backend | outcome |")
     assert {line.replace("\\|", "").count("|") for line in gate_lines} == {gate_lines[0].count("|")}
+    # many rows of one model (the cloud's servings times backends): the four panels stacked, labels apart
+    many = rows + [dataclasses.replace(int8, backend="openvino", serving=f"batch of {k}") for k in range(2, 10)]
+    record.write_text(rows_to_csv_text(many))
+    files = render_report([load_target_results(record)], tmp_path / "many")
+    figure = next(p for p in files.pngs if p.name.startswith("variants_"))
+    with Image.open(figure) as image:
+        assert image.height > 1000 and image.width >= 1400  # 11 bars: stacked, 13 in wide at 110 dpi

@@ -46,3 +46,14 @@ def missing_extra(backend: str) -> str | None:
     if found is None:
         return f"backend '{backend}' needs the {extra} extra: pip install 'harness[{extra}]'"
     return None
+
+
+def run_name(backend: str, variant: str) -> str:
+    """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
+    return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"
+
+
+def split_run(name: str) -> tuple[str, str]:
+    """(backend, variant) of a run_name."""
+    backend, _, variant = name.rpartition(":")
+    return backend or DEFAULT_BACKEND, variant

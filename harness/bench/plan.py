@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, missing_extra
+from harness.backends import DEFAULT_BACKEND, missing_extra, run_name, split_run
 from harness.errors import HarnessError
 from harness.measure.machine import MachineFingerprint, machine_fingerprint
 from harness.variants.quantize import QuantizeOptions
@@ -64,17 +64,6 @@ class BenchPlan:
     def served_runs(self) -> tuple[str, ...]:
         """The runs `harness serve` can stand up: the service runs ONNX Runtime."""
         return tuple(r for r in self.runs if split_run(r)[0] == DEFAULT_BACKEND)
-
-
-def run_name(backend: str, variant: str) -> str:
-    """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
-    return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"
-
-
-def split_run(name: str) -> tuple[str, str]:
-    """(backend, variant) of a run_name."""
-    backend, _, variant = name.rpartition(":")
-    return backend or DEFAULT_BACKEND, variant
 
 
 def plan_runs(target: TargetProfile, variants: tuple[str, ...],

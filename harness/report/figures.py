@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND
+from harness.backends import DEFAULT_BACKEND, run_name
 from harness.results import ResultRow, row_key
 from harness.targets import TargetProfile
 
@@ -31,8 +31,7 @@ class TargetResults:
 
 def run_label(row: ResultRow) -> str:
     """The variant, with its backend in front where that is not ONNX Runtime (two int8-static bars otherwise look alike)."""
-    backend = row.backend or DEFAULT_BACKEND
-    return row.variant if backend == DEFAULT_BACKEND else f"{backend}:{row.variant}"
+    return run_name(row.backend or DEFAULT_BACKEND, row.variant)
 
 
 def measured_rows(rows) -> list[ResultRow]:
@@ -192,7 +191,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
     order = list(VARIANT_COLOURS)
     rows = sorted((r for r in results.rows if r.model == model),
                   key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.serving,
-                                 r.backend != DEFAULT_BACKEND, r.backend))
+                                 (r.backend or DEFAULT_BACKEND) != DEFAULT_BACKEND, r.backend))
     baseline = {row_key(r): r for r in results.baseline or ()}
     labels = [f"{run_label(r)}\n{r.serving}" for r in rows]
     quantities = (("file_mb", "file, MB"), ("p50_ms", "p50 latency, ms"), ("model_mb", "model memory, MB"),
@@ -219,7 +218,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
             ax.bar(positions, [v or 0.0 for v in old], fill=False, edgecolor="black", ls="--", lw=1,
                    label="committed baseline")
             ax.legend(fontsize=7, loc="lower right")
-        ax.set_xticks(list(positions), labels if stacked is False or name == quantities[-1][0] else [""] * len(rows),
+        ax.set_xticks(list(positions), labels if not stacked or name == quantities[-1][0] else [""] * len(rows),
                       fontsize=7, rotation=30 if not stacked else 45, ha="right")
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)

@@ -204,7 +204,7 @@ def _queue_growth(rows: list[list]) -> float:
     quarter = max(1, len(ordered) // 4)
     head, tail = ordered[:quarter], ordered[-quarter:]
     span_ms = float(np.median([r[1] for r in tail]) - np.median([r[1] for r in head]))
-    if len(ordered) < 2 or span_ms <= 0:
+    if span_ms <= 0:  # one row, or arrivals all at one instant
         return 0.0
     gained_ms = float(np.median([r[3] - r[1] for r in tail]) - np.median([r[3] - r[1] for r in head]))
     return gained_ms / span_ms
