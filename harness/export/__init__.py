@@ -49,22 +49,32 @@ class ExportedModel:
     how: str = ""  # which exporter made the file, and why the ones tried before it did not
 
 
-def export_key_parts(spec: ModelSpec) -> dict:
-    """Everything that determines an export: a change to any of it exports again."""
+def export_key_parts(spec: ModelSpec, model) -> dict:
+    """Everything that determines an export, read off the module as built: a change to any of it exports again."""
     import torch
 
-    factory = None
-    if spec.factory is not None:
-        from harness.models.checkpoint import factory_source_digest
+    from harness.export.fingerprint import fingerprint
+    from harness.models.checkpoint import factory_module_name
 
-        factory = [spec.factory, factory_source_digest(spec)]
+    roots = (factory_module_name(spec),) if spec.factory is not None else ()
     return {
-        "arch": spec.arch, "factory": factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
+        "arch": spec.arch, "factory": spec.factory, "num_classes": spec.num_classes, "input_hw": list(spec.input_hw),
         "kwargs": spec.model_kwargs, "checkpoint": file_sha256(spec.checkpoint) if spec.checkpoint else None,
+        "model": fingerprint(model, roots).as_key(), "export_code": _export_code_digest(),
         "torch": torch.__version__, "harness": __version__, "exporter": [p.label for p in EXPORT_PATHS],
         "stripped": list(SOURCE_LOCATION_KEYS),
         "parity": [MIN_ARGMAX_AGREEMENT_PCT, MAX_ABS_LOGIT_DIFF, PARITY_IMAGES],
     }
+
+
+def _export_code_digest() -> str:
+    """The harness's own exporting code: a change to how files are written is a change to every export."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def params_in_graph(onnx_path: Path) -> int:
@@ -88,8 +98,9 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
         raise HarnessError(f"model '{spec.name}': parity needs real images; give --data a folder with images/ and masks/")
     from harness.models.checkpoint import build_model
 
+    model = build_model(spec)  # built first: the cache key is read off the module as built
+
     def build(staging: Path) -> dict:
-        model = build_model(spec)
         _probe(model, spec)
         onnx_path = staging / "model.onnx"
         path, parity, tried = _export_faithfully(model, spec, onnx_path, parity_images[:PARITY_IMAGES])
@@ -97,7 +108,7 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
                 "params_in_graph": params_in_graph(onnx_path), "parity": asdict(parity), "how": _how(path, tried),
                 "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
 
-    entry = cached_entry("exports", export_key_parts(spec), build)
+    entry = cached_entry("exports", export_key_parts(spec, model), build)
     meta = entry.meta
     return ExportedModel(spec.name, entry.folder / "model.onnx", meta["sha256"], meta["file_mb"], meta["params_in_graph"],
                          ParityReport(**meta["parity"]), cached=entry.cached, how=meta.get("how", ""))

@@ -23,7 +23,8 @@ def import_factory(spec: ModelSpec):
     """
     module_name, _, function_name = spec.factory.partition(":")
     try:
-        module = _load_module(module_name, spec.search_path)
+        with importable_from(spec.search_path):
+            module = _load_module(module_name, spec.search_path)
     except Exception as e:  # a user's module can fail in any way on import
         raise HarnessError(f"model '{spec.name}': cannot import {module_name} ({type(e).__name__}: {e}); "
                            f"put it beside the suite file or on PYTHONPATH") from e
@@ -33,40 +34,65 @@ def import_factory(spec: ModelSpec):
     return factory
 
 
-def _load_module(module_name: str, search_path: Path | None):
+@contextlib.contextmanager
+def importable_from(folder: Path | None, fresh: bool = True):
+    """The suite's folder on sys.path while a factory is imported and called, so it can import the modules beside it.
+
+    `fresh`: modules already imported from a file in that folder (or of the same name from another suite's folder:
+    an A/B's older copy) are dropped first, so the files as they are now are what builds the model.
+    """
+    import sys
+
+    if folder is None:
+        yield
+        return
+    folder = Path(folder).resolve()
+    for name in [n for n in sys.modules if fresh and "." not in n and n not in sys.stdlib_module_names]:
+        if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file():
+            for stale in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                del sys.modules[stale]
+    added = str(folder) not in sys.path
+    if added:
+        sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if added and str(folder) in sys.path:
+            sys.path.remove(str(folder))
+
+
+def factory_module_name(spec: ModelSpec) -> str:
+    """The name the factory's module is imported under (a file beside the suite gets one of its own)."""
+    module_name = spec.factory.partition(":")[0]
+    beside = _beside(module_name, spec.search_path)
+    return module_name if beside is None else _unique_name(module_name, beside)
+
+
+def _unique_name(module_name: str, beside: Path) -> str:
     import hashlib
+
+    return f"harness_user_{module_name}_{hashlib.sha256(str(beside.resolve()).encode()).hexdigest()[:10]}"
+
+
+def _beside(module_name: str, search_path: Path | None) -> Path | None:
+    beside = Path(search_path) / f"{module_name}.py" if search_path is not None and "." not in module_name else None
+    return beside if beside is not None and beside.is_file() else None
+
+
+def _load_module(module_name: str, search_path: Path | None):
     import importlib
     import importlib.util
     import sys
 
-    beside = Path(search_path) / f"{module_name}.py" if search_path is not None and "." not in module_name else None
-    if beside is not None and beside.is_file():
-        unique = f"harness_user_{module_name}_{hashlib.sha256(str(beside.resolve()).encode()).hexdigest()[:10]}"
+    beside = _beside(module_name, search_path)
+    if beside is not None:
+        unique = _unique_name(module_name, beside)
         loader_spec = importlib.util.spec_from_file_location(unique, beside)
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[unique] = module  # dataclasses and inspect look their module up by name
         loader_spec.loader.exec_module(module)
         return module
-    added = search_path is not None and str(search_path) not in sys.path
-    if added:
-        sys.path.insert(0, str(search_path))
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        if added:
-            sys.path.remove(str(search_path))
-
-
-def factory_source_digest(spec: ModelSpec) -> str:
-    """A hash of the factory module's source, so editing the user's model triggers a new export."""
-    import hashlib
-    import inspect
-
-    module = inspect.getmodule(import_factory(spec))
-    try:
-        return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
-    except (OSError, TypeError):
-        return "no-source"
+    return importlib.import_module(module_name)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -189,7 +215,7 @@ def seeded_init():
 def _build_from_factory(spec: ModelSpec) -> nn.Module:
     factory = import_factory(spec)
     try:
-        with seeded_init():
+        with seeded_init(), importable_from(spec.search_path, fresh=False):
             model = factory(**spec.model_kwargs)
     except Exception as e:
         raise HarnessError(f"model '{spec.name}': {spec.factory}(**{spec.model_kwargs}) failed: {type(e).__name__}: {e}") from e
