@@ -105,3 +105,32 @@ def test_a_narrowed_run_measures_its_rows_gates_them_and_updates_only_them(tmp_p
     assert [line for line in after if line in untouched] == untouched  # the other rows byte for byte
     changed = [line for line in after if line not in before]
     assert len(changed) == 2 and all(line.startswith(("fast,tiny_b,fp32,", "fast,tiny_b,int8-dynamic,")) for line in changed)
+
+
+@pytest.mark.parametrize("narrowing", [
+    Narrowing(backends=("openvino",)), Narrowing(models=("pspnet_resnet18",)), Narrowing(variants=("int8-nncf",)),
+    Narrowing(serving=("concurrent",)), Narrowing(("pspnet_mobilenet_v2",), ("bf16",), ("batched",), ("openvino",)),
+], ids=lambda n: n.describe())
+def test_update_of_a_narrowed_run_keeps_every_other_row_of_the_committed_record_byte_for_byte(tmp_path, narrowing):
+    """`bench --target cloud --backend openvino --update` once dropped all 25 ORT int8-static rows of the record."""
+    import dataclasses
+    import shutil
+
+    from harness.results import read_rows, record_key, row_key
+    from harness.targets import load_target
+
+    record = tmp_path / "cloud.csv"
+    shutil.copy(Path(__file__).parents[1] / "results" / "cloud.csv", record)
+    cloud = load_target("cloud")
+    before = record.read_text().splitlines()
+    measured = [dataclasses.replace(r, p50_ms=(r.p50_ms or 1.0) * 1.5) for r in read_rows(record)
+                if narrowing.selects(row_key(r), cloud)]
+    assert measured  # each narrowing measures something of the record
+    narrowing.update_record(record, measured)
+    after = record.read_text().splitlines()
+    import csv
+
+    keys = [record_key(r) for r in csv.DictReader(before)]
+    untouched = [line for line, key in zip(before[1:], keys) if not narrowing.selects(key, cloud)]
+    assert len(after) == len(before) and [line for line in after if line in untouched] == untouched
+    assert sorted(record_key(r) for r in csv.DictReader(after)) == sorted(keys)

@@ -29,6 +29,12 @@ class Narrowing:
     def active(self) -> bool:
         return bool(self.models or self.variants or self.serving or self.backends)
 
+    def update_record(self, record_path, rows, on_wait=None) -> None:
+        """`--update`: a narrowed run replaces the rows it measured and keeps every other recorded row byte for byte."""
+        from harness.results import merge_and_write
+
+        merge_and_write(record_path, rows, on_wait=on_wait, only_rows=self.active)
+
     def describe(self) -> str:
         parts = [f"--{flag} {' '.join(values)}" for flag, values in
                  (("model", self.models), ("variant", self.variants), ("serving", self.serving),

@@ -80,7 +80,7 @@ def run(args) -> int:
         from harness.cli.profile import profile_bench_run
 
         profile_bench_run(console, target, suite, run, args)
-    latest = _write_results(console, args, target, run, record_path, recorded)
+    latest = _write_results(console, args, target, run, record_path, recorded, narrowing)
     try:
         report = _gate(console, args, target, run, record_path, recorded, latest, lost, narrowing, full_target)
         passed = report.passed
@@ -120,10 +120,10 @@ def _print_tables(console, target, rows, baseline_model: str) -> None:
     console.print(summarize(rows).line(target))
 
 
-def _write_results(console, args, target, run, record_path: Path, recorded) -> Path:
+def _write_results(console, args, target, run, record_path: Path, recorded, narrowing) -> Path:
     """This run to results/latest/<target>.csv (and .raw.json); the record too when asked (or when there is none yet)."""
     from harness.files import write_text_atomic
-    from harness.results import merge_and_write, rows_to_csv_text
+    from harness.results import rows_to_csv_text
 
     rows = run.rows
     latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
@@ -135,7 +135,7 @@ def _write_results(console, args, target, run, record_path: Path, recorded) -> P
         console.print(f"[red]not recorded[/red]: every row failed, so {record_path} would hold no figure to gate "
                       f"against; fix the failures above and rerun, or pass --force to record them anyway")
         return latest
-    merge_and_write(record_path, rows, on_wait=console.print, only_rows=bool(args.model or args.variant or args.serving))
+    narrowing.update_record(record_path, rows, on_wait=console.print)
     console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
                   f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
     return latest
