@@ -14,6 +14,29 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 
+PROJECT_FOLDERS = ("results", "targets")
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project a command works in, found as git and pytest find theirs: the nearest folder at or above `start`
+    holding results/ or targets/, else the repository root, else `start` (a new project)."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / name).is_dir() for name in PROJECT_FOLDERS) or (folder / ".git").exists():
+            return folder
+    return start
+
+
+def check_first_record_place(results_dir: Path) -> None:
+    """A first record inside another results folder would never be gated against that folder's record: refused."""
+    results_dir = Path(results_dir).resolve()
+    outer = next((p for p in results_dir.parents if p.name == "results" and any(p.glob("*.csv"))), None)
+    if outer is not None:
+        raise HarnessError(f"refusing to start a new record in {results_dir}: it lies inside the results folder {outer}, "
+                           f"whose records this run would not be gated against; run from the project folder "
+                           f"{outer.parent} or pass --results-dir {outer}")
+
+
 USER_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.backends import BACKENDS
 from harness.errors import HarnessError
+from harness.files import project_root
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
 # One call of N images; N one-image requests in flight inside one process; or an HTTP service under load.
@@ -276,7 +277,7 @@ def resolve_target_path(name_or_path: str) -> Path:
         if candidate.is_file():
             return candidate
         raise HarnessError(f"target file {candidate} does not exist")
-    for folder in (Path.cwd() / "targets", BUILTIN_TARGETS_DIR):
+    for folder in (project_root() / "targets", BUILTIN_TARGETS_DIR):
         if (folder / f"{name_or_path}.toml").is_file():
             return folder / f"{name_or_path}.toml"
     known = ", ".join(t.stem for t in list_target_files()) or "none"
@@ -285,7 +286,7 @@ def resolve_target_path(name_or_path: str) -> Path:
 
 def list_target_files() -> list[Path]:
     seen: dict[str, Path] = {}
-    for folder in (BUILTIN_TARGETS_DIR, Path.cwd() / "targets"):
+    for folder in (BUILTIN_TARGETS_DIR, project_root() / "targets"):
         if folder.is_dir():
             for path in sorted(folder.glob("*.toml")):
                 seen[path.stem] = path

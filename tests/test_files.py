@@ -82,3 +82,68 @@ def test_kill_9_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert path.read_text() == "old contents\n"
+
+
+# --- the project folder, found from wherever a command runs ----------------------------------------------------------
+
+def test_the_project_is_found_from_any_subfolder_and_a_new_folder_is_its_own_project(tmp_path):
+    from harness.files import project_root
+
+    project = tmp_path / "project"
+    (project / "results" / "latest").mkdir(parents=True)
+    (project / "docs" / "deep").mkdir(parents=True)
+    for start in (project, project / "results", project / "results" / "latest", project / "docs" / "deep"):
+        assert project_root(start) == project.resolve()
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src").mkdir()
+    assert project_root(repo / "src") == repo.resolve()  # no results/ yet: the repository root
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    assert project_root(alone) == alone.resolve()
+
+
+def test_a_first_record_inside_a_results_folder_is_refused_and_elsewhere_allowed(tmp_path):
+    from harness.errors import HarnessError
+    from harness.files import check_first_record_place
+
+    results = tmp_path / "results"
+    (results / "results").mkdir(parents=True)
+    check_first_record_place(results / "results")  # no record in the outer folder: nothing is being missed
+    (results / "watch.csv").write_text(results_csv_text("watch", "m"))
+    with pytest.raises(HarnessError, match=r"refusing to start a new record in .*results/results: it lies inside"):
+        check_first_record_place(results / "results")
+    check_first_record_place(results)
+    check_first_record_place(tmp_path / "elsewhere" / "results")
+
+
+PROJECT_SUITE = ('[data]\ndir = "{data}"\nignore_index = 11\n[[model]]\nname = "tiny"\narch = "unet_small"\n'
+                 'num_classes = 11\ninput_size = [96, 128]\nkwargs = {{ width = {width} }}\n')
+
+
+@pytest.mark.slow
+def test_a_bench_from_a_subfolder_gates_the_same_record_as_from_the_project_folder(tmp_path):
+    from conftest import SAMPLE_DIR, run_cli
+
+    project = tmp_path / "project"
+    (project / "targets").mkdir(parents=True)
+    (project / "targets" / "quick.toml").write_text('threads = 1\nmin_runs = 5\nmin_duration_s = 0.0\nprocesses = 1\n'
+                                                    'variants = ["fp32"]\n')
+    suite = project / "suite.toml"
+    suite.write_text(PROJECT_SUITE.format(data=SAMPLE_DIR, width=0.125))
+    bench = ("bench", "--target", "quick", "--suite", str(suite))
+    first = run_cli(*bench, cwd=project / "targets")
+    assert first.returncode == 0 and "first record" in first.stdout, first.stdout + first.stderr
+    assert (project / "results" / "quick.csv").is_file() and not (project / "targets" / "results").exists()
+    (project / "sub").mkdir()
+    unchanged = run_cli(*bench, cwd=project / "sub")
+    assert unchanged.returncode == 0 and "gate quick: passed" in unchanged.stdout, unchanged.stdout + unchanged.stderr
+    assert f"project folder: {project.resolve()}" in unchanged.stdout
+    suite.write_text(PROJECT_SUITE.format(data=SAMPLE_DIR, width=0.25))  # a real regression: more parameters
+    for where in (project, project / "results", project / "sub"):
+        wider = run_cli(*bench, cwd=where)
+        assert wider.returncode == 1 and "gate quick: FAILED" in wider.stdout, (where, wider.stdout + wider.stderr)
+    assert not (project / "results" / "results").exists() and not (project / "sub" / "results").exists()
+    nested = run_cli(*bench, "--results-dir", "results/more", cwd=project)
+    assert nested.returncode == 2 and nested.stderr.strip().count("\n") == 0, nested.stderr
+    assert "refusing to start a new record" in nested.stderr

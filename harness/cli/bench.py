@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure every model of a suite under a target profile")
     p.add_argument("--target", required=True, help="target name (harness targets) or a .toml profile")
     add_data_options(p)
-    p.add_argument("--results-dir", default="results", help="where the record <target>.csv lives")
+    p.add_argument("--results-dir", help="where the record <target>.csv lives (default: results/ of the project, "
+                                         "the nearest folder above holding results/ or targets/, or the git root)")
     p.add_argument("--update", action="store_true", help="rewrite the record with this run (other models' rows kept)")
     p.add_argument("--no-gate", action="store_true", help="measure and report; never exit 1")
     p.add_argument("--against", metavar="REV", help="A/B every model against its version at this git revision "
@@ -47,28 +48,25 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.gate.ab import Baselines, committed_keys
+    from harness.gate.ab import Baselines
     from harness.bench import run_bench
     from harness.report.render import make_console
-    from harness.results import read_rows, row_key
     from harness.spec import load_suite
     from harness.targets import load_target
 
     from harness.bench.narrow import Narrowing
 
     narrowing = Narrowing(tuple(args.model), tuple(args.variant), tuple(args.serving), tuple(args.backend))
+    console = make_console(stderr=args.json)
+    args.results_dir = results_folder(args.results_dir, console)
     full_target = load_target(args.target)
     suite, target = narrowing.apply(load_suite(args.suite), full_target)
     inputs = bench_inputs(args, suite, narrowing.backends)
     if args.summary:
         writable_file(args.summary, "--summary")
-    record_path = writable_folder(args.results_dir, "--results-dir") / f"{target.name}.csv"
     if args.report:
         writable_folder(args.report, "--report")
-    # An unreadable record fails now, not after minutes of measuring.
-    recorded = read_rows(record_path) if record_path.is_file() else None
-    lost = committed_keys(record_path) - {row_key(r) for r in recorded or []}
-    console = make_console(stderr=args.json)
+    record_path, recorded, lost = _read_record(args.results_dir, target.name)
     gating = (recorded is not None or args.against) and not args.update
     baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
     run = run_bench(suite, target, inputs, console=console, baselines=baselines, cluster=args.cluster)
@@ -104,6 +102,33 @@ def run(args) -> int:
         console.print("--no-gate: reporting only, exit 0")
         return EXIT_OK
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def _read_record(results_dir: str, target_name: str):
+    """The record's path, its rows (None: no record yet) and the committed rows it lacks; an unreadable record fails
+    now, not after minutes of measuring."""
+    from harness.files import check_first_record_place
+    from harness.gate.ab import committed_keys
+    from harness.results import read_rows, row_key
+
+    record_path = writable_folder(results_dir, "--results-dir") / f"{target_name}.csv"
+    recorded = read_rows(record_path) if record_path.is_file() else None
+    if recorded is None:
+        check_first_record_place(record_path.parent)
+    lost = committed_keys(record_path) - {row_key(r) for r in recorded or []}
+    return record_path, recorded, lost
+
+
+def results_folder(given: str | None, console) -> str:
+    """--results-dir as given, else results/ of the project found from here upwards (said when it is not here)."""
+    from harness.files import project_root
+
+    if given:
+        return given
+    root = project_root()
+    if root != Path.cwd().resolve():
+        console.print(f"project folder: {root} (found above {Path.cwd()}); records in {root / 'results'}")
+    return str(root / "results")
 
 
 def _print_tables(console, target, rows, baseline_model: str) -> None:

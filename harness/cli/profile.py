@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", default="onnxruntime", choices=PROFILED_BACKENDS)
     p.add_argument("--runs", type=int, default=20, help="timed calls profiled after the target's warm-up")
     p.add_argument("--top", type=int, default=10, help="operators shown per variant")
-    p.add_argument("--out", default="results/latest/profile", help="folder for the traces and operators.json")
+    p.add_argument("--out", help="folder for the traces and operators.json (default: results/latest/profile of the project)")
     add_model_options(p)
     add_data_options(p)
     p.set_defaults(run=run)
@@ -51,7 +51,9 @@ def run(args) -> int:
                                f"{args.backend}: pass --backend {get_variant(variant).backends[0]}")
     target, suite = load_target(args.target), load_suite(args.suite)
     spec = resolve_spec(args, suite)
-    out = Path(args.out) / f"{spec.name}_{args.backend}"
+    from harness.files import project_root
+
+    out = Path(args.out or project_root() / "results" / "latest" / "profile") / f"{spec.name}_{args.backend}"
     out.mkdir(parents=True, exist_ok=True)
     sample = out / "sample.npy"
     _write_sample(suite, spec, args.data, sample)

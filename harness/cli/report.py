@@ -10,7 +10,7 @@ from harness.errors import EXIT_OK, HarnessError
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write an HTML page and PNG figures of the trade-offs from results CSVs")
     p.add_argument("--target", action="append", help="target name (or a results CSV); repeat for several; default: all")
-    p.add_argument("--results-dir", default="results", help="where <target>.csv files are read")
+    p.add_argument("--results-dir", help="where <target>.csv files are read (default: results/ of the project)")
     p.add_argument("--baseline", help="a folder of earlier results CSVs to show as the committed baseline")
     p.add_argument("--out", default="report", help="folder for index.html and the PNGs")
     p.set_defaults(run=run)
@@ -22,7 +22,9 @@ def run(args) -> int:
     from harness.cli.options import writable_folder
 
     writable_folder(args.out, "--out")
-    results_dir = Path(args.results_dir)
+    from harness.files import project_root
+
+    results_dir = Path(args.results_dir) if args.results_dir else project_root() / "results"
     names = args.target or sorted(p.stem for p in results_dir.glob("*.csv"))
     if not names:
         raise HarnessError(f"no results CSVs in {results_dir}: run harness bench --target NAME first, or pass --results-dir")
