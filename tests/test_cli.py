@@ -79,8 +79,12 @@ def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
                for r in raw["rows"])
 
 
+STOPPED = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated (SIGTERM)"),
+           signal.SIGHUP: (129, "hung up (SIGHUP)")}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
 def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, fast_target, sig):
     results = tmp_path / "results"
     results.mkdir()
@@ -96,12 +100,91 @@ def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, f
     while time.time() < deadline and proc.poll() is None and not _has_worker_child(proc.pid):
         time.sleep(0.2)
     assert _has_worker_child(proc.pid), f"bench never started measuring: {proc.communicate()}"
+    children = _descendants(proc.pid)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert record.read_bytes() == before
     assert sorted(p.name for p in results.iterdir()) == ["fast.csv"]
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, stderr  # exit 3 once in a loaded CI run: the message says what raised
+    assert _left_alive(children) == []
+    if sig in STOPPED:  # exit 3 once in a loaded CI run: the message says what raised
+        code, said = STOPPED[sig]
+        assert proc.returncode == code and stderr.strip().startswith(said) and stderr.strip().count("\n") == 0, stderr
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _left_alive(processes: list, within_s: float = 5.0) -> list[str]:
+    """Command lines of the processes still running (zombies excluded) after waiting up to `within_s`."""
+    import psutil
+
+    deadline = time.time() + within_s
+    while True:
+        alive = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(" ".join(p.cmdline()))
+            except psutil.Error:
+                continue
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigterm_during_an_export_leaves_no_staging_folder(tmp_path, baseline_suite, fast_target):
+    import os
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(cache))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(fast_target), "--suite",
+                             str(baseline_suite), "--results-dir", str(tmp_path / "results")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(cache.glob("exports/.staging-*")):
+        time.sleep(0.05)
+    assert list(cache.glob("exports/.staging-*")), f"the export never started: {proc.communicate()}"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr.strip().startswith("terminated (SIGTERM)"), stderr
+    assert list(cache.glob("**/.staging-*")) == [] and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_served_row_ends_the_server_and_the_load_generator(tmp_path, tiny_suite):
+    target = tmp_path / "served.toml"
+    target.write_text('threads = 1\nimages_at_once = 3\nserving = ["http"]\nvariants = ["fp32"]\nmin_runs = 5\n'
+                      'min_duration_s = 0.0\nwarmup_runs = 1\nprocesses = 1\nhttp_bursts = 3\nhttp_closed_s = 30\n'
+                      'http_open_s = 1\n')
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite",
+                             str(tiny_suite), "--results-dir", str(tmp_path / "results"), "--update"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, children = time.time() + 300, []
+    while time.time() < deadline and proc.poll() is None:
+        children = _descendants(proc.pid)
+        if any("harness.serve.loadgen" in " ".join(_cmdline(c)) for c in children):
+            break
+        time.sleep(0.2)
+    names = [" ".join(_cmdline(c)) for c in children]
+    assert any("harness.serve.server" in n for n in names), f"no served row started: {names} {proc.communicate()}"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr.strip().startswith("terminated (SIGTERM)"), stderr
+    assert _left_alive(children) == []
+    assert not (tmp_path / "results" / "served.csv").exists()  # the record untouched: none was written
+
+
+def _cmdline(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def _has_worker_child(pid: int) -> bool:

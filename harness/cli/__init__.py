@@ -1,7 +1,8 @@
 """The `harness` command: one module per subcommand, each adding its own parser; errors become exit codes.
 
 Exit codes: 0 ok; 1 a failed check (budget, regression, unfaithful export); 2 bad input (one line);
-3 an internal error (a bug: one line, the traceback with --debug); 130 interrupted.
+3 an internal error (a bug: one line, the traceback with --debug); 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM: how CI cancels a job), 129 hung up (SIGHUP): the three are handled alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INT
 
 COMMANDS = (bench, export, quantize, serve, profile, train, reduce, report, compare, models, targets)
 INTERRUPT_GRACE_S = 15.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,39 +34,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_interrupt(timers: list, signum, frame) -> None:
-    """Ctrl-C unwinds normally; if unwinding hangs (a lock held mid-interrupt), leave anyway after a grace period.
+def _on_interrupt(stop: dict, signum, frame) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP unwind normally (children ended, staging folders removed, the record untouched);
+    if unwinding hangs (a lock held mid-interrupt), leave anyway after a grace period.
 
     Leaving hard is safe: results CSVs are only ever replaced by rename, and measuring children die
     with their parent (PR_SET_PDEATHSIG).
     """
+    stop.setdefault("signum", signum)
 
     def leave() -> None:
-        print("interrupted: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
-        os._exit(EXIT_INTERRUPTED)
+        print(f"{_stopped_by(signum)}: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
+        os._exit(128 + signum)
 
     timer = threading.Timer(INTERRUPT_GRACE_S, leave)
     timer.daemon = True
     timer.start()
-    timers.append(timer)
+    stop.setdefault("timers", []).append(timer)
     raise KeyboardInterrupt
+
+
+def _stopped_by(signum: int) -> str:
+    return {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}.get(signum, "interrupted")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    timers: list = []
-    previous = signal.signal(signal.SIGINT, functools.partial(_on_interrupt, timers)) if in_main_thread else None
+    stop: dict = {}  # which signal stopped the run, and the hard-stop timers it started
+    previous = {s: signal.signal(s, functools.partial(_on_interrupt, stop)) for s in STOP_SIGNALS} if in_main_thread else {}
     try:
-        return _run(args)
+        return _run(args, stop)
     finally:
-        for timer in timers:  # unwinding finished: no hard stop needed
+        for timer in stop.get("timers", []):  # unwinding finished: no hard stop needed
             timer.cancel()
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _run(args) -> int:
+def _run(args, stop: dict | None = None) -> int:
     try:
         return args.run(args)
     except ParityError as e:  # the export ran but is not faithful: a failed check, not bad input
@@ -81,8 +89,10 @@ def _run(args) -> int:
             return _fail(args, f"error: {trouble}", EXIT_BAD_INPUT)
         return _internal(args, e)
     except KeyboardInterrupt as e:
-        print(str(e) if isinstance(e, Interrupted) else "interrupted: results on disk are unchanged", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        said = str(e) if isinstance(e, Interrupted) else "interrupted: results on disk are unchanged"
+        signum = (stop or {}).get("signum", signal.SIGINT)
+        print(_stopped_by(signum) + said.removeprefix("interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
     except Exception as e:  # a bug: say so in one line, not as if the user's input or the gate had failed
         return _internal(args, e)
 
