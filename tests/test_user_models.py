@@ -248,3 +248,36 @@ def test_a_variant_whose_outputs_are_not_finite_is_a_failed_row(tmp_path, small_
         runner.close()
     assert not reply.ok and "NaN or inf on evaluation image 1 of 2" in reply.error
 
+
+
+LOUD_MODEL = '''
+import os
+
+import my_models  # a sibling module beside the suite
+
+print("loud: importing")
+os.write(1, b"loud: from C\\n")  # below Python's sys.stdout, as a C++ library would write
+
+
+def build():
+    for i in range(500):
+        print(f"loud: building {i}")
+    return my_models.build(classes=11, width=4)
+'''
+
+
+@pytest.mark.slow
+def test_a_factory_that_prints_leaves_stdout_to_the_json(user_suite, tmp_path):
+    import json
+
+    (user_suite.parent / "loud.py").write_text(LOUD_MODEL)
+    user_suite.write_text(user_suite.read_text().replace('factory = "my_models:build"', 'factory = "loud:build"')
+                          .replace("kwargs = { classes = 11, width = 8 }\n", ""))
+    target = tmp_path / "quick.toml"
+    target.write_text('threads = 1\nmin_runs = 5\nmin_duration_s = 0.0\nprocesses = 1\nvariants = ["fp32"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(user_suite), "--results-dir", str(tmp_path / "r"),
+                   "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    answer = json.loads(proc.stdout)  # one JSON document: nothing the factory printed
+    assert [(r["model"], r["variant"], r["status"]) for r in answer["rows"]] == [("mine", "fp32", "ok")]
+    assert "loud: building 499" in proc.stderr and "loud: from C" in proc.stderr and "loud: importing" in proc.stderr

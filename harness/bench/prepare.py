@@ -105,7 +105,7 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
 
 def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, advance, on_calibration) -> PreparedModel:
     """Export (cached) and make every variant (cached); what fails is kept as a reason, not raised."""
-    say(f"export {spec.name}")
+    say(f"build and export {spec.name}")
     try:
         exported = export_spec(spec, eval_set.images_u8)
     except (ParityError, ExportError) as e:  # this model's failure: its rows say why, the others are measured

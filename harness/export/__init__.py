@@ -54,7 +54,7 @@ def export_key_parts(spec: ModelSpec, model) -> dict:
     import torch
 
     from harness.export.fingerprint import fingerprint
-    from harness.models.checkpoint import factory_module_name
+    from harness.models.factory import factory_module_name
 
     roots = (factory_module_name(spec),) if spec.factory is not None else ()
     return {
@@ -108,7 +108,10 @@ def export_spec(spec: ModelSpec, parity_images: np.ndarray | None) -> ExportedMo
                 "params_in_graph": params_in_graph(onnx_path), "parity": asdict(parity), "how": _how(path, tried),
                 "spec": {"arch": spec.arch, "factory": spec.factory, "checkpoint": str(spec.checkpoint)}}
 
-    entry = cached_entry("exports", export_key_parts(spec, model), build)
+    from harness.models.factory import user_output_to_stderr
+
+    with user_output_to_stderr():  # the model's forward runs in the probe and the parity check
+        entry = cached_entry("exports", export_key_parts(spec, model), build)
     meta = entry.meta
     return ExportedModel(spec.name, entry.folder / "model.onnx", meta["sha256"], meta["file_mb"], meta["params_in_graph"],
                          ParityReport(**meta["parity"]), cached=entry.cached, how=meta.get("how", ""))
