@@ -104,17 +104,53 @@ def test_user_onnx_with_the_wrong_class_count_is_refused_before_measuring(tmp_pa
     _one_line(_bench(suite, fast_target, record), "outputs shape [None, 3, 184, 240]", "11 classes")
 
 
-def test_a_factory_returning_a_dict_without_the_key(tmp_path, small_split, fast_target, record):
-    (tmp_path / "dict_models.py").write_text(
-        "from torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-        "        self.conv = nn.Conv2d(3, 11, 1)\n\n    def forward(self, x):\n        return {'logits': self.conv(x)}\n\n"
-        "def build():\n    return M()\n")
-    suite = tmp_path / "dict_suite.toml"
-    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "d"\n'
-                     f'factory = "dict_models:build"\nnum_classes = 11\ninput_size = [184, 240]\n')
-    _one_line(_bench(suite, fast_target, record), "forward returned a dict with keys ['logits']", 'output = "out"')
-    suite.write_text(suite.read_text() + 'output = "logits"\n')  # naming the key makes it work
-    assert _bench(suite, fast_target, record, "--no-gate").returncode == 0
+UNCALLABLE_MODELS = """
+from torch import nn
+
+
+class Conv(nn.Conv2d):
+    def __init__(self):
+        super().__init__(3, 11, 1)
+
+
+class TwoInputs(Conv):
+    def forward(self, x, y):
+        return super().forward(x) + y
+
+
+class TupleOut(Conv):
+    def forward(self, x):
+        return super().forward(x), x
+
+
+class DictOut(Conv):
+    def forward(self, x):
+        return {"logits": super().forward(x)}
+"""
+
+
+@pytest.mark.parametrize("cls, said", [
+    ("TwoInputs", "forward on a 1x3x184x240 image failed (TypeError: TwoInputs.forward() missing 1 required positional "
+                  "argument: 'y'); the harness calls forward with one image tensor"),
+    ("TupleOut", "forward returned a tuple; the factory's model must return the logits tensor"),
+    ("DictOut", "forward returned a dict with keys ['logits']; the factory's model must return the logits tensor, or "
+                "a dict holding it under output = \"out\""),
+])
+def test_a_model_the_harness_cannot_call_or_read_is_a_failed_row_and_the_others_are_measured(
+        tmp_path, small_split, fast_target, record, cls, said):
+    (tmp_path / "uncallable.py").write_text(UNCALLABLE_MODELS)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n'
+                     + "".join(f'[[model]]\nname = "{name}"\nfactory = "uncallable:{factory}"\nnum_classes = 11\n'
+                               f'input_size = [184, 240]\n\n' for name, factory in (("bad", cls), ("good", "Conv"))))
+    proc = _bench(suite, fast_target, record)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("not measured: ")]
+    assert len(lines) == 1 and lines[0].startswith("not measured: bad: export failed: model 'bad': ") and said in lines[0], lines
+    assert "fits: good fp32" in proc.stdout  # the other model measured
+    if cls == "DictOut":  # naming the key makes it work
+        suite.write_text(suite.read_text().replace('factory = "uncallable:DictOut"', 'factory = "uncallable:DictOut"\noutput = "logits"'))
+        assert _bench(suite, fast_target, record, "--no-gate").returncode == 0
 
 
 def test_a_pytorch_model_with_the_wrong_class_count_is_refused_after_export(tmp_path, small_split, fast_target, record):

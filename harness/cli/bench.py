@@ -132,6 +132,8 @@ def results_folder(given: str | None, console) -> str:
 
 
 def _print_tables(console, target, rows, baseline_model: str) -> None:
+    from rich.markup import escape
+
     from harness.gate.budget import summarize
     from harness.report.render import ladder_table, recipes_table, results_table, served_table
 
@@ -143,6 +145,8 @@ def _print_tables(console, target, rows, baseline_model: str) -> None:
         console.print(ladder_table(rows, baseline_model))
     console.print(recipes_table(rows))
     console.print(summarize(rows).line(target))
+    for model, why in dict.fromkeys((r.model, r.status) for r in rows if r.status != "ok" and r.verdict == "not measured"):
+        console.print(f"[red]not measured[/red]: {model}: {escape(why)}", soft_wrap=True)
 
 
 def _write_results(console, args, target, run, record_path: Path, recorded, narrowing) -> Path:

@@ -174,12 +174,16 @@ def _probe(model, spec: ModelSpec) -> None:
     try:
         with torch.inference_mode():
             model(torch.zeros(1, 3, *spec.input_hw))
-    except HarnessError:
+    except ExportError:
         raise
+    except HarnessError as e:  # an output the harness cannot read: that model's rows fail, like a forward that fails
+        raise ExportError(str(e)) from e
     except Exception as e:  # the user's forward can fail in any way
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        hint = ("the harness calls forward with one image tensor (N,3,H,W): wrap the model so it takes one input"
+                if isinstance(e, TypeError) else "check input_size and the model")
         raise ExportError(f"model '{spec.name}': forward on a 1x3x{spec.input_hw[0]}x{spec.input_hw[1]} image failed "
-                          f"({type(e).__name__}: {first[:200]}); check input_size and the model") from e
+                          f"({type(e).__name__}: {first[:200]}); {hint}") from e
 
 
 def check_parity(model, onnx_path: Path, images_u8: np.ndarray) -> ParityReport:
