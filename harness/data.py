@@ -6,6 +6,7 @@ Imports numpy and Pillow only, so measurement workers can use it without torch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # ImageNet statistics: the smp encoders expect them, with or without pretrained weights.
 MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# Per image or mask, by its header: 50 Mpx is ~150 MB as RGB, far past any model input; more is a mistake or a bomb.
+MAX_PIXELS = 50_000_000
+COLOUR_MODES = ("RGB", "RGBX", "L", "1", "CMYK", "YCbCr", "LAB", "HSV")  # Pillow converts these to RGB by their range
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
+MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N")  # one integer per pixel: a class index each
 
 
 @dataclass(frozen=True)
@@ -59,27 +65,82 @@ def find_split(path: str | Path, split: str, ignore_index: int) -> SegmentationS
 
 
 def _open_image(path: Path, kind: str):
-    """Decode a whole image now: a file that is not an image, or is cut short, is named in one line."""
+    """Decode a whole image now: one that is not an image, is cut short or is too large by its header is named in one line."""
+    import warnings
+
     from PIL import Image
 
+    other, image = "mask" if kind == "image" else "image", None
     try:
-        im = Image.open(path)
-        im.load()
-        return im
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise HarnessError(f"{kind} {path} cannot be read as an image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'}); "
-                           f"replace it or remove it (with its {'mask' if kind == 'image' else 'image'})") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS, lower, is checked below
+            image = Image.open(path)
+            check_pixels(image, f"{kind} {path}", f"shrink it or remove it (with its {other})")
+            image.load()
+        return image
+    except BaseException as e:
+        if image is not None:
+            image.close()
+        if isinstance(e, Image.DecompressionBombError):  # above Pillow's own limit: its message holds the pixel count
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(found[1]) / 1e6:.4g} Mpx" if found else "over Pillow's own limit"
+            raise HarnessError(f"{kind} {path} is {size} by its header, over the {MAX_PIXELS / 1e6:g} Mpx limit: "
+                               f"shrink it or remove it (with its {other})") from None
+        if isinstance(e, (OSError, SyntaxError, ValueError)):
+            raise HarnessError(f"{kind} {path} cannot be read as an image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'}); "
+                               f"replace it or remove it (with its {other})") from e
+        raise
+
+
+def check_pixels(image, source: str, remedy: str) -> None:
+    """Refuse an opened image larger than MAX_PIXELS by its header, before decoding it (Pillow opens lazily)."""
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise HarnessError(f"{source} is {width}x{height} = {width * height / 1e6:.4g} Mpx by its header, over the "
+                           f"{MAX_PIXELS / 1e6:g} Mpx limit: {remedy}")
+
+
+def image_to_rgb(image, source: str) -> np.ndarray:
+    """An opened image as (H,W,3) uint8 RGB, each mode by its real range; a mode without one is refused naming `source`.
+
+    16-bit grey is scaled by its bit depth (Pillow's own conversion clips it at 255); transparent pixels become the
+    dataset mean, the colour of padding."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return np.repeat(_grey_by_depth(image, source)[..., None], 3, axis=2)
+    if image.mode in ALPHA_MODES or image.mode == "P" or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:] / 255.0
+        return np.round(rgba[..., :3] * alpha + MEAN_RGB * 255 * (1 - alpha)).astype(np.uint8)
+    if image.mode in COLOUR_MODES:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    raise HarnessError(f"{source} has mode {image.mode}{' (32-bit floats)' if image.mode == 'F' else ''}, which has no "
+                       f"fixed range to map to 0-255: save it as 8-bit RGB or grey, or 16-bit grey")
+
+
+def _grey_by_depth(image, source: str) -> np.ndarray:
+    """Integer grey scaled to 0-255 by the bit depth its file declares (16, or e.g. 12 in a TIFF from a 12-bit sensor)."""
+    values = np.asarray(image)
+    bits = 16 if image.mode.startswith("I;16") or image.format == "PNG" else None  # PNG's mode I is 16-bit grey
+    declared = getattr(image, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    declared = declared[0] if isinstance(declared, tuple) and declared else declared
+    if isinstance(declared, int) and 1 <= declared <= 16:
+        bits = declared
+    if bits is None or values.min() < 0 or values.max() >= 2 ** bits:
+        raise HarnessError(f"{source} has mode {image.mode} with values {values.min()}..{values.max()} and no bit depth of "
+                           f"16 or less to scale them by: save it as 8-bit RGB or grey, or 16-bit grey")
+    return np.round(values.astype(np.float64) * (255 / (2 ** bits - 1))).astype(np.uint8)
 
 
 def read_rgb(path: Path) -> np.ndarray:
     with _open_image(path, "image") as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return image_to_rgb(im, f"image {path}")
 
 
 def read_mask(path: Path) -> np.ndarray:
     with _open_image(path, "mask") as im:
-        if im.mode not in ("L", "P", "I", "I;16"):
-            raise HarnessError(f"mask {path} is {im.mode}, not an index mask: save one class index per pixel (8-bit)")
+        if im.mode not in MASK_MODES:
+            raise HarnessError(f"mask {path} has mode {im.mode}, which cannot hold class indices faithfully: save one "
+                               f"class index per pixel as an 8-bit grey or palette PNG")
         return np.asarray(im, dtype=np.int64)
 
 

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -35,6 +36,28 @@ def check_first_record_place(results_dir: Path) -> None:
         raise HarnessError(f"refusing to start a new record in {results_dir}: it lies inside the results folder {outer}, "
                            f"whose records this run would not be gated against; run from the project folder "
                            f"{outer.parent} or pass --results-dir {outer}")
+
+
+NAME_RULE = "letters, digits and _ - . + only, starting with a letter, digit or _, at most 64 characters"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}", re.ASCII)
+
+
+def check_name(kind: str, name, where: str) -> str:
+    """A model, variant or target name is an identifier: it labels rows and becomes part of file names."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise HarnessError(f"{where}: {kind} name {str(name)!r} is refused: a name is {NAME_RULE}")
+    return name
+
+
+def path_under(folder: Path, *parts: str) -> Path:
+    """folder/parts, refused unless it stays strictly inside folder (a part holding '/' or '..' must not climb out)."""
+    folder = Path(folder)
+    path = folder.joinpath(*parts)
+    inside, top = path.resolve(), folder.resolve()
+    if inside == top or top not in inside.parents or len(Path(*parts).parts) != len(parts):
+        raise HarnessError(f"{path} would not be a plain entry of {folder}: {', '.join(map(repr, parts))} must not "
+                           f"hold '/' or '..'; names are {NAME_RULE}")
+    return path
 
 
 USER_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)

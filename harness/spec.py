@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import check_name
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 DEFAULT_SUITE = ASSETS_DIR / "default_suite.toml"
@@ -85,9 +86,11 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise HarnessError(f"suite file {path} does not exist: pass --suite a TOML file with [[model]] tables")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: the BOM Windows editors write is not TOML
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"suite file {path} is not valid TOML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise HarnessError(f"suite file {path} cannot be read ({type(e).__name__}); pass a UTF-8 TOML file") from e
     _check_keys(str(path), doc, {"data", "calibration", "model"})
     data = doc.get("data", {})
     _check_keys(f"{path} [data]", data, _DATA_KEYS)
@@ -103,7 +106,7 @@ def load_suite(path: str | Path) -> Suite:
         if missing:
             raise HarnessError(f"{where}: missing key '{missing[0]}'")
         models.append(ModelSpec(
-            name=str(table["name"]),
+            name=check_name("model", str(table["name"]), where),
             arch=table.get("arch"),
             factory=table.get("factory"),
             search_path=base,

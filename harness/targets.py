@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.backends import BACKENDS
 from harness.errors import HarnessError
-from harness.files import project_root
+from harness.files import check_name, project_root
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
 # One call of N images; N one-image requests in flight inside one process; or an HTTP service under load.
@@ -242,7 +242,7 @@ def load_target(name_or_path: str) -> TargetProfile:
     """A target by name (./targets/NAME.toml, then the built-in ones) or by path to a TOML file."""
     path = resolve_target_path(name_or_path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: the BOM Windows editors write is not TOML
     except tomllib.TOMLDecodeError as e:
         raise HarnessError(f"target file {path} is not valid TOML: {e}; fix the syntax") from e
     except (OSError, UnicodeDecodeError) as e:
@@ -253,7 +253,10 @@ def load_target(name_or_path: str) -> TargetProfile:
     if unknown:
         raise HarnessError(f"target file {path}: unknown key '{unknown[0]}'; allowed keys: "
                            f"{', '.join(sorted(['description', *FLAT_KEYS]))}")
-    return TargetProfile.from_flat(path.stem, str(description), path, **values)
+    for key in ("variants", "ship"):  # names become row labels and file names, like the target's own
+        for variant in values.get(key) or ():
+            check_name("variant", variant, f"target file {path}: {key}")
+    return TargetProfile.from_flat(check_name("target", path.stem, f"target file {path}"), str(description), path, **values)
 
 
 def _coerce(path: Path, key: str, value):
@@ -277,6 +280,7 @@ def resolve_target_path(name_or_path: str) -> Path:
         if candidate.is_file():
             return candidate
         raise HarnessError(f"target file {candidate} does not exist")
+    check_name("target", name_or_path, "--target (a name, or a path to a .toml file)")
     for folder in (project_root() / "targets", BUILTIN_TARGETS_DIR):
         if (folder / f"{name_or_path}.toml").is_file():
             return folder / f"{name_or_path}.toml"

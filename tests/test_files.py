@@ -147,3 +147,21 @@ def test_a_bench_from_a_subfolder_gates_the_same_record_as_from_the_project_fold
     nested = run_cli(*bench, "--results-dir", "results/more", cwd=project)
     assert nested.returncode == 2 and nested.stderr.strip().count("\n") == 0, nested.stderr
     assert "refusing to start a new record" in nested.stderr
+
+
+@pytest.mark.parametrize("part", ["../../../../escape4_onnxruntime", "a/b", "/etc", "..", ".", ""])
+def test_a_path_from_a_name_never_leaves_its_folder(tmp_path, part):
+    from harness.errors import HarnessError
+    from harness.files import path_under
+
+    with pytest.raises(HarnessError, match="would not be a plain entry of"):
+        path_under(tmp_path / "profile", part)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made on the way
+
+
+def test_a_plain_name_is_a_path_under_its_folder(tmp_path):
+    from harness.files import path_under
+
+    assert path_under(tmp_path, "tiny_unet_onnxruntime") == tmp_path / "tiny_unet_onnxruntime"
+    assert path_under(tmp_path, "m", "int8-static") == tmp_path / "m" / "int8-static"
+    assert path_under(tmp_path, "x..y") == tmp_path / "x..y"  # dots inside a name climb nowhere

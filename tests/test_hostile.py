@@ -182,14 +182,22 @@ def test_stale_scratch_folders_of_killed_runs_are_removed():
         shutil.rmtree(stale, ignore_errors=True)
 
 
-@pytest.mark.slow
-def test_a_model_name_with_a_slash_is_measured(tmp_path, small_split, fast_target):
-    suite = tmp_path / "slash.toml"
-    suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "team/tiny"\narch = "unet_small"\n'
-                     f'num_classes = 11\ninput_size = [96, 128]\nkwargs = {{ width = 0.125 }}\n')
-    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(suite), "--results-dir", str(tmp_path / "r"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "r" / "fast.csv").read_text().splitlines()[1].startswith("fast,team/tiny,fp32,")
+def test_a_model_name_that_is_not_an_identifier_is_one_line_and_makes_no_folder(tmp_path, small_split, fast_target, record):
+    """Names label rows and become folder names: '../..' climbed out of results/, '[/red]' crashed rich (exit 3)."""
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    suite = deep / "s.toml"
+    for name, command in (("../../../../escape4", ("bench", "--target", str(fast_target), "--results-dir", str(record),
+                                                   "--update", "--profile")),
+                          ("[/red]oops[bold", ("profile", "[/red]oops[bold", "--target", str(fast_target)))):
+        suite.write_text(f'[data]\ndir = "{small_split}"\nignore_index = 11\n\n[[model]]\nname = "{name}"\n'
+                         f'arch = "unet_small"\nnum_classes = 11\ninput_size = [96, 128]\nkwargs = {{ width = 0.125 }}\n')
+        before = (record / "fast.csv").read_bytes()
+        _one_line(run_cli(*command, "--suite", str(suite), cwd=deep), f"model name '{name}' is refused",
+                  "letters, digits and _ - . + only")
+        assert (record / "fast.csv").read_bytes() == before
+    assert not (tmp_path.parent / "escape4_onnxruntime").exists() and not list(tmp_path.rglob("escape4*"))
+    assert not (record / "latest").exists()  # refused before anything was written
 
 
 def test_a_full_disk_is_the_users_disk_not_a_bug():

@@ -49,3 +49,33 @@ def test_ladder_says_when_the_baseline_was_not_measured():
     rows = [_row("base", "fp32", status="exceeded memory cap", verdict="over memory"),
             _row("small", "fp32", file_mb=2.0, p50_ms=4.0, quality_pct=48.5)]
     assert _cells(ladder_table(rows, "base"))[("small", "fp32")][9:] == ["n/a"] * 4
+
+
+def test_names_and_text_from_a_record_are_shown_as_written_not_as_markup():
+    """A record is user input: '[/red]' in a cell would end the run with rich's MarkupError."""
+    from harness.report.profile import profile_tables
+    from harness.report.render import compare_table, gate_table, recipes_table, results_table, served_table
+    from harness.targets import TargetProfile
+
+    hostile = "[/red]oops[bold"
+    target = TargetProfile.from_flat("t", description="[bold]x[/", threads=1)
+    texts = {f.name: "" for f in dataclasses.fields(ResultRow) if f.type == "str" and f.name not in ("model", "variant")}
+    texts.update(target="t", serving="1 per call", status="ok", verdict="fits")
+    rows = [_row(hostile, "fp32", **{**texts, "recipe": "[red]r", "flags": "[/yellow]", "status": "[/red]",
+                                     "serving": "http-burst", "load": "[x]"}),
+            _row("base", "[/dim]", **{**texts, "p50_ms": 1.0})]
+    later = [dataclasses.replace(rows[0], p50_ms=2.0, verdict="[/green]")]
+    profile = {"fp32": {"ops": [{"node": "/enc/[/red]Conv", "op_type": "Conv", "ran_on": "cpu", "ms_per_call": 1.0}],
+                        "runs": 1, "wall_ms_per_call": 1.0}}
+    gate = type("Report", (), {"checks": [type("Check", (), {"key": (hostile, "fp32", "x"), "outcome": "fail",
+                                                               "reasons": ("[/red] slower",), "notes": ("[b",)})()],
+                               "missing": [(hostile, "int8-static", "x")]})()
+    console = Console(width=400, record=True)
+    for table in [results_table(target, rows), served_table(rows), recipes_table(rows), compare_table(rows, later, "[a", "b]"),
+                  gate_table(gate, "/tmp/[/x]/fast.csv"), ladder_table(rows, hostile),
+                  *profile_tables(hostile, "onnxruntime", target, profile, 5)]:
+        console.print(table)
+    text = console.export_text()
+    for shown in (hostile, "[bold]x[/", "[red]r", "[/yellow]", "[/dim]", "[/green]", "/enc/[/red]Conv", "[/red] slower",
+                  "/tmp/[/x]/fast.csv", "[x]"):
+        assert shown in text, shown

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from harness.errors import HarnessError
@@ -45,3 +47,36 @@ def test_http_load_settings_are_checked():
         TargetProfile.from_flat("t", threads=1, serving=("http",), http_bursts=0)
     with pytest.raises(HarnessError, match="serving \\['udp'\\]; use one or more of batched, concurrent, http"):
         TargetProfile.from_flat("t", threads=1, serving=("udp",))
+
+
+@pytest.mark.parametrize("file_name, body, message", [
+    ("[red]x.toml", "threads = 1\n", "target name '[red]x' is refused"),
+    ("ok.toml", 'threads = 1\nvariants = ["fp32", "../x"]\n', "variants: variant name '../x' is refused"),
+    ("ok.toml", 'threads = 1\nvariants = ["fp32"]\nship = ["a/b"]\n', "ship: variant name 'a/b' is refused"),
+])
+def test_target_and_variant_names_are_identifiers(tmp_path, file_name, body, message):
+    path = tmp_path / file_name
+    path.write_text(body)
+    with pytest.raises(HarnessError, match=re.escape(f"{message}: a name is letters, digits and _ - . + only")):
+        load_target(str(path))
+
+
+def test_a_target_name_that_could_climb_out_of_targets_is_refused():
+    with pytest.raises(HarnessError, match="--target .*target name '../../x' is refused"):
+        load_target("../../x")
+
+
+def test_every_shipped_target_passes_the_name_rule():
+    from harness.files import check_name
+
+    for path in list_target_files():
+        target = load_target(str(path))
+        for variant in target.scenario.variants:
+            check_name("variant", variant, str(path))
+
+
+def test_a_target_starting_with_a_utf8_bom_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + 'description = "written on Windows"\nthreads = 1\n'.encode())
+    target = load_target(str(path))
+    assert target.name == "bom" and target.description == "written on Windows" and target.device.threads == 1

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.gate.ab import Baselines
@@ -76,8 +77,8 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
         workdir = Path(tmp)
         bar = progress.add_task("loading evaluation images", total=plan.steps)
 
-        def say(message: str) -> None:
-            progress.update(bar, description=message)
+        def say(message: str) -> None:  # messages hold names and graph nodes: shown as written, not as markup
+            progress.update(bar, description=escape(message))
 
         def advance() -> None:
             progress.advance(bar)
@@ -235,7 +236,7 @@ def calibration_bar(progress: Progress, name: str):
     def update(done: int, total: int) -> None:
         nonlocal task_id
         if task_id is None:
-            task_id = progress.add_task(f"calibrate {name}", total=total)
+            task_id = progress.add_task(escape(f"calibrate {name}"), total=total)
         progress.update(task_id, completed=done)
         if done >= total:
             progress.remove_task(task_id)

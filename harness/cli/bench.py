@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from rich.markup import escape
+
 from harness.cli.options import add_data_options, bench_inputs, writable_file, writable_folder
 from harness.errors import EXIT_FAILED, EXIT_OK, Interrupted
 
@@ -73,7 +75,7 @@ def run(args) -> int:
     rows = run.rows
     _print_tables(console, target, rows, suite.models[0].name)
     for note in run.notes:
-        console.print(f"[yellow]note[/yellow]: {note}")
+        console.print(f"[yellow]note[/yellow]: {escape(note)}")
     if args.profile:
         from harness.cli.profile import profile_bench_run
 
@@ -97,7 +99,7 @@ def run(args) -> int:
 
         baseline = record_path if recorded is not None and not args.update else None
         files = render_report([load_target_results(latest, baseline)], Path(args.report))
-        console.print(f"report written: {files.html} ({len(files.pngs)} PNG figures beside it)")
+        console.print(f"report written: {escape(str(files.html))} ({len(files.pngs)} PNG figures beside it)")
     if args.no_gate:
         console.print("--no-gate: reporting only, exit 0")
         return EXIT_OK
@@ -127,13 +129,11 @@ def results_folder(given: str | None, console) -> str:
         return given
     root = project_root()
     if root != Path.cwd().resolve():
-        console.print(f"project folder: {root} (found above {Path.cwd()}); records in {root / 'results'}")
+        console.print(escape(f"project folder: {root} (found above {Path.cwd()}); records in {root / 'results'}"))
     return str(root / "results")
 
 
 def _print_tables(console, target, rows, baseline_model: str) -> None:
-    from rich.markup import escape
-
     from harness.gate.budget import summarize
     from harness.report.render import ladder_table, recipes_table, results_table, served_table
 
@@ -161,11 +161,11 @@ def _write_results(console, args, target, run, record_path: Path, recorded, narr
     if not (args.update or recorded is None):
         return latest
     if not any(r.status == "ok" for r in rows) and not args.force:
-        console.print(f"[red]not recorded[/red]: every row failed, so {record_path} would hold no figure to gate "
+        console.print(f"[red]not recorded[/red]: every row failed, so {escape(str(record_path))} would hold no figure to gate "
                       f"against; fix the failures above and rerun, or pass --force to record them anyway")
         return latest
     narrowing.update_record(record_path, rows, on_wait=console.print)
-    console.print(f"{'updated' if recorded is not None else 'recorded'} {record_path}"
+    console.print(f"{'updated' if recorded is not None else 'recorded'} {escape(str(record_path))}"
                   f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
     return latest
 

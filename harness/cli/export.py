@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from harness.export import export_spec
     from harness.report.render import export_table, make_console
     from harness.spec import load_suite
@@ -29,7 +31,7 @@ def run(args) -> int:
     spec = resolve_spec(args, suite)
     images_u8 = parity_images(suite, spec, args.data)
     console = make_console()
-    with console.status(f"exporting {spec.name} and checking parity on {len(images_u8)} real images"):
+    with console.status(f"exporting {escape(spec.name)} and checking parity on {len(images_u8)} real images"):
         exported = export_spec(spec, images_u8)
     exported = dataclasses.replace(exported, path=copy_out(exported.path, args.out))
     console.print(export_table(exported))

@@ -177,6 +177,8 @@ def copy_out(path: Path, out: str | None) -> Path:
 
 def variant_file(args, suite, spec, variant: str):
     """The file of one variant of `spec` (exported and made as bench makes it, from the cache when it can)."""
+    from rich.markup import escape
+
     from harness.bench import make_variant, plan_bench
     from harness.export import export_spec
     from harness.report.render import make_console
@@ -185,7 +187,7 @@ def variant_file(args, suite, spec, variant: str):
 
     console = make_console()
     images_u8 = parity_images(suite, spec, args.data)
-    with console.status(f"exporting {spec.name}"):
+    with console.status(f"exporting {escape(spec.name)}"):
         exported = export_spec(spec, images_u8)
     if variant == "fp32":
         return exported.path
@@ -195,5 +197,5 @@ def variant_file(args, suite, spec, variant: str):
     plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
     with console.status(f"making {variant}"):
         made = make_variant(plan, spec, exported, variant, say=lambda message: None, on_calibration=None)
-    console.print(f"{spec.name} {variant}: {made.recipe}", highlight=False)
+    console.print(escape(f"{spec.name} {variant}: {made.recipe}"), highlight=False)
     return made.path

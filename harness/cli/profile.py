@@ -32,7 +32,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from harness.backends import missing_extra
+    from harness.files import path_under, project_root
     from harness.report.profile import profile_tables
     from harness.report.render import make_console
     from harness.spec import load_suite
@@ -51,9 +54,7 @@ def run(args) -> int:
                                f"{args.backend}: pass --backend {get_variant(variant).backends[0]}")
     target, suite = load_target(args.target), load_suite(args.suite)
     spec = resolve_spec(args, suite)
-    from harness.files import project_root
-
-    out = Path(args.out or project_root() / "results" / "latest" / "profile") / f"{spec.name}_{args.backend}"
+    out = path_under(Path(args.out or project_root() / "results" / "latest" / "profile"), f"{spec.name}_{args.backend}")
     out.mkdir(parents=True, exist_ok=True)
     sample = out / "sample.npy"
     _write_sample(suite, spec, args.data, sample)
@@ -61,21 +62,24 @@ def run(args) -> int:
     for variant in variants:
         path = variant_file(args, suite, spec, variant)
         request = _profile_request(path, target, sample, args.backend, variant)
-        folder = out / variant
+        folder = path_under(out, variant)
         folder.mkdir(exist_ok=True)
-        with console.status(f"profiling {spec.name} {variant} under {args.backend} ({args.runs} calls)"):
+        with console.status(f"profiling {escape(spec.name)} {variant} under {args.backend} ({args.runs} calls)"):
             profiles[variant] = _profile_in_child(request, folder, args.runs)
     (out / "operators.json").write_text(json.dumps(profiles, indent=1))
     for table in profile_tables(spec.name, args.backend, target, profiles, args.top):
         console.print(table)
-    console.print(f"traces and operators.json in {out}")
+    console.print(f"traces and operators.json in {escape(str(out))}")
     return 0
 
 
 def profile_bench_run(console, target, suite, run, args) -> None:
     """bench --profile: every variant the run measured under ORT or OpenVINO, per model, its slowest operators."""
 
+    from rich.markup import escape
+
     from harness.bench.plan import split_run
+    from harness.files import path_under
     from harness.report.profile import profile_tables
 
     root = Path(args.results_dir) / "latest" / "profile"
@@ -86,22 +90,22 @@ def profile_bench_run(console, target, suite, run, args) -> None:
             if model == spec.name and backend in PROFILED_BACKENDS:
                 by_backend.setdefault(backend, {})[variant] = path
         for backend, files in by_backend.items():
-            out = root / f"{spec.name}_{backend}"
+            out = path_under(root, f"{spec.name}_{backend}")  # a name must not climb out of root
             out.mkdir(parents=True, exist_ok=True)
             _write_sample(suite, spec, args.data, out / "sample.npy")
             profiles = {}
             for variant, path in files.items():
                 request = _profile_request(path, target, out / "sample.npy", backend, variant)
-                (out / variant).mkdir(exist_ok=True)
-                with console.status(f"profiling {spec.name} {variant} under {backend}"):
+                path_under(out, variant).mkdir(exist_ok=True)
+                with console.status(f"profiling {escape(spec.name)} {variant} under {backend}"):
                     try:
                         profiles[variant] = _profile_in_child(request, out / variant, 20)
                     except HarnessError as e:  # bf16 on a CPU without it: said, the others profiled
-                        console.print(f"{spec.name} {variant} under {backend}: {e}")
+                        console.print(escape(f"{spec.name} {variant} under {backend}: {e}"))
             (out / "operators.json").write_text(json.dumps(profiles, indent=1))
             for table in profile_tables(spec.name, backend, target, profiles, 5) if profiles else ():
                 console.print(table)
-    console.print(f"profiles in {root}")
+    console.print(f"profiles in {escape(str(root))}")
 
 
 def _profile_request(path: Path, target, sample: Path, backend: str, variant: str):

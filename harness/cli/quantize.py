@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from rich.markup import escape
     from rich.progress import Progress
 
     from harness.bench import calibration_bar, make_variant, plan_bench
@@ -38,19 +39,19 @@ def run(args) -> int:
     variant = METHOD_ALIASES.get(args.method, args.method)
     images_u8 = parity_images(suite, spec, args.data)
     console = make_console()
-    with console.status(f"exporting {spec.name}"):
+    with console.status(f"exporting {escape(spec.name)}"):
         exported = export_spec(spec, images_u8)
     one_variant = TargetProfile.from_flat("quantize", threads=1, variants=(variant,))
     plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"make {variant}", total=None)
-        made = make_variant(plan, spec, exported, variant, say=lambda message: progress.update(bar, description=message),
+        made = make_variant(plan, spec, exported, variant, say=lambda message: progress.update(bar, description=escape(message)),
                             on_calibration=calibration_bar(progress, spec.name))
     out = copy_out(made.path, args.out)
-    console.print(f"{spec.name} {variant}: {out} ({made.file_mb:.2f} MB, fp32 {exported.file_mb:.2f} MB, "
+    console.print(f"{escape(spec.name)} {variant}: {escape(str(out))} ({made.file_mb:.2f} MB, fp32 {exported.file_mb:.2f} MB, "
                   f"{100 * made.file_mb / exported.file_mb:.0f} %){' [cached]' if made.cached else ''}")
-    console.print(f"recipe: {made.recipe}")
+    console.print(escape(f"recipe: {made.recipe}"))
     if made.nodes_in_float:
-        console.print(f"left in float: {', '.join(made.nodes_in_float)}")
+        console.print(escape(f"left in float: {', '.join(made.nodes_in_float)}"))
     console.print("accuracy and speed: run harness bench, which measures every variant against fp32 in one run")
     return EXIT_OK

@@ -89,7 +89,7 @@ def render_report(targets: list[TargetResults], out_dir: Path) -> ReportFiles:
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs, sections = [], []
     for results in targets:
-        trade_off = trade_off_figure(results, out_dir / f"trade_off_{results.name}.png")
+        trade_off = trade_off_figure(results, out_dir / f"trade_off_{_slug(results.name)}.png")
         pngs.append(trade_off)
         parts = [f"<h2>target {html.escape(results.name)}</h2>", _machine_html(results)]
         if results.profile is not None:
@@ -100,7 +100,7 @@ def render_report(targets: list[TargetResults], out_dir: Path) -> ReportFiles:
         parts.append(f"<img alt='speed against accuracy, target {html.escape(results.name)}' src='{_png_data_uri(trade_off)}'>")
         parts.append(_table_html(results))
         for model in sorted({r.model for r in results.rows}):
-            figure = variants_figure(results, model, out_dir / f"variants_{results.name}_{_slug(model)}.png")
+            figure = variants_figure(results, model, out_dir / f"variants_{_slug(results.name)}_{_slug(model)}.png")
             pngs.append(figure)
             parts.append(f"<img alt='variants of {html.escape(model)}' src='{_png_data_uri(figure)}'>")
         sections.append("\n".join(parts))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
-from harness.report.render import NOT_MEASURED
+from harness.report.render import NOT_MEASURED, plain
 from harness.targets import TargetProfile
 
 
 def profile_tables(model: str, backend: str, target: TargetProfile, profiles: dict, top: int) -> list[Table]:
     """Per variant, its slowest operators; then every variant's time by operator kind, side by side."""
-    tables = []
+    tables, model = [], escape(model)  # a user's ONNX file name, and its node names below, are not markup
     for variant, found in profiles.items():
         ops = sorted(found["ops"], key=lambda o: -o["ms_per_call"])
         in_ops = sum(o["ms_per_call"] for o in ops)
@@ -19,7 +20,7 @@ def profile_tables(model: str, backend: str, target: TargetProfile, profiles: di
                             f"of {len(ops)} operators ({found['runs']} calls; {in_ops:.2f} ms in operators of "
                             f"{found['wall_ms_per_call']:.2f} ms per call)")
         for o in ops[:top]:
-            table.add_row(o["node"][:60], o["op_type"], o["ran_on"], f"{o['ms_per_call']:.3f}",
+            table.add_row(*plain(o["node"][:60], o["op_type"], o["ran_on"]), f"{o['ms_per_call']:.3f}",
                           f"{100 * o['ms_per_call'] / in_ops:.1f}" if in_ops else NOT_MEASURED)
         tables.append(table)
     kinds: dict[str, dict[str, float]] = {}
@@ -31,7 +32,7 @@ def profile_tables(model: str, backend: str, target: TargetProfile, profiles: di
     table = Table("kind", *(f"{v} ms" for v in names), title_justify="left",
                   title=f"{model} under {backend}: time per call by operator kind (measured, summed over the kind's nodes)")
     for kind, per in sorted(kinds.items(), key=lambda kv: -max(kv[1].values())):
-        table.add_row(kind, *(f"{per[v]:.3f}" if v in per else "" for v in names))
+        table.add_row(escape(kind), *(f"{per[v]:.3f}" if v in per else "" for v in names))
     table.add_row("[bold]all operators[/bold]", *(f"{sum(o['ms_per_call'] for o in profiles[v]['ops']):.3f}" for v in names))
     table.add_row("[bold]per call (wall)[/bold]", *(f"{profiles[v]['wall_ms_per_call']:.3f}" for v in names))
     tables.append(table)

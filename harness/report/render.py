@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.export import ExportedModel
@@ -11,6 +12,11 @@ from harness.results import ResultRow, shown_cell, row_key, split_floats
 from harness.targets import TargetProfile
 
 NOT_MEASURED = "[dim]n/a[/dim]"
+
+
+def plain(*texts) -> list[str]:
+    """User text (names, paths, a record's cells) shown as written: rich would read '[...]' in it as markup."""
+    return [escape(str(text)) for text in texts]
 
 
 def _num(value, digits: int = 1) -> str:
@@ -31,16 +37,16 @@ def _results_title(target: TargetProfile, metric: str) -> str:
     if budgets.memory_budget_mb:
         limits.append(f"{budgets.memory_quantity} memory ≤ {budgets.memory_budget_mb:g} MB")
     limits.append(f"{metric} drop ≤ {budgets.max_miou_drop:g} pts")
-    return (f"target {target.name}{f': {target.description}' if target.description else ''} — {target.device.threads} "
+    return (f"target {escape(target.name)}{f': {escape(target.description)}' if target.description else ''} — {target.device.threads} "
             f"thread(s), CPU arena {'on' if runtime.enable_cpu_mem_arena else 'off'}, memory pattern "
             f"{'on' if runtime.enable_mem_pattern else 'off'}"
             f"{f', cap {budgets.memory_cap_mb:g} MB RSS' if budgets.memory_cap_mb else ''}; budgets: {', '.join(limits)}")
 
 
 def _notes(row: ResultRow, target: TargetProfile) -> str:
-    notes = [] if row.status == "ok" else [f"[red]{row.status}[/red]"]
+    notes = [] if row.status == "ok" else [f"[red]{escape(row.status)}[/red]"]  # a record's cells are user text
     if row.flags:
-        notes.append(f"[yellow]{row.flags}[/yellow]")
+        notes.append(f"[yellow]{escape(row.flags)}[/yellow]")
     if row.nodes_in_float:
         notes.append(f"{row.nodes_in_float} node(s) left in float")
     if not target.budgets.ships(row.variant):
@@ -67,9 +73,9 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
         speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
         if r.speedup_vs_fp32 is not None and r.speedup_vs_fp32 < 1:
             speed = f"[red]{speed}[/red]"
-        verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{r.verdict}[/red]"
+        verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{escape(r.verdict)}[/red]"
         table.add_row(
-            r.model, r.variant, *((_backend_cell(r),) if several else ()), r.serving, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
+            *plain(r.model, r.variant), *((escape(_backend_cell(r)),) if several else ()), escape(r.serving), _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
             _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _cold(r),
             _num(r.quality_pct, 2),
             _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
@@ -99,7 +105,7 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
     """Each model's rows beside the baseline model's row of the same variant and serving, same run."""
     metric = _metric(rows)
     reference = {(r.variant, r.serving): r for r in rows if r.model == baseline and r.status == "ok"}
-    table = Table(title=f"reduction ladder — every change is against {baseline}, same variant and serving, same run",
+    table = Table(title=f"reduction ladder — every change is against {escape(baseline)}, same variant and serving, same run",
                   title_justify="left")
     for header in ("model", "variant", "serving", "params", "file MB", "p50 ms", "p95 ms", "model MB", f"{metric} %",
                    "file", "speed", "model MB Δ", f"Δ{metric} pts"):
@@ -117,7 +123,7 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
                 NOT_MEASURED if r.quality_pct is None or base.quality_pct is None else f"{r.quality_pct - base.quality_pct:+.2f}",
             ]
         params = NOT_MEASURED if r.params_in_graph is None else f"{r.params_in_graph:,}"
-        table.add_row(r.model, r.variant, r.serving, params, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2),
+        table.add_row(*plain(r.model, r.variant, r.serving), params, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2),
                       _num(r.model_mb), _num(r.quality_pct, 2), *changes)
     table.caption = ("params = weights in the ONNX graph; file = size change; speed = baseline p50 / this p50 "
                      "(above 1x: faster); model MB = peak RSS − runtime floor. All models were measured in rounds of this "
@@ -136,14 +142,14 @@ def served_table(rows: list[ResultRow]) -> Table | None:
                    "late", "held req/s", "server split ms (median)", "server RSS MB"):
         table.add_column(header, justify="left" if header in ("model", "variant", "load", "server split ms (median)") else "right")
     for r in served:
-        table.add_row(r.model, r.variant, r.load or f"[red]{r.status}[/red]", _num(r.images_per_s), _num(r.p99_ms),
+        table.add_row(*plain(r.model, r.variant), escape(r.load) if r.load else f"[red]{escape(r.status)}[/red]", _num(r.images_per_s), _num(r.p99_ms),
                       _num(r.max_ms), _num(r.within_budget_pct), _count(r.errors), _count(r.timeouts), _count(r.late_sends),
-                      _num(r.held_rate_per_s, 2), r.server_split_ms or NOT_MEASURED, _num(r.server_rss_mb))
+                      _num(r.held_rate_per_s, 2), escape(r.server_split_ms) if r.server_split_ms else NOT_MEASURED, _num(r.server_rss_mb))
     memory = next((r.memory_cap_by for r in served if r.memory_cap_by), "")
     table.caption = ("burst: latency until a burst's last answer; clients: from each send; open loop: from each request's "
                      "scheduled time, at the highest rate that held (p95 in budget, none lost, answers keeping up).\n"
                      "server RSS = the server process with uvicorn, numpy, PIL and ONNX Runtime imported, before the model "
-                     f"(its floor: model MB = peak − it). Memory cap: {memory or 'none'}.")
+                     f"(its floor: model MB = peak − it). Memory cap: {escape(memory) or 'none'}.")
     return table
 
 
@@ -165,18 +171,18 @@ def recipes_table(rows: list[ResultRow]) -> Table:
         if (r.model, r.variant) in seen:  # one line per file, not per serving mode
             continue
         seen.add((r.model, r.variant))
-        recipe = r.recipe or NOT_MEASURED
+        recipe = escape(r.recipe) if r.recipe else NOT_MEASURED
         if r.nodes_in_float_names:
-            recipe += f"; left in float: {r.nodes_in_float_names.replace(';', ', ')}"
-        table.add_row(r.model, r.variant, recipe)
+            recipe += f"; left in float: {escape(r.nodes_in_float_names.replace(';', ', '))}"
+        table.add_row(*plain(r.model, r.variant), recipe)
     return table
 
 
 def export_table(exported: ExportedModel) -> Table:
-    table = Table(title=f"export {exported.name}", title_justify="left", show_header=False)
+    table = Table(title=f"export {escape(exported.name)}", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    table.add_row("file", str(exported.path))
+    table.add_row("file", escape(str(exported.path)))
     table.add_row("file MB", f"{exported.file_mb:.2f}")
     table.add_row("parameters in graph", f"{exported.params_in_graph:,}")
     if exported.parity is None:
@@ -192,13 +198,13 @@ def export_table(exported: ExportedModel) -> Table:
 
 
 def gate_table(report, record_path) -> Table:
-    table = Table("model", "variant", "serving", "gate", "why", title=f"gate against {record_path}", title_justify="left")
+    table = Table("model", "variant", "serving", "gate", "why", title=f"gate against {escape(str(record_path))}", title_justify="left")
     for check in report.checks:
         colour = {"pass": "green", "fail": "red", "new": "yellow"}[check.outcome]
-        why = list(check.reasons) + [f"[dim]{n}[/dim]" for n in check.notes]
-        table.add_row(*check.key, f"[{colour}]{check.outcome}[/{colour}]", "\n".join(why))
+        why = plain(*check.reasons) + [f"[dim]{escape(n)}[/dim]" for n in check.notes]
+        table.add_row(*plain(*check.key), f"[{colour}]{check.outcome}[/{colour}]", "\n".join(why))
     for key in report.missing:
-        table.add_row(*key, "[yellow]missing[/yellow]", "recorded, but this run did not produce it")
+        table.add_row(*plain(*key), "[yellow]missing[/yellow]", "recorded, but this run did not produce it")
     return table
 
 
@@ -208,12 +214,12 @@ COMPARED = (("file_mb", "file MB"), ("params_in_graph", "params"), ("p50_ms", "p
 
 def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new_name: str) -> Table:
     table = Table("model", "variant", "serving", "quantity", old_name, new_name, "change",
-                  title=f"{old_name} → {new_name}", title_justify="left")
+                  title=escape(f"{old_name} → {new_name}"), title_justify="left")
     old_rows, new_rows = {row_key(r): r for r in old}, {row_key(r): r for r in new}
     for key in sorted(set(old_rows) | set(new_rows)):
         a, b = old_rows.get(key), new_rows.get(key)
         if a is None or b is None:
-            table.add_row(*key, "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
+            table.add_row(*plain(*key), "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
             continue
         for name, label in COMPARED:
             x, y = getattr(a, name), getattr(b, name)
@@ -223,9 +229,9 @@ def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new
                 change = f"{100 * (y / x - 1):+.1f} %" if x else f"{y - x:+g}"
             else:
                 change = "measured now" if y is not None else "no longer measured"
-            table.add_row(*key, label, _cell_text(name, x), _cell_text(name, y), change)
+            table.add_row(*plain(*key), label, *plain(_cell_text(name, x), _cell_text(name, y)), change)
         if a.verdict != b.verdict:
-            table.add_row(*key, "verdict", a.verdict, b.verdict, "")
+            table.add_row(*plain(*key), "verdict", *plain(a.verdict, b.verdict), "")
     return table
 
 
@@ -238,15 +244,15 @@ def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pc
     from harness.gate.decide import decide
 
     table = Table("model", "variant", "serving", "backend", "old p50 ms", "new p50 ms", "ratio", "p slower", "p faster", "decision",
-                  title=f"{old_name} → {new_name}: rank rule on per-process medians, minimum effect {min_effect_pct:g} %",
+                  title=escape(f"{old_name} → {new_name}: rank rule on per-process medians, minimum effect {min_effect_pct:g} %"),
                   title_justify="left")
     for key in sorted(set(old) & set(new)):
         d = decide(old[key], new[key], min_effect_pct)
         cells = ([_num(v, 3) for v in (d.ratio, d.p_slower, d.p_faster)] if d.ratio is not None else [NOT_MEASURED] * 3)
         medians = [f"{sorted(v)[len(v) // 2]:.2f} ({len(v)})" if v else NOT_MEASURED for v in (old[key], new[key])]
-        table.add_row(*key, *medians, *cells, d.outcome)
+        table.add_row(*plain(*key), *medians, *cells, d.outcome)
     for key in sorted(set(old) ^ set(new)):
-        table.add_row(*key, "", "", "", "", "", "only in " + (old_name if key in old else new_name))
+        table.add_row(*plain(*key), "", "", "", "", "", escape("only in " + (old_name if key in old else new_name)))
     return table
 
 
@@ -266,7 +272,7 @@ def targets_table(profiles: list[TargetProfile]) -> Table:
         table.add_row(t.name, str(t.device.threads), ", ".join(t.scenario.serving_label(m) for m in t.scenario.serving),
                       memory, f"{b.memory_cap_mb:g} MB RSS" if b.memory_cap_mb else "none",
                       f"{b.p95_budget_ms:g} ms" if b.p95_budget_ms else "none", f"{b.max_miou_drop:g} pt",
-                      ", ".join(t.scenario.variants), ", ".join(t.scenario.backends), _short_path(t.source))
+                      ", ".join(t.scenario.variants), ", ".join(t.scenario.backends), escape(_short_path(t.source)))
     return table
 
 
