@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 from pathlib import Path
 
 from harness.backends import DEFAULT_BACKEND
@@ -30,6 +31,15 @@ SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "pro
 # Older schemas this harness still reads: the columns they lack read as "not measured".
 _LATER = {6: SCHEMA_6_COLUMNS, 7: SCHEMA_7_COLUMNS, 5: SCHEMA_5_COLUMNS, 4: SCHEMA_4_COLUMNS, 3: SCHEMA_3_COLUMNS}
 READABLE_SCHEMAS = {old: tuple(c for v in range(old + 1, SCHEMA_VERSION + 1) for c in _LATER[v]) for old in (2, 3, 4, 5, 6)}
+
+
+class RowKey(NamedTuple):
+    """The one identity of a measured row within a target's record, from the plan to the gate and the record."""
+
+    model: str
+    variant: str
+    serving: str  # the serving label the record holds ("1 per call", "batch of 10", "http: open loop")
+    backend: str
 
 
 @dataclass(frozen=True)
@@ -109,10 +119,29 @@ class ResultRow:
     memory_cap_by: str = ""  # "cgroup", or "watchdog (why no cgroup)"
     cgroup_peak_mb: float | None = None  # the cgroup's memory.peak, where one was used
     oom_kills: int | None = None
-    backend: str = "onnxruntime"  # the runtime that measured the row (harness.backends); "" in older records: ORT
+    backend: str = DEFAULT_BACKEND  # the runtime that measured the row (harness.backends); "" in older records: ORT
     backend_version: str = ""
     precision: str = ""  # what the backend says it ran: "as in the file" (ORT), "u8 (33 of 33 compute layers)"
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> RowKey:
+        return RowKey(self.model, self.variant, self.serving, self.runtime)
+
+    @property
+    def runtime(self) -> str:
+        """The backend that measured the row (an older record's empty cell: ONNX Runtime's)."""
+        return self.backend or DEFAULT_BACKEND
+
+    @property
+    def on_reference_backend(self) -> bool:
+        """Measured by the reference runtime, whose fp32 is every row's reference (another backend's rows included)."""
+        return self.runtime == DEFAULT_BACKEND
+
+    @property
+    def served(self) -> bool:
+        """Measured as an HTTP service (serving "http")."""
+        return is_served(self.serving)
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
@@ -174,14 +203,20 @@ def split_floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(";") if v)
 
 
-def row_key(row: ResultRow) -> tuple[str, str, str, str]:
+def row_key(row: ResultRow) -> RowKey:
     """What identifies a row within one target's CSV (a record without a backend column was ONNX Runtime's)."""
-    return row.model, row.variant, row.serving, row.backend or DEFAULT_BACKEND
+    return row.key
 
 
-def record_key(record: dict) -> tuple[str, str, str, str]:
+def record_key(record: dict) -> RowKey:
     """row_key of a recorded row as read (its cells' text)."""
-    return record["model"], record["variant"], record["serving"], record.get("backend") or DEFAULT_BACKEND
+    return RowKey(record.get("model", ""), record.get("variant", ""), record.get("serving", ""),
+                  record.get("backend") or DEFAULT_BACKEND)
+
+
+def is_served(serving: str) -> bool:
+    """A serving label of a row measured as an HTTP service."""
+    return serving.startswith("http")  # "http: bursts of 10", "http: 10 clients", "http: open loop"
 
 
 def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:

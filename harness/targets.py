@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from harness.backends import BACKENDS
+from harness.backends import BACKENDS, DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.files import check_name, project_root
 
@@ -60,7 +60,7 @@ class Scenario:
     images_at_once: int = 1
     serving: tuple[str, ...] = ("batched",)
     variants: tuple[str, ...] = ("fp32",)
-    backends: tuple[str, ...] = ("onnxruntime",)  # harness.backends: each runs the variants it can (harness variants)
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # harness.backends: each runs the variants it can (harness variants)
     backends_if_installed: tuple[str, ...] = ()  # added where their extra is installed; a note says so where not
     warmup_runs: int = 10
     min_runs: int = 50
@@ -82,7 +82,7 @@ class Scenario:
             raise HarnessError(f"serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if not self.variants:
             raise HarnessError("variants is empty; list at least one (harness variants lists them)")
-        if set(self.backends + self.backends_if_installed) - set(BACKENDS) or "onnxruntime" not in self.backends:
+        if set(self.backends + self.backends_if_installed) - set(BACKENDS) or DEFAULT_BACKEND not in self.backends:
             raise HarnessError(f"backends {list(self.backends)}; list onnxruntime (every ratio's reference) and any of "
                                f"{', '.join(BACKENDS)}")
         _non_negative(self, ("min_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))

@@ -48,6 +48,12 @@ def missing_extra(backend: str) -> str | None:
     return None
 
 
+def requested_precision(backend: str, variant_precision: str) -> str:
+    """The precision a child asks its backend for: the reference runtime runs the file as it is, the others are told
+    the variant's (OpenVINO's CPU plugin otherwise picks bf16 on a CPU that has it)."""
+    return "" if backend == DEFAULT_BACKEND else variant_precision
+
+
 def run_name(backend: str, variant: str) -> str:
     """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
     return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"

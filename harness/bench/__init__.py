@@ -24,7 +24,7 @@ from harness.bench.rows import model_rows
 from harness.cache import file_sha256
 from harness.measure.pairing import paired_ratios, spread_pct
 from harness.gate.side_runtime import side_runtime
-from harness.results import ResultRow, row_key
+from harness.results import ResultRow, RowKey, row_key
 from harness.runners.local import Runner
 from harness.runners import make_runner
 from harness.spec import Suite
@@ -39,8 +39,8 @@ class BenchRun:
     """A run's rows, and every child process's raw latencies behind them (the rows keep only statistics)."""
 
     rows: list[ResultRow]
-    raw_latencies_ms: dict[tuple[str, str, str, str], tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
-    partner_rows: dict[tuple[str, str, str, str], ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
+    raw_latencies_ms: dict[RowKey, tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
+    partner_rows: dict[RowKey, ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
     ab_notes: dict[str, str] = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
     paired: dict = field(default_factory=dict)  # row key -> PairedRatios against its A/B partner (lockstep)
     host_noise: str = ""  # how much the host wandered during this run, in words

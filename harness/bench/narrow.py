@@ -11,7 +11,9 @@ import dataclasses
 import fnmatch
 from dataclasses import dataclass
 
+from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
+from harness.results import RowKey
 from harness.spec import Suite
 from harness.targets import TargetProfile
 
@@ -87,14 +89,14 @@ class Narrowing:
                 raise HarnessError(f"--variant {variant} runs under {' or '.join(get_variant(variant).backends)} only, "
                                    f"not under --backend {' '.join(self.backends)}")
 
-    def selects(self, key: tuple[str, str, str, str], target: TargetProfile) -> bool:
+    def selects(self, key: RowKey, target: TargetProfile) -> bool:
         """Whether a recorded row (model, variant, serving label, backend) is one this narrowed run looks at."""
         model, variant, serving, backend = key
         if backend not in target.scenario.backends:
             return False
         if self.models and not any(fnmatch.fnmatchcase(model, p) for p in self.models):
             return False
-        reference = (backend, variant) == ("onnxruntime", "fp32")  # measured in every run: every ratio's reference
+        reference = (backend, variant) == (DEFAULT_BACKEND, "fp32")  # measured in every run: every ratio's reference
         if self.variants and variant not in self.variants and not reference:
             return False
         if self.backends and backend not in self.backends and not reference:

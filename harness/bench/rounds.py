@@ -6,6 +6,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND, requested_precision
 from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
 from harness.gate.decide import UNDECIDED, decide_paired
@@ -29,7 +30,7 @@ def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
 
 def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
     """The measurement key of a runtime floor: ONNX Runtime's as it always was, another backend's by its name."""
-    return (FLOOR, input_hw, "" if backend == "onnxruntime" else backend)
+    return (FLOOR, input_hw, "" if backend == DEFAULT_BACKEND else backend)
 
 
 def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
@@ -198,7 +199,7 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
             request = dataclasses.replace(request, report_machine=first, backend=backend,
-                                          precision=get_variant(variant).precision if backend != "onnxruntime" else "",
+                                          precision=requested_precision(backend, get_variant(variant).precision),
                                           **model.request_changes)
             jobs.append((key, request, model.python))
     return jobs

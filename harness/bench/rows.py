@@ -12,7 +12,6 @@ from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
 from harness.bench.rounds import floor_key
 from harness.gate.budget import verdict
-from harness.backends import DEFAULT_BACKEND
 from harness.export import ExportedModel
 from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
@@ -119,7 +118,7 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
 
 def is_reference_backend(row: ResultRow) -> bool:
     """ONNX Runtime's rows: their fp32 is every row's reference, another backend's rows included."""
-    return (row.backend or DEFAULT_BACKEND) == DEFAULT_BACKEND
+    return row.on_reference_backend
 
 
 def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan,

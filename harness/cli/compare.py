@@ -29,14 +29,16 @@ def run(args) -> int:
     return EXIT_OK
 
 
-def _per_process_p50s(path: Path) -> dict[tuple[str, str, str], tuple[float, ...]]:
+def _per_process_p50s(path: Path) -> dict:
     """Each row's per-process medians from a raw latency file (results/latest/<target>.raw.json)."""
     import json
     import statistics
 
+    from harness.results import record_key
+
     try:
         doc = json.loads(path.read_text())
-        return {(r["model"], r["variant"], r["serving"], r.get("backend") or "onnxruntime"): tuple(statistics.median(p) for p in r["per_process_latencies_ms"] if p)
+        return {record_key(r): tuple(statistics.median(p) for p in r["per_process_latencies_ms"] if p)
                 for r in doc["rows"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise HarnessError(f"{path} is not a raw latency file written by harness bench ({type(e).__name__}); "

@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.spec import DEFAULT_SUITE
 
@@ -193,7 +194,7 @@ def variant_file(args, suite, spec, variant: str):
         return exported.path
     one_variant = TargetProfile.from_flat(
         "one-variant", threads=1, variants=(variant,),
-        backends=tuple(dict.fromkeys(("onnxruntime", *get_variant(variant).backends))))
+        backends=tuple(dict.fromkeys((DEFAULT_BACKEND, *get_variant(variant).backends))))
     plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
     with console.status(f"making {variant}"):
         made = make_variant(plan, spec, exported, variant, say=lambda message: None, on_calibration=None)

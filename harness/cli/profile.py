@@ -113,12 +113,13 @@ def _profile_request(path: Path, target, sample: Path, backend: str, variant: st
     import dataclasses
 
     from harness.measure.measurement import build_request
+    from harness.backends import requested_precision
     from harness.variants import get_variant
 
     request = build_request(path, target, sample)
     affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
     return dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
-                               precision=get_variant(variant).precision if backend != "onnxruntime" else "")
+                               precision=requested_precision(backend, get_variant(variant).precision))
 
 
 def _write_sample(suite, spec, data_arg, path: Path) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
 from harness.backends import NOT_ON_THIS_CPU
-from harness.results import ResultRow, damaged_fields, row_key
+from harness.results import ResultRow, RowKey, damaged_fields, row_key
 from harness.targets import TargetProfile
 
 PASS, FAIL, NEW = "pass", "fail", "new"
@@ -25,7 +25,7 @@ PARITY_TOLERANCE_PTS = 0.05
 
 @dataclass(frozen=True)
 class RowCheck:
-    key: tuple[str, str, str, str]  # row_key: model, variant, serving, backend
+    key: RowKey
     outcome: str  # pass, fail, or new (no recorded row to compare with)
     reasons: tuple[str, ...]  # why it failed
     notes: tuple[str, ...]  # what a reader should know, e.g. latency not gated
@@ -136,7 +136,7 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
 
 def served(row: ResultRow) -> bool:
     """A row measured as an HTTP service (serving "http")."""
-    return row.serving.startswith("http:")
+    return row.served
 
 
 def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:

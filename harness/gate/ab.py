@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results import ResultRow
+from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 
 
@@ -47,7 +47,7 @@ def current_commit(suite_path: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-def committed_keys(record_path: Path) -> set[tuple[str, str, str, str]]:
+def committed_keys(record_path: Path) -> set[RowKey]:
     """row_key (model, variant, serving, backend) of every row in the committed version (HEAD) of a record; empty outside git."""
     import csv
 
@@ -58,8 +58,7 @@ def committed_keys(record_path: Path) -> set[tuple[str, str, str, str]]:
     text = _git(["show", f"HEAD:{relative.as_posix()}"], root)
     if not text:
         return set()
-    return {(r.get("model", ""), r.get("variant", ""), r.get("serving", ""), r.get("backend") or "onnxruntime")
-            for r in csv.DictReader(io.StringIO(text))}
+    return {record_key(r) for r in csv.DictReader(io.StringIO(text))}
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Baselines:
 
     def __init__(self, suite_path: Path, recorded: list[ResultRow], against: str | None = None):
         self.suite_path, self.against = Path(suite_path), against
-        ort = [r for r in recorded if (r.backend or "onnxruntime") == "onnxruntime"]  # the runtime the A/B rebuilds
+        ort = [r for r in recorded if r.on_reference_backend]  # the runtime the A/B rebuilds
         self.recorded = {r.model: r for r in ort if r.variant == "fp32"} or {r.model: r for r in ort or recorded}
         self.by_variant = {(r.model, r.variant): r.onnx_sha256 for r in recorded if r.status == "ok"}
         self.root = repo_root(self.suite_path)

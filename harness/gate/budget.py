@@ -67,4 +67,4 @@ def summarize(rows: list[ResultRow]) -> TargetSummary:
 
 
 def _backend(row: ResultRow) -> str:
-    return "" if (row.backend or "onnxruntime") == "onnxruntime" else f" {row.backend}"
+    return "" if row.on_reference_backend else f" {row.backend}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, run_name
+from harness.backends import run_name
 from harness.results import ResultRow, row_key
 from harness.targets import TargetProfile
 
@@ -31,7 +31,7 @@ class TargetResults:
 
 def run_label(row: ResultRow) -> str:
     """The variant, with its backend in front where that is not ONNX Runtime (two int8-static bars otherwise look alike)."""
-    return run_name(row.backend or DEFAULT_BACKEND, row.variant)
+    return run_name(row.runtime, row.variant)
 
 
 def measured_rows(rows) -> list[ResultRow]:
@@ -148,7 +148,7 @@ def _draw_budgets(ax, rows: list[ResultRow], profile: TargetProfile | None, pale
             note = f"\nlatency budget p95 ≤ {budgets.p95_budget_ms:g} ms lies off the chart, right of every row"
     for model in sorted({r.model for r in rows}):
         fp32 = next((r for r in rows if r.model == model and r.variant == "fp32"
-                     and (r.backend or DEFAULT_BACKEND) == DEFAULT_BACKEND), None)
+                     and r.on_reference_backend), None)
         if fp32 is not None:
             floor = fp32.quality_pct - budgets.max_miou_drop
             ax.axhline(floor, color=palette.colour(fp32) if palette.by_model else "#d62728", lw=1, ls=":",
@@ -191,7 +191,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
     order = list(VARIANT_COLOURS)
     rows = sorted((r for r in results.rows if r.model == model),
                   key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.serving,
-                                 (r.backend or DEFAULT_BACKEND) != DEFAULT_BACKEND, r.backend))
+                                 not r.on_reference_backend, r.backend))
     baseline = {row_key(r): r for r in results.baseline or ()}
     labels = [f"{run_label(r)}\n{r.serving}" for r in rows]
     quantities = (("file_mb", "file, MB"), ("p50_ms", "p50 latency, ms"), ("model_mb", "model memory, MB"),

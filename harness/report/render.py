@@ -51,7 +51,7 @@ def _notes(row: ResultRow, target: TargetProfile) -> str:
         notes.append(f"{row.nodes_in_float} node(s) left in float")
     if not target.budgets.ships(row.variant):
         notes.append("[dim]comparison only (not shipped)[/dim]")
-    if row.precision and (row.backend or "onnxruntime") != "onnxruntime":
+    if row.precision and not row.on_reference_backend:
         notes.append(f"ran {row.precision}")
     return "; ".join(notes)
 
@@ -60,7 +60,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
     metric = _metric(rows)
     title = _results_title(target, metric)
     table = Table(title=title, title_justify="left")
-    backends = sorted({r.backend or "onnxruntime" for r in rows})
+    backends = sorted({r.runtime for r in rows})
     several = len(backends) > 1  # a backend column only where the table mixes runtimes
     for header in ("model", "variant", *(("backend",) if several else ()), "serving", "file MB", "p50 ms", "p95 ms", "vs fp32", "img/s", "runs",
                    "peak RSS MB", "floor MB", "model MB", "cold ms", f"{metric} %", f"Δ{metric}", "agree %", "verdict", "notes"):
@@ -97,8 +97,7 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
 
 
 def _backend_cell(row: ResultRow) -> str:
-    backend = row.backend or "onnxruntime"
-    return f"{backend} {row.backend_version}" if row.backend_version and backend != "onnxruntime" else backend
+    return f"{row.runtime} {row.backend_version}" if row.backend_version and not row.on_reference_backend else row.runtime
 
 
 def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
@@ -134,7 +133,7 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
 
 def served_table(rows: list[ResultRow]) -> Table | None:
     """The service's own figures (serving "http"), or None when no row was served."""
-    served = [r for r in rows if r.serving.startswith("http")]
+    served = [r for r in rows if r.served]
     if not served:
         return None
     table = Table(title="served over HTTP (harness serve under load)", title_justify="left")

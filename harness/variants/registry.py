@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness.backends import DEFAULT_BACKEND
 from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, VariantError
 from harness.export import ExportedModel
@@ -45,7 +46,7 @@ class Variant:
     make: Callable[[VariantJob], str] | None  # None: the export itself, unchanged
     needs_calibration: bool = False
     supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
-    backends: tuple[str, ...] = ("onnxruntime",)  # the runtimes that measure it (harness.backends)
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.backends)
     precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
     suffix: str = ".onnx"  # the made file's: another runtime's format (".tflite") keeps its own
 
@@ -67,7 +68,7 @@ VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be
 
 
 def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False,
-                     backends: tuple[str, ...] = ("onnxruntime",), precision: str = "", suffix: str = ".onnx"):
+                     backends: tuple[str, ...] = (DEFAULT_BACKEND,), precision: str = "", suffix: str = ".onnx"):
     """Register `make(job) -> recipe` as the variant `name`, measured by `backends`."""
 
     def wrap(make: Callable[[VariantJob], str] | None):
