@@ -117,3 +117,32 @@ def test_the_top_of_the_package_holds_only_shared_modules_and_the_stages_are_fol
     stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert {"models", "tasks", "export", "variants", "bench", "measure", "runners", "serve", "gate", "report",
             "reduce", "cli"} <= stages
+
+
+def test_no_import_circle_between_packages():
+    """Stages import downstream only: a circle between two folders (models and reduce, backends and measure) means a
+    step lives in the wrong one, even when no two modules import each other."""
+    modules = _modules()
+
+    def stage(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph.setdefault(stage(name), set()).update(
+            stage(t) for t in _imports(name, path, set(modules)) if stage(t) not in (stage(name), "harness"))
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []

@@ -20,7 +20,7 @@ from harness.measure.protocol import Request
 def profile_onnxruntime(request: Request, out: Path, runs: int, batch) -> dict:
     import onnxruntime as ort
 
-    from harness.measure.session import session_options
+    from harness.backends.onnxruntime_cpu import session_options
 
     options = session_options(ort, request)
     options.enable_profiling = True

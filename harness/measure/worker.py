@@ -171,7 +171,7 @@ def _reference_ms(request: Request) -> float:
     import numpy as np
     import onnxruntime as ort
 
-    from harness.measure.session import session_options
+    from harness.backends.onnxruntime_cpu import session_options
 
     session = ort.InferenceSession(request.reference_path, session_options(ort, request), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ones((1, 3, 64, 64), dtype=np.float32)}

@@ -12,6 +12,7 @@ from torch import nn
 
 from harness.errors import HarnessError
 from harness.models import create_model, get_model_info
+from harness.models.rebuild import rebuild
 from harness.models.factory import import_factory, importable_from, user_output_to_stderr
 from harness.spec import ModelSpec
 
@@ -43,8 +44,6 @@ def _build_model(spec: ModelSpec) -> nn.Module:
         return loaded.eval()
     model = create_model(spec.arch, spec.num_classes, **spec.model_kwargs)
     if reductions:
-        from harness.reduce import rebuild
-
         rebuild(model, reductions, loaded)
     load_state(model, loaded, spec)
     return model.eval()
@@ -152,9 +151,7 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
         if isinstance(loaded, nn.Module):
             return LogitsOf(loaded, spec.output, spec.name).eval()
         if reductions:
-            from harness.reduce import rebuild
-
-            rebuild(model, reductions, loaded)
+                rebuild(model, reductions, loaded)
         load_state(model, loaded, spec)
     return LogitsOf(model, spec.output, spec.name).eval()
 
