@@ -60,6 +60,17 @@ def path_under(folder: Path, *parts: str) -> Path:
     return path
 
 
+def writable_folder(path: str | Path, option: str) -> Path:
+    """A folder the run will write into, checked before any work: it may not exist yet, but must be creatable."""
+    folder = Path(path)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if existing == folder and not folder.is_dir():
+        raise HarnessError(f"{option} {folder} is a file, not a folder: pass a folder (it is created if missing)")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise HarnessError(f"{option} {folder}: {existing} cannot be written to; pass a folder you can write to")
+    return folder
+
+
 USER_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 

@@ -30,6 +30,7 @@ class ModelSpec:
     model_kwargs: dict = field(default_factory=dict)
     task: str = "segmentation"  # or "classification": what the outputs mean, which quality is measured
     output: str = "out"  # a factory model whose forward returns a dict: the key holding the logits
+    module: object = field(default=None, compare=False, repr=False)  # a torch.nn.Module in memory (harness.bench)
 
     def __post_init__(self):
         from harness.tasks import get_task
@@ -38,10 +39,10 @@ class ModelSpec:
             get_task(self.task)
         except HarnessError as e:
             raise HarnessError(f"model '{self.name}': {e}") from None
-        sources = [k for k in ("arch", "factory", "onnx") if getattr(self, k) is not None]
+        sources = [k for k in ("arch", "factory", "onnx", "module") if getattr(self, k) is not None]
         if len(sources) != 1:
             raise HarnessError(f"model '{self.name}': give exactly one of arch = \"<registry name>\", "
-                               f"factory = \"package.module:function\" or onnx = \"file.onnx\"")
+                               f"factory = \"package.module:function\" or onnx = \"file.onnx\" (or, from Python, a module)")
         if self.factory is not None and (":" not in self.factory or self.factory.startswith(":") or self.factory.endswith(":")):
             raise HarnessError(f"model '{self.name}': factory = \"{self.factory}\" is not \"package.module:function\"")
         if self.num_classes < 1:

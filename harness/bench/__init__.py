@@ -9,7 +9,9 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,3 +245,16 @@ def calibration_bar(progress: Progress, name: str):
             task_id = None
 
     return update
+
+
+class _CallablePackage(types.ModuleType):
+    """`harness.bench(...)` is the Python API (harness.bench.api), and `harness.bench` is also this package: once it is
+    imported, Python binds the package to that name, so the package itself answers the call."""
+
+    def __call__(self, model, target="watch", **options):
+        from harness.bench.api import bench
+
+        return bench(model, target, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -50,13 +50,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.gate.ab import Baselines
-    from harness.bench import run_bench
+    from harness.bench.narrow import Narrowing
+    from harness.bench.pipeline import BenchPipeline
     from harness.report.render import make_console
     from harness.spec import load_suite
     from harness.targets import load_target
-
-    from harness.bench.narrow import Narrowing
 
     narrowing = Narrowing(tuple(args.model), tuple(args.variant), tuple(args.serving), tuple(args.backend))
     console = make_console(stderr=args.json)
@@ -68,57 +66,58 @@ def run(args) -> int:
         writable_file(args.summary, "--summary")
     if args.report:
         writable_folder(args.report, "--report")
-    record_path, recorded, lost = _read_record(args.results_dir, target.name)
-    gating = (recorded is not None or args.against) and not args.update
-    baselines = Baselines(suite.path, recorded or [], args.against) if gating else None
-    run = run_bench(suite, target, inputs, console=console, baselines=baselines, cluster=args.cluster)
-    rows = run.rows
-    _print_tables(console, target, rows, suite.models[0].name)
+    pipeline = BenchPipeline(suite, target, inputs, Path(args.results_dir), args.update, args.against, args.strict,
+                             args.force, narrowing, full_target, args.cluster, console)
+    run = pipeline.measure()
+    _print_tables(console, target, run.rows, suite.models[0].name)
     for note in run.notes:
         console.print(f"[yellow]note[/yellow]: {escape(note)}")
     if args.profile:
         from harness.cli.profile import profile_bench_run
 
         profile_bench_run(console, target, suite, run, args)
-    latest = _write_results(console, args, target, run, record_path, recorded, narrowing)
+    latest = pipeline.write(run)
     try:
-        report = _gate(console, args, target, run, record_path, recorded, latest, lost, narrowing, full_target)
-        passed = report.passed
+        report = pipeline.gate(run, latest)
+        _print_gate(console, pipeline, report)
     except KeyboardInterrupt:
-        written = record_path if args.update or recorded is None else latest
+        written = pipeline.record.path if args.update or pipeline.record.rows is None else latest
         raise Interrupted(f"interrupted after this run was written to {written}") from None
+    _outputs(args, console, pipeline, run.rows, report, latest)
+    if args.no_gate:
+        console.print("--no-gate: reporting only, exit 0")
+        return EXIT_OK
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _outputs(args, console, pipeline, rows, report, latest: Path) -> None:
+    """--json, --summary and --report."""
+    record = pipeline.record
     if args.json:
-        print(json.dumps({"target": target.name, "rows": [dataclasses.asdict(r) for r in rows],
+        print(json.dumps({"target": pipeline.target.name, "rows": [dataclasses.asdict(r) for r in rows],
                           "gate": json.loads(report.to_json())}, indent=1, default=str))
     if args.summary:
         from harness.report.summary import append_summary
 
-        append_summary(Path(args.summary), target, rows, report, record_path if recorded is not None else None)
+        append_summary(Path(args.summary), pipeline.target, rows, report, record.path if record.rows is not None else None)
     if args.report:
         from harness.report import load_target_results, render_report
 
-        baseline = record_path if recorded is not None and not args.update else None
+        baseline = record.path if record.rows is not None and not args.update else None
         files = render_report([load_target_results(latest, baseline)], Path(args.report))
         console.print(f"report written: {escape(str(files.html))} ({len(files.pngs)} PNG figures beside it)")
-    if args.no_gate:
-        console.print("--no-gate: reporting only, exit 0")
-        return EXIT_OK
-    return EXIT_OK if passed else EXIT_FAILED
 
 
-def _read_record(results_dir: str, target_name: str):
-    """The record's path, its rows (None: no record yet) and the committed rows it lacks; an unreadable record fails
-    now, not after minutes of measuring."""
-    from harness.files import check_first_record_place
-    from harness.gate.ab import committed_keys
-    from harness.results import read_rows, row_key
+def _print_gate(console, pipeline, report) -> None:
+    from harness.report.render import gate_table
 
-    record_path = writable_folder(results_dir, "--results-dir") / f"{target_name}.csv"
-    recorded = read_rows(record_path) if record_path.is_file() else None
-    if recorded is None:
-        check_first_record_place(record_path.parent)
-    lost = committed_keys(record_path) - {row_key(r) for r in recorded or []}
-    return record_path, recorded, lost
+    target = pipeline.target
+    if pipeline.comparing:
+        console.print(gate_table(report, pipeline.record.path))
+        console.print(report.summary(target.name))
+    else:
+        console.print(f"budgets of {target.name}: " + ("all shipped rows fit" if report.passed else
+                      f"{len(report.failed)} row(s) over a budget or not measured"))
 
 
 def results_folder(given: str | None, console) -> str:
@@ -147,45 +146,3 @@ def _print_tables(console, target, rows, baseline_model: str) -> None:
     console.print(summarize(rows).line(target))
     for model, why in dict.fromkeys((r.model, r.status) for r in rows if r.status != "ok" and r.verdict == "not measured"):
         console.print(f"[red]not measured[/red]: {model}: {escape(why)}", soft_wrap=True)
-
-
-def _write_results(console, args, target, run, record_path: Path, recorded, narrowing) -> Path:
-    """This run to results/latest/<target>.csv (and .raw.json); the record too when asked (or when there is none yet)."""
-    from harness.files import write_text_atomic
-    from harness.results import rows_to_csv_text
-
-    rows = run.rows
-    latest = Path(args.results_dir) / "latest" / f"{target.name}.csv"
-    write_text_atomic(latest, rows_to_csv_text(rows))  # harness compare RECORD LATEST shows the change
-    write_text_atomic(latest.with_suffix(".raw.json"), run.raw_json())
-    if not (args.update or recorded is None):
-        return latest
-    if not any(r.status == "ok" for r in rows) and not args.force:
-        console.print(f"[red]not recorded[/red]: every row failed, so {escape(str(record_path))} would hold no figure to gate "
-                      f"against; fix the failures above and rerun, or pass --force to record them anyway")
-        return latest
-    narrowing.update_record(record_path, rows, on_wait=console.print)
-    console.print(f"{'updated' if recorded is not None else 'recorded'} {escape(str(record_path))}"
-                  f"{'' if recorded is not None else ' (first record: nothing to compare with)'}")
-    return latest
-
-
-def _gate(console, args, target, run, record_path: Path, recorded, latest: Path, lost: set, narrowing, full_target):
-    """Gate this run; its decisions per row also go to results/latest/<target>.gate.json for CI tools."""
-    from harness.gate import run_gate
-    from harness.report.render import gate_table
-    from harness.files import write_text_atomic
-
-    compare = (recorded is not None or args.against) and not args.update
-    report = run_gate(run.rows, (recorded or []) if compare else [], target, run.partner_rows, args.strict,
-                      run.ab_notes if compare else None, lost if compare else frozenset(), run.paired, run.host_noise,
-                      run.explained, looked_at=lambda key: narrowing.selects(key, full_target),
-                      narrowed=narrowing.describe())
-    write_text_atomic(latest.with_suffix(".gate.json"), report.to_json())
-    if compare:
-        console.print(gate_table(report, record_path))
-        console.print(report.summary(target.name))
-    else:
-        console.print(f"budgets of {target.name}: " + ("all shipped rows fit" if report.passed else
-                      f"{len(report.failed)} row(s) over a budget or not measured"))
-    return report

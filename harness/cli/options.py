@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
+from harness.files import writable_folder  # noqa: F401  (the commands' check, shared with the bench pipeline)
 from harness.spec import DEFAULT_SUITE
 
 
@@ -140,17 +141,6 @@ def parity_images(suite, spec, data_arg: str | None):
     images_u8, _ = get_task(spec.task).load(default_data_dir(suite, data_arg), "val", suite.ignore_index, spec.input_hw,
                                            spec.num_classes, limit=PARITY_IMAGES)
     return images_u8
-
-
-def writable_folder(path: str | Path, option: str) -> Path:
-    """A folder the run will write into, checked before any work: it may not exist yet, but must be creatable."""
-    folder = Path(path)
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
-    if existing == folder and not folder.is_dir():
-        raise HarnessError(f"{option} {folder} is a file, not a folder: pass a folder (it is created if missing)")
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise HarnessError(f"{option} {folder}: {existing} cannot be written to; pass a folder you can write to")
-    return folder
 
 
 def writable_file(path: str | None, option: str) -> None:

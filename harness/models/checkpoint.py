@@ -24,6 +24,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
 
 
 def _build_model(spec: ModelSpec) -> nn.Module:
+    if spec.module is not None:  # a module handed over in memory (harness.bench): a copy, so the caller's stays as it was
+        import copy
+
+        if not isinstance(spec.module, nn.Module):
+            raise HarnessError(f"model '{spec.name}': {type(spec.module).__name__} is not a torch.nn.Module")
+        return LogitsOf(copy.deepcopy(spec.module), spec.output, spec.name).eval()
     if spec.factory is not None:
         return _build_from_factory(spec)
     info = get_model_info(spec.arch)
