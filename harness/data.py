@@ -101,34 +101,45 @@ def check_pixels(image, source: str, remedy: str) -> None:
 
 
 def image_to_rgb(image, source: str) -> np.ndarray:
-    """An opened image as (H,W,3) uint8 RGB, each mode by its real range; a mode without one is refused naming `source`.
+    """An opened image as (H,W,3) uint8 RGB, each mode by its real range; a mode without one is refused naming `source`."""
+    return np.asarray(rgb_image(image, source), dtype=np.uint8)
+
+
+def rgb_image(image, source: str):
+    """The opened image as a Pillow RGB image, each mode by its real range (the service shrinks it in Pillow after).
 
     16-bit grey is scaled by its bit depth (Pillow's own conversion clips it at 255); transparent pixels become the
-    dataset mean, the colour of padding."""
+    dataset mean, the colour of padding. Done in Pillow, at a few bytes per pixel: a service's memory bound counts them."""
+    from PIL import Image
+
     if image.mode.startswith("I;16") or image.mode == "I":
-        return np.repeat(_grey_by_depth(image, source)[..., None], 3, axis=2)
+        return _grey_by_depth(image, source).convert("RGB")
     if image.mode in ALPHA_MODES or image.mode == "P" or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3:] / 255.0
-        return np.round(rgba[..., :3] * alpha + MEAN_RGB * 255 * (1 - alpha)).astype(np.uint8)
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        out = Image.new("RGB", rgba.size, tuple(int(v) for v in np.round(MEAN_RGB * 255)))
+        out.paste(rgba, mask=rgba)  # alpha-weighted onto the padding colour (an RGBA mask is its alpha)
+        return out
     if image.mode in COLOUR_MODES:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return image.convert("RGB")
     raise HarnessError(f"{source} has mode {image.mode}{' (32-bit floats)' if image.mode == 'F' else ''}, which has no "
                        f"fixed range to map to 0-255: save it as 8-bit RGB or grey, or 16-bit grey")
 
 
-def _grey_by_depth(image, source: str) -> np.ndarray:
-    """Integer grey scaled to 0-255 by the bit depth its file declares (16, or e.g. 12 in a TIFF from a 12-bit sensor)."""
-    values = np.asarray(image)
+def _grey_by_depth(image, source: str):
+    """Integer grey scaled to 0-255 (mode L) by the bit depth its file declares (16, or e.g. 12 in a TIFF from a 12-bit
+    sensor)."""
+    grey = image.convert("I")  # 32-bit: Pillow's point and getextrema refuse some 16-bit layouts (I;16B)
+    low, high = grey.getextrema()
     bits = 16 if image.mode.startswith("I;16") or image.format == "PNG" else None  # PNG's mode I is 16-bit grey
     declared = getattr(image, "tag_v2", {}).get(258)  # TIFF BitsPerSample
     declared = declared[0] if isinstance(declared, tuple) and declared else declared
     if isinstance(declared, int) and 1 <= declared <= 16:
         bits = declared
-    if bits is None or values.min() < 0 or values.max() >= 2 ** bits:
-        raise HarnessError(f"{source} has mode {image.mode} with values {values.min()}..{values.max()} and no bit depth of "
+    if bits is None or low < 0 or high >= 2 ** bits:
+        raise HarnessError(f"{source} has mode {image.mode} with values {low}..{high} and no bit depth of "
                            f"16 or less to scale them by: save it as 8-bit RGB or grey, or 16-bit grey")
-    return np.round(values.astype(np.float64) * (255 / (2 ** bits - 1))).astype(np.uint8)
+    scale = 255 / (2 ** bits - 1)
+    return grey.point(lambda v: v * scale + 0.5).convert("L")  # + 0.5: rounded, as the cast truncates
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -73,6 +73,7 @@ class Scenario:
     http_open_s: float = 8.0  # open loop: each rate of the sweep for this long
     http_max_connections: int = 64  # open loop: requests in flight at most (a send past it waits, and is late)
     http_timeout_s: float = 10.0  # a request unanswered this long counts as a timeout
+    http_allow_spinning: bool = False  # the service's ORT pool shares its cores with the event loop: off (docs/serving.md)
 
     def __post_init__(self):
         if self.images_at_once < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -291,7 +292,16 @@ def test_bench_serves_every_variant_end_to_end_and_the_gate_compares_served_rows
     served = [r for r in rows if r["serving"].startswith("http")]
     assert all(r["status"] == "ok" and r["verdict"] == "fits" and float(r["quality_pct"]) >= 0 for r in served)
     assert all(float(r["server_rss_mb"]) > 0 and r["memory_cap_by"] and r["server_split_ms"] for r in served)
+    # what the service ran (its pool never spins) and how much CPU its client took, in each served row
+    assert {r["allow_spinning"] for r in served} == {"False"} and {r["allow_spinning"] for r in rows} == {"False", "True"}
+    assert all(re.search(r"load generator \d+\.\d % of a CPU", r["load"]) for r in served), [r["load"] for r in served]
     assert "served over HTTP" in proc.stdout
     again = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "gate served: passed — 0 of 8 rows failed" in again.stdout
+    # A changed session option is A/B'd against the recorded one in the children; the served rows are judged by their
+    # budgets (an A/B partner once had served rows looked up that were never measured: an internal error).
+    target.write_text(target.read_text() + "enable_mem_pattern = false\n")
+    changed = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    assert changed.returncode in (0, 1) and "internal error" not in changed.stderr, changed.stdout + changed.stderr
+    assert "session options changed since the record" in changed.stdout

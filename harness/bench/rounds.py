@@ -128,7 +128,7 @@ def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Run
                 threads=target.device.threads, cpu_affinity=server_cpus(target)[0],
                 inter_op_threads=target.device.inter_op_threads,
                 enable_cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
-                enable_mem_pattern=target.runtime.enable_mem_pattern, allow_spinning=target.runtime.allow_spinning,
+                enable_mem_pattern=target.runtime.enable_mem_pattern, allow_spinning=target.scenario.http_allow_spinning,
                 port=0, model=spec.name, variant=variant)
             masks = workdir / f"pred_{_slug(spec.name)}_{variant}_http.npy"
             loads = measure_served(config, target, images, eval_set.eval_path, workdir, plan.suite.ignore_index, masks)

@@ -35,7 +35,8 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: 
         images_at_once=target.scenario.images_at_once, cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
         harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
-        onnx_sha256="", git_commit=plan.git_commit, allow_spinning=target.runtime.allow_spinning,
+        onnx_sha256="", git_commit=plan.git_commit,
+        allow_spinning=target.scenario.http_allow_spinning if serving.startswith("http") else target.runtime.allow_spinning,
         mem_pattern=target.runtime.enable_mem_pattern,
         cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
         backend=backend, backend_version="", precision="",
@@ -99,8 +100,9 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     for run in plan.runs:
         backend, variant = split_run(run)
         for serving in serving_modes:
-            if serving.startswith("http") and run not in plan.served_runs:
-                continue  # the service runs ONNX Runtime: another backend has no served rows
+            if serving.startswith("http") and (run not in plan.served_runs or model.ab_partner_of):
+                continue  # the service runs ONNX Runtime: another backend has no served rows; an A/B partner is
+                # measured in the children only (served rows are judged by their budgets, not by an A/B)
             why = model.failures.get(variant) or model.serving_failures.get(serving)
             if why:
                 pairs.append((failed_row(plan, spec, run, serving, why), None))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
+from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 
 
@@ -15,7 +17,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve one variant of a model over HTTP (POST /segment, GET /health)")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
     p.add_argument("--target", default="cloud", help="the profile whose threads and session options the service uses")
-    p.add_argument("--variant", default="fp32", choices=list_variants("onnxruntime"),
+    p.add_argument("--variant", default="fp32", choices=list_variants(DEFAULT_BACKEND),
                    help="which file to serve (made if needed); the service runs ONNX Runtime")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
@@ -27,6 +29,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import importlib.util
 
+    from harness.serve.codec import target_memory_mb
     from harness.serve.config import ServerConfig
     from harness.serve.server import bind
     from harness.spec import load_suite
@@ -51,14 +54,26 @@ def run(args) -> int:
         onnx_path=str(path), input_hw=spec.input_hw, num_classes=spec.num_classes, threads=device.threads,
         cpu_affinity=tuple(device.cpu_affinity or ()), inter_op_threads=device.inter_op_threads,
         enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
-        allow_spinning=runtime.allow_spinning, host=args.host, port=args.port, model=spec.name, variant=args.variant)
-    from harness.cache import cache_dir
-
-    config_path = cache_dir() / "serve" / f"server-{os.getpid()}.json"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(config.to_json())
+        allow_spinning=target.scenario.http_allow_spinning, host=args.host, port=args.port, model=spec.name, variant=args.variant,
+        memory_mb=target_memory_mb(target.budgets))
+    config_path = _config_file(config)
     sys.stdout.flush()
     sys.stderr.flush()
-    # The service is its own interpreter, without torch and the exporter in its memory.
-    os.execv(sys.executable, [sys.executable, "-m", "harness.serve.server", "--config", str(config_path)])
+    # The service is its own interpreter, without torch and the exporter in its memory; it removes the file once read.
+    os.execv(sys.executable, [sys.executable, "-m", "harness.serve.server", "--config", str(config_path), "--remove-config"])
     return 0  # not reached
+
+
+def _config_file(config) -> Path:
+    """The server's config under the cache, as server-PID.json; those of servers that are gone (older runs) removed."""
+    from harness.cache import cache_dir
+
+    folder = cache_dir() / "serve"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("server-*.json"):
+        pid = old.stem.removeprefix("server-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            old.unlink(missing_ok=True)
+    path = folder / f"server-{os.getpid()}.json"
+    path.write_text(config.to_json())
+    return path

@@ -76,7 +76,9 @@ class Baselines:
     def __init__(self, suite_path: Path, recorded: list[ResultRow], against: str | None = None):
         self.suite_path, self.against = Path(suite_path), against
         ort = [r for r in recorded if r.on_reference_backend]  # the runtime the A/B rebuilds
-        self.recorded = {r.model: r for r in ort if r.variant == "fp32"} or {r.model: r for r in ort or recorded}
+        # The configuration the children ran: a served row's session options are the service's (it never spins).
+        in_children = [r for r in ort if not r.served] or ort
+        self.recorded = {r.model: r for r in in_children if r.variant == "fp32"} or {r.model: r for r in in_children or recorded}
         self.by_variant = {(r.model, r.variant): r.onnx_sha256 for r in recorded if r.status == "ok"}
         self.root = repo_root(self.suite_path)
 

@@ -1,1 +1,13 @@
 """The measuring child and what it needs: the protocol, the child (worker), lockstep blocks, statistics, the yardsticks and the machine fingerprint. Standard library, numpy and onnxruntime only: a remote runner ships this folder."""
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when the harness that started it dies: even a kill -9 of the harness leaves
+    no measuring child, server or load generator behind (SIGTERM and Ctrl-C end them in the harness's own clean-up)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent still ends its children on any exception it sees

@@ -13,6 +13,7 @@ import sys
 import time
 
 from harness.backends import BACKENDS, BackendRefused, load_model
+from harness.measure import die_with_parent
 from harness.measure.contention import cpu_busy_s, other_cpu_pct, own_cpu_s
 from harness.measure.protocol import Reply, Request
 
@@ -29,17 +30,6 @@ def _status_mb(field: str) -> float:
 
 def _threads_now() -> int:
     return len(os.listdir("/proc/self/task"))
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to kill this child if the harness dies (kill -9 leaves no orphan measuring)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent still kills its child on any exception it sees
 
 
 class _Session:
@@ -256,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lockstep", action="store_true",
                         help="the request is stdin's first line; then one timed block per 'run' line (harness.measure.lockstep)")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     with os.fdopen(args.reply_fd, "w") as out:
         def answer(message: dict) -> None:
             out.write(json.dumps(message) + "\n")

@@ -24,6 +24,11 @@ class ServerConfig:
     model: str = ""  # names for /health
     variant: str = ""
     max_body_mb: float = 20.0
+    max_bodies_mb: float = 64.0  # request bodies held at once, all connections together; past it a request gets 503
+    memory_mb: float = 0.0  # the service's memory (the target's cap), what the largest image is derived from; 0: free RAM
+    header_timeout_s: float = 10.0  # from a request's first byte to the end of its head; then 408 and closed
+    body_timeout_s: float = 60.0  # from the head to the body's last byte (20 MB at 0.33 MB/s); then 408
+    keep_alive_s: float = 15.0  # a connection with no request in progress and no byte sent is closed after this
     handler_delay_ms: float = 0.0  # tests only: a slower "model", to show queueing under open-loop load
 
     def to_json(self) -> str:

@@ -68,6 +68,8 @@ class Client:
                       data if keep_body else b"")
 
     async def _exchange(self, body: bytes):
+        while self.idle and self.idle[-1][0].at_eof():  # closed by the server's keep-alive timeout while idle
+            self.idle.pop()[1].close()
         if self.idle:
             reader, writer = self.idle.pop()
         else:
@@ -224,9 +226,9 @@ async def run_plan(plan: dict) -> dict:
                 break
             kind = phase["kind"]
             if kind == "burst":
-                out["burst"] = await burst_load(client, images, phase["size"], phase["count"], phase["idle_s"])
+                out["burst"] = await own_cpu(burst_load(client, images, phase["size"], phase["count"], phase["idle_s"]))
             elif kind == "closed":
-                out["closed"] = await closed_load(client, images, phase["clients"], phase["duration_s"])
+                out["closed"] = await own_cpu(closed_load(client, images, phase["clients"], phase["duration_s"]))
             elif kind == "open":
                 out["open"] = await open_sweep(client, images, phase, plan["budget_ms"], out.get("closed"))
     finally:
@@ -245,7 +247,7 @@ async def open_sweep(client: Client, images: list[bytes], phase: dict, budget_ms
         rates = [round(capacity * f, 3) for f in phase.get("fractions", (0.5, 0.75, 0.9, 1.0, 1.1, 1.25))]
     runs = []
     for k, rate in enumerate(r for r in rates if r > 0):
-        run = await open_load(client, images, rate, phase["duration_s"], phase["max_connections"], seed=k)
+        run = await own_cpu(open_load(client, images, rate, phase["duration_s"], phase["max_connections"], seed=k))
         runs.append(run)
         if client.gone:
             break
@@ -255,7 +257,19 @@ async def open_sweep(client: Client, images: list[bytes], phase: dict, budget_ms
     return runs
 
 
+async def own_cpu(load) -> dict:
+    """A load's result with the load generator's own CPU use while it ran (percent of one CPU): a client that took a
+    large share of the server's cores perturbed what it measured, and its rows say so."""
+    cpu_s, wall_s = time.process_time(), time.monotonic()
+    result = await load
+    result["client_cpu_pct"] = round(100 * (time.process_time() - cpu_s) / max(time.monotonic() - wall_s, 1e-9), 1)
+    return result
+
+
 def main() -> int:
+    from harness.measure import die_with_parent
+
+    die_with_parent()
     plan = json.loads(sys.stdin.read())
     if plan.get("cpu_affinity"):
         os.sched_setaffinity(0, plan["cpu_affinity"])

@@ -5,6 +5,7 @@ The server runs on the target's CPUs, the load generator on the others where the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.measure.measurement import Measurement, failed
+from harness.serve.codec import target_memory_mb
 from harness.serve.config import ServerConfig
 from harness.serve.process import ServerProcess, cgroup_figures
 from harness.serve.summary import burst_measurement, closed_measurement, open_measurement
@@ -58,6 +60,8 @@ def measure_served(config: ServerConfig, target: TargetProfile, image_dir: Path,
     from harness.metrics import confusion_matrix
 
     cap = target.budgets.memory_cap_mb or None
+    if not config.memory_mb:  # the largest image the service takes is derived from the memory it has
+        config = dataclasses.replace(config, memory_mb=target_memory_mb(target.budgets))
     server = ServerProcess(config, workdir, cap)
     try:
         why = server.wait_ready()

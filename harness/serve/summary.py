@@ -59,6 +59,12 @@ def _measurement(latencies_ms, rows, per_s, base: dict, figures: ServedFigures) 
         images_per_s=per_s, per_process_latencies_ms=(latencies,), served=figures, **base)
 
 
+def client_cpu(seen: dict) -> str:
+    """The load generator's own CPU use during a load, for the row's load column."""
+    pct = seen.get("client_cpu_pct")
+    return f"; load generator {pct:.1f} % of a CPU" if pct is not None else ""
+
+
 def _figures(load: str, latencies, rows, duration_s, budget_ms, common: dict, **extra) -> ServedFigures:
     errors, timeouts = _counts(rows)
     within = extra.pop("within_budget_pct", None)
@@ -79,7 +85,8 @@ def burst_measurement(seen: dict, target: TargetProfile, budget_ms: float, base:
               if budget_ms and bursts else None)
     answered = sum(1 for r in rows if r[4] == 200)
     per_s = answered / (sum(bursts) / 1000) if bursts else None
-    figures = _figures(f"{len(bursts)} bursts of {size}, {target.scenario.http_burst_idle_s:g} s idle between", bursts,
+    figures = _figures(f"{len(bursts)} bursts of {size}, {target.scenario.http_burst_idle_s:g} s idle between"
+                       f"{client_cpu(seen)}", bursts,
                        rows, seen["duration_s"], budget_ms, common, within_budget_pct=within)
     return _measurement(bursts, rows, per_s, base, figures)
 
@@ -88,7 +95,8 @@ def closed_measurement(seen: dict, target: TargetProfile, budget_ms: float, base
     rows = seen["answers"]
     latencies = [r[3] - r[2] for r in rows]  # a closed-loop client sends when it is ready: from the send
     answered = sum(1 for r in rows if r[4] == 200)
-    figures = _figures(f"{target.scenario.images_at_once} clients for {seen['duration_s']:.1f} s", latencies, rows,
+    figures = _figures(f"{target.scenario.images_at_once} clients for {seen['duration_s']:.1f} s{client_cpu(seen)}",
+                       latencies, rows,
                        seen["duration_s"], budget_ms, common)
     return _measurement(latencies, rows, answered / seen["duration_s"], base, figures)
 
@@ -115,7 +123,8 @@ def open_measurement(runs: list[dict], target: TargetProfile, budget_ms: float, 
                                        f"{_counts(last['answers'])[0]} failed" if last_lat else "")
     load = (f"Poisson arrivals at {sweep} req/s ({target.scenario.http_open_s:g} s each), timed from the scheduled send; "
             f"held {chosen['rate_per_s']:g}/s" if passed else
-            f"Poisson arrivals at {sweep} req/s; none held the budget, row at {chosen['rate_per_s']:g}/s") + broke
+            f"Poisson arrivals at {sweep} req/s; none held the budget, row at {chosen['rate_per_s']:g}/s") + broke \
+        + client_cpu(chosen)
     late = sum(1 for r in rows if r[2] - r[1] > LATE_SEND_MS)
     answered = sum(1 for r in rows if r[4] == 200)
     figures = _figures(load, latencies, rows, chosen["duration_s"], budget_ms, common, late_sends=late,
