@@ -24,7 +24,7 @@ from harness.measure.protocol import ProtocolError, Reply, Request
 WORKER_TIMEOUT_S = 900
 # What a measuring child imports (standard library, numpy, its backend's runtime): what a remote runner ships.
 CHILD_MODULES = ("__init__.py", "metrics.py", "backends/__init__.py", "backends/onnxruntime_cpu.py", "backends/openvino_cpu.py",
-                 "backends/litert_cpu.py", "measure/__init__.py", "measure/protocol.py", "measure/session.py",
+                 "backends/litert_cpu.py", "measure/__init__.py", "measure/protocol.py",
                  "measure/worker.py", "measure/contention.py", "measure/evaluate.py", "measure/machine.py", "measure/lockstep.py", "runners/__init__.py",
                  "runners/local.py")  # paths under the package: what a remote or side environment gets
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent

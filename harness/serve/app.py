@@ -31,7 +31,7 @@ class SegmentationModel:
     def __init__(self, config: ServerConfig):
         import onnxruntime as ort
 
-        from harness.measure.session import session_options
+        from harness.backends.onnxruntime_cpu import session_options
 
         self.config = config
         started = time.perf_counter()
