@@ -146,3 +146,15 @@ def test_no_import_circle_between_packages():
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def test_no_backend_is_named_outside_the_backends_package():
+    """A backend is a plugin: what it is called, reads and needs lives in harness/backends (the rest asks it)."""
+    named = []
+    for name, path in _modules().items():
+        if name.startswith("harness.backends"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value == "onnxruntime":
+                named.append(f"{name}:{node.lineno}")
+    assert named == []

@@ -54,6 +54,17 @@ def requested_precision(backend: str, variant_precision: str) -> str:
     return "" if backend == DEFAULT_BACKEND else variant_precision
 
 
+def profiled_backends() -> tuple[str, ...]:
+    """The backends whose module offers a per-operator profiler (`profile(request, out, runs, batch)`)."""
+    return tuple(name for name, (module, _, _) in BACKENDS.items() if hasattr(importlib.import_module(module), "profile"))
+
+
+def backends_reading(suffix: str) -> tuple[str, ...]:
+    """The backends whose module runs files of this kind as they are (FILE_SUFFIX: ".onnx", ".tflite")."""
+    return tuple(name for name, (module, _, _) in BACKENDS.items()
+                 if getattr(importlib.import_module(module), "FILE_SUFFIX", "") == suffix)
+
+
 def run_name(backend: str, variant: str) -> str:
     """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
     return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"

@@ -15,6 +15,8 @@ import numpy as np
 
 from harness.backends import BackendRefused
 
+FILE_SUFFIX = ".tflite"  # the files it runs as they are
+
 
 class LiteRtModel:
     """One interpreter sized to the batch it is called with; one call at a time (it is not thread-safe)."""

@@ -13,6 +13,8 @@ import time
 
 from harness.backends import NOT_ON_THIS_CPU, BackendRefused
 
+FILE_SUFFIX = ".onnx"  # the files it runs as they are
+
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16"}
 # What OpenVINO's CPU plugin lists in OPTIMIZATION_CAPABILITIES for a precision it can run natively.
 CAPABILITY = {"f32": "FP32", "bf16": "BF16"}
@@ -97,3 +99,30 @@ def load(request) -> OpenVinoModel:
 
     batch = 1 if request.serving == "concurrent" else request.images_at_once
     return OpenVinoModel(request, ov, batch)
+
+
+def profile(request, out, runs: int, batch) -> dict:
+    """Per-layer time from OpenVINO's counters (PERF_COUNT) over `runs` timed calls, compiled as the child compiles."""
+    import json
+
+    import openvino as ov
+
+    model = OpenVinoModel(request, ov, len(batch))  # checks the precision against the CPU, as the child does
+    compiled = model._compile(len(batch), {"PERF_COUNT": True})  # compiled as the child does, plus layer counters
+    infer = compiled.create_infer_request()
+    for _ in range(request.warmup_runs):
+        infer.infer({0: batch})
+    ops: dict[str, dict] = {}
+    started = time.perf_counter()
+    for _ in range(runs):
+        infer.infer({0: batch}, share_inputs=True)
+        for info in infer.profiling_info:
+            if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_RUN"):
+                entry = ops.setdefault(info.node_name, {"node": info.node_name, "op_type": info.node_type,
+                                                        "ran_on": info.exec_type, "total_us": 0.0})
+                entry["total_us"] += info.real_time.total_seconds() * 1e6
+    wall_ms = 1000 * (time.perf_counter() - started) / runs
+    layers = out / "openvino_layers.json"
+    layers.write_text(json.dumps(list(ops.values()), indent=1))
+    return {"trace": str(layers), "wall_ms_per_call": wall_ms, "runs": runs,
+            "ops": [{**o, "ms_per_call": o.pop("total_us") / 1000 / runs} for o in ops.values()]}

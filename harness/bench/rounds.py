@@ -80,7 +80,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
         progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra A/B round {round_index + 1}"
         for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
             for backend in plan.backends:  # each runtime's own floor: what it costs with a trivial model
-                say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == 'onnxruntime' else ' ' + backend} ({progress})")
+                say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == DEFAULT_BACKEND else ' ' + backend} ({progress})")
                 request = dataclasses.replace(_untimed(build_request(floors[(hw, backend)], target, samples[hw])),
                                               backend=backend)
                 key = floor_key(hw, backend)

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND, profiled_backends
 from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
 from harness.errors import HarnessError
 
-PROFILED_BACKENDS = ("onnxruntime", "openvino")
+PROFILED_BACKENDS = profiled_backends()
 
 
 def add_parser(sub) -> None:
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target", default="watch", help="the profile whose threads, affinity and session options are used")
     p.add_argument("--variant", action="append", choices=[v for v in list_variants() if not v.startswith("litert")],
                    help="repeat to compare (default: fp32 and int8-static)")
-    p.add_argument("--backend", default="onnxruntime", choices=PROFILED_BACKENDS)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=PROFILED_BACKENDS)
     p.add_argument("--runs", type=int, default=20, help="timed calls profiled after the target's warm-up")
     p.add_argument("--top", type=int, default=10, help="operators shown per variant")
     p.add_argument("--out", help="folder for the traces and operators.json (default: results/latest/profile of the project)")

@@ -17,13 +17,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from harness.backends import DEFAULT_BACKEND
 from harness.gate.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
 from harness.results import ResultRow, split_floats
 from harness.targets import GateRules
 
 MACHINE_FIELDS = ("cpu_model", "cpu_count", "cpu_isa", "ort_version", "threads")
 # What a row's latency depends on besides the host: a change in any of them is A/B'd, never excused.
-CONFIGURATION_FIELDS = {"onnx_sha256": "file", "ort_version": "onnxruntime", "threads": "threads",
+CONFIGURATION_FIELDS = {"onnx_sha256": "file", "ort_version": DEFAULT_BACKEND, "threads": "threads",
                         "cpu_mem_arena": "CPU arena", "mem_pattern": "memory pattern", "allow_spinning": "spinning",
                         "images_at_once": "images at once", "backend_version": "backend"}
 AB, UNCHANGED, RECORD, NOT_GATED = "A/B", "unchanged", "record", "not gated"

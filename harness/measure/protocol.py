@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from harness.backends import DEFAULT_BACKEND
+
 PROTOCOL_VERSION = 1
 
 
@@ -53,7 +55,7 @@ class Request(_Message):
     reference_path: str | None = None  # the fixed reference workload, timed after the model
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
-    backend: str = "onnxruntime"  # harness.backends: the runtime the child times the model under
+    backend: str = DEFAULT_BACKEND  # harness.backends: the runtime the child times the model under
     precision: str = ""  # the backend's inference precision where it has one (OpenVINO: "f32", "bf16"); "" its default
     version: int = PROTOCOL_VERSION
 

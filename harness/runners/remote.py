@@ -17,9 +17,10 @@ import os
 import platform
 import sys
 
+from harness.backends import BACKENDS, DEFAULT_BACKEND
 from harness.measure.protocol import ProtocolError, Reply, Request
 
-NEEDED_MODULES = ("numpy", "onnxruntime")
+NEEDED_MODULES = ("numpy", BACKENDS[DEFAULT_BACKEND][1])
 
 
 def probe() -> dict:

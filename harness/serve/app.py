@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.backends import DEFAULT_BACKEND  # the service runs the reference runtime
 from harness.serve import codec
 from harness.serve.codec import BadImage
 from harness.serve.config import ServerConfig
@@ -149,7 +150,7 @@ class SegmentApp:
         config, model = self.model.config, self.model
         return json.dumps({"status": "ok", "model": config.model, "variant": config.variant,
                            "input_hw": list(config.input_hw), "threads": config.threads,
-                           "onnxruntime": model.ort_version, "answered": self.answered,
+                           DEFAULT_BACKEND: model.ort_version, "answered": self.answered,
                            "memory_mb": round(model.memory_mb), "max_image_pixels": model.max_pixels}).encode()
 
     async def _read_body(self, receive, send, held: _Held) -> bytes | None:
