@@ -1,0 +1,67 @@
+"""The bench's rounds, rows and the gate's decisions in-process, against a runner that measures in this process.
+
+The end-to-end tests run the real child processes; this one exercises the same seams (plan, prepare, rounds,
+rows, gate) in seconds, so a change to how rows are assembled or judged fails here first.
+"""
+
+import dataclasses
+import os
+
+from harness.bench import BenchInputs, run_bench
+from harness.gate import FAIL, PASS, run_gate
+from harness.spec import load_suite
+from harness.targets import TargetProfile
+from harness.variants.quantize import default_options
+
+
+class InProcessRunner:
+    """A Runner that measures each request in this process (worker.measure), one after another (no lockstep)."""
+
+    name = "in-process"
+
+    def __init__(self):
+        self.requests = []
+
+    def check_target(self, target) -> None:
+        pass
+
+    def run(self, request, memory_cap_mb=None, timeout_s=0):
+        from harness.measure.worker import measure
+
+        affinity = os.sched_getaffinity(0)
+        request = dataclasses.replace(request, cpu_affinity=request.cpu_affinity or tuple(sorted(affinity))[:request.threads])
+        self.requests.append(request)
+        try:
+            return measure(request)
+        finally:
+            os.sched_setaffinity(0, affinity)  # the measurement pins the process to the target's CPUs
+
+    def close(self) -> None:
+        pass
+
+
+TARGET = TargetProfile.from_flat("inproc", threads=1, variants=("fp32", "int8-dynamic"), min_runs=5, min_duration_s=0.0,
+                                 warmup_runs=1, processes=1, ship=("int8-dynamic",))
+
+
+def _bench(tiny_suite):
+    suite = load_suite(tiny_suite)
+    inputs = BenchInputs(suite.data_dir, None, default_options())
+    runner = InProcessRunner()
+    return run_bench(suite, TARGET, inputs, runner=runner), runner
+
+
+def test_rows_come_from_the_rounds_with_the_floor_and_fp32_reference_and_the_gate_judges_them(tiny_suite):
+    run, runner = _bench(tiny_suite)
+    rows = {r.variant: r for r in run.rows}
+    assert sorted(rows) == ["fp32", "int8-dynamic"] and all(r.status == "ok" for r in rows.values())
+    measured = {os.path.basename(r.onnx_path) for r in runner.requests}
+    assert len(runner.requests) >= 3 and any("floor" in name for name in measured)  # the runtime floor is timed too
+    assert rows["fp32"].speedup_vs_fp32 == 1.0 and rows["int8-dynamic"].speedup_vs_fp32 > 0
+    assert rows["fp32"].quality_pct is not None and rows["int8-dynamic"].file_mb < rows["fp32"].file_mb
+    unchanged = run_gate(run.rows, run.rows, TARGET)
+    assert unchanged.passed and {c.outcome for c in unchanged.checks} == {PASS}
+    smaller = [dataclasses.replace(r, params_in_graph=r.params_in_graph // 2, file_mb=r.file_mb / 2) for r in run.rows]
+    grown = run_gate(run.rows, smaller, TARGET)  # the record held a smaller model: this run's grew
+    shipped = next(c for c in grown.checks if c.key.variant == "int8-dynamic")
+    assert not grown.passed and shipped.outcome == FAIL and any("parameters" in r for r in shipped.reasons)
