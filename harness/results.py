@@ -141,7 +141,7 @@ class ResultRow:
     @property
     def served(self) -> bool:
         """Measured as an HTTP service (serving "http")."""
-        return is_served(self.serving)
+        return self.serving.startswith("http")  # "http: bursts of 10", "http: 10 clients", "http: open loop"
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
@@ -213,10 +213,6 @@ def record_key(record: dict) -> RowKey:
     return RowKey(record.get("model", ""), record.get("variant", ""), record.get("serving", ""),
                   record.get("backend") or DEFAULT_BACKEND)
 
-
-def is_served(serving: str) -> bool:
-    """A serving label of a row measured as an HTTP service."""
-    return serving.startswith("http")  # "http: bursts of 10", "http: 10 clients", "http: open loop"
 
 
 def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:

@@ -17,25 +17,41 @@ SAME_EVERY_RUN = ("model", "variant", "serving", "status", "onnx_sha256", "file_
                   "per_class_pct", "eval_images", "threads", "backend")
 
 
-class Small(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 11, 1))
-
-    def forward(self, x):
-        return self.body(x)
+SMALL_MODEL = textwrap.dedent('''
+    from torch import nn
 
 
-def _small() -> nn.Module:
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 11, 1))
+
+        def forward(self, x):
+            return self.body(x)
+
+
+    def build():
+        return Small()
+''')
+
+
+def _small(folder) -> nn.Module:
+    """The model as a notebook would hold it: built in memory (from the same source the CLI's factory file holds)."""
+    import importlib.util
+
+    (folder / "small_model.py").write_text(SMALL_MODEL)
+    loader = importlib.util.spec_from_file_location("small_model_in_memory", folder / "small_model.py")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
     torch.manual_seed(0)
-    return Small()
+    return module.build()
 
 
 @pytest.mark.slow
 def test_a_module_in_memory_gets_the_rows_the_cli_writes_for_the_same_model(tmp_path):
     target = tmp_path / "quick.toml"
     target.write_text(TARGET)
-    net = _small()
+    net = _small(tmp_path)
     torch.save(net.state_dict(), tmp_path / "small.pt")
     result = harness.bench(net, str(target), data=SAMPLE_DIR, name="small", num_classes=11, input_size=(64, 96),
                            ignore_index=11)
@@ -43,22 +59,6 @@ def test_a_module_in_memory_gets_the_rows_the_cli_writes_for_the_same_model(tmp_
     assert result.passed and [(r.variant, r.status) for r in result.rows] == [("fp32", "ok"), ("int8-dynamic", "ok")]
     assert result.gate.failed == [] and all(r.p50_ms > 0 for r in result.rows)
 
-    (tmp_path / "small_model.py").write_text(textwrap.dedent('''
-        from torch import nn
-
-
-        class Small(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 11, 1))
-
-            def forward(self, x):
-                return self.body(x)
-
-
-        def build():
-            return Small()
-    '''))
     suite = tmp_path / "suite.toml"
     suite.write_text(f'[data]\ndir = "{SAMPLE_DIR}"\nignore_index = 11\n\n[[model]]\nname = "small"\n'
                      f'factory = "small_model:build"\ncheckpoint = "small.pt"\nnum_classes = 11\ninput_size = [64, 96]\n')
@@ -69,10 +69,10 @@ def test_a_module_in_memory_gets_the_rows_the_cli_writes_for_the_same_model(tmp_
         assert {k: getattr(ours, k) for k in SAME_EVERY_RUN} == {k: getattr(theirs, k) for k in SAME_EVERY_RUN}
 
 
-def test_the_api_refuses_what_it_cannot_bench_in_one_line():
+def test_the_api_refuses_what_it_cannot_bench_in_one_line(tmp_path):
     with pytest.raises(HarnessError, match="needs data="):
-        harness.bench(_small(), "watch", num_classes=11)
+        harness.bench(_small(tmp_path), "watch", num_classes=11)
     with pytest.raises(HarnessError, match="not list"):
         harness.bench([1, 2], "watch")
     with pytest.raises(HarnessError, match="model name '../x' is refused"):
-        harness.bench(_small(), "watch", data=SAMPLE_DIR, name="../x", num_classes=11, input_size=(64, 96))
+        harness.bench(_small(tmp_path), "watch", data=SAMPLE_DIR, name="../x", num_classes=11, input_size=(64, 96))

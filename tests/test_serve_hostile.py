@@ -25,7 +25,7 @@ from PIL import Image, ImageFile
 from harness.serve import codec
 from harness.serve.process import status_mb
 
-from conftest import SAMPLE_DIR
+from conftest import SAMPLE_DIR, TINY_SUITE
 from test_serve import _encoded, _post, eval_images, server, tiny_onnx  # noqa: F401  the fixtures, with theirs
 
 pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install 'harness[serve]')")
@@ -135,18 +135,7 @@ def test_a_body_is_refused_by_its_header_in_one_line_without_object_reprs():
     assert np.array_equal(fit_to_input(fitted, None, INPUT_HW, 0)[0], fit_to_input(frame, None, INPUT_HW, 0)[0])
 
 
-SERVED_SUITE = f"""
-[data]
-dir = "{SAMPLE_DIR}"
-ignore_index = 11
-
-[[model]]
-name = "tiny_unet"
-arch = "unet_small"
-num_classes = 11
-input_size = [184, 240]
-kwargs = {{ width = 0.125 }}
-"""
+SERVED_SUITE = TINY_SUITE.format(data=SAMPLE_DIR)  # the tiny model on the shipped sample
 
 
 @pytest.fixture(scope="module")

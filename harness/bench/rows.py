@@ -118,10 +118,6 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     return compare_with_fp32(pairs, plan, speedups)
 
 
-def is_reference_backend(row: ResultRow) -> bool:
-    """ONNX Runtime's rows: their fp32 is every row's reference, another backend's rows included."""
-    return row.on_reference_backend
-
 
 def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan,
                       paired_speedups: dict | None = None) -> list[ResultRow]:
@@ -129,7 +125,7 @@ def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPla
 
     The speed ratio is paired (blocks of the same lockstep cycle) where the children ran in lockstep;
     otherwise the ratio of the pooled p50s."""
-    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32" and is_reference_backend(row)}
+    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32" and row.on_reference_backend}
     paired_speedups = paired_speedups or {}
     out = []
     for row, pred_path in pairs:
@@ -138,8 +134,8 @@ def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPla
         if reference is not None and row.p50_ms and reference.p50_ms:
             speedup = paired_speedups.get(row_key(row)) or reference.p50_ms / row.p50_ms
             changes["speedup_vs_fp32"] = speedup
-            if (row.variant != "fp32" or not is_reference_backend(row)) and speedup < 1:
-                against = "fp32" if is_reference_backend(row) else "onnxruntime fp32"
+            if (row.variant != "fp32" or not row.on_reference_backend) and speedup < 1:
+                against = "fp32" if row.on_reference_backend else "onnxruntime fp32"
                 flags.append(f"slower than {against} ({speedup:.2f}x)")
         if reference is not None and row.quality_pct is not None and reference.quality_pct is not None:
             changes["quality_drop_pts"] = reference.quality_pct - row.quality_pct

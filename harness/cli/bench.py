@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from harness.cli.options import add_data_options, bench_inputs, writable_file, writable_folder
+from harness.cli.options import add_data_options, bench_inputs, writable_file
+from harness.files import writable_folder
 from harness.errors import EXIT_FAILED, EXIT_OK, Interrupted
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shlex
 import sys
 from pathlib import Path
 
 from harness.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
-from harness.files import writable_folder  # noqa: F401  (the commands' check, shared with the bench pipeline)
+from harness.files import writable_folder
 from harness.spec import DEFAULT_SUITE
 
 

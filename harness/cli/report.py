@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from harness.report import load_target_results, render_report
 
-    from harness.cli.options import writable_folder
+    from harness.files import writable_folder
 
     writable_folder(args.out, "--out")
     from harness.files import project_root

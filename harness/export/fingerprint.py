@@ -35,8 +35,8 @@ class ModelFingerprint:
 
 def fingerprint(model: nn.Module, roots: tuple[str, ...] = ()) -> ModelFingerprint:
     """The model's fingerprint; `roots` are module names that built it (the factory's module) besides its classes'."""
-    seeds = {type(m).__module__ for m in model.modules()} | set(roots)
-    sources, libraries = code_of(seeds, {type(m).__module__ for m in model.modules()})
+    class_modules = {type(m).__module__ for m in model.modules()}
+    sources, libraries = code_of(class_modules | set(roots), class_modules)
     return ModelFingerprint(structure_digest(model), weights_digest(model), sources, libraries)
 
 

@@ -108,7 +108,7 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
                     partner, target.gate, paired)
     reasons += latency.reasons
     notes += latency.notes
-    if served(new) and old is not None and new.model_mb is not None and old.model_mb is not None:
+    if new.served and old is not None and new.model_mb is not None and old.model_mb is not None:
         notes.append(f"memory {old.model_mb:.1f} → {new.model_mb:.1f} MB over the server's floor: a service's peak depends "
                      f"on the queue its load built (each request in flight holds its image), so it is judged against "
                      f"the budget, not the record")
@@ -134,10 +134,6 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
     return RowCheck(row_key(new), FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency)
 
 
-def served(row: ResultRow) -> bool:
-    """A row measured as an HTTP service (serving "http")."""
-    return row.served
-
 
 def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
     """File size, parameters, model memory, quality and parity against the record."""
@@ -152,7 +148,7 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
         grew(old.file_mb, new.file_mb, "file", "MB", old.file_mb * (1 + rules.file_tolerance_pct / 100))
     if old.params_in_graph is not None:
         grew(old.params_in_graph, new.params_in_graph, "parameters", "", old.params_in_graph)
-    if old.model_mb is not None and not served(new):
+    if old.model_mb is not None and not new.served:
         grew(old.model_mb, new.model_mb, "model memory", "MB", old.model_mb + rules.model_mb_tolerance)
     for a, b, label, tolerance in ((old.quality_pct, new.quality_pct, new.quality_metric or "quality", rules.quality_tolerance_pts),
                                    (old.parity_agreement_pct, new.parity_agreement_pct, "parity agreement", PARITY_TOLERANCE_PTS)):

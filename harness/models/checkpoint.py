@@ -157,7 +157,7 @@ def _build_from_factory(spec: ModelSpec) -> nn.Module:
         if isinstance(loaded, nn.Module):
             return LogitsOf(loaded, spec.output, spec.name).eval()
         if reductions:
-                rebuild(model, reductions, loaded)
+            rebuild(model, reductions, loaded)
         load_state(model, loaded, spec)
     return LogitsOf(model, spec.output, spec.name).eval()
 
@@ -168,7 +168,7 @@ def write_checkpoint(out: Path, model: nn.Module, *, arch: str, num_classes: int
     """The one checkpoint writer: a plain state_dict on the CPU plus what rebuilds it, written atomically.
 
     It loads with `torch.load(weights_only=True)`; `reductions` are replayed on a fresh registry model
-    before the weights load (harness.reduce.rebuild). Float weights may be stored as float16 to halve
+    before the weights load (harness.models.rebuild). Float weights may be stored as float16 to halve
     the file; loading casts them back into the float32 model.
     """
     from harness import __version__

@@ -42,7 +42,7 @@ def importable_from(folder: Path | None, fresh: bool = True):
         yield
         return
     folder = Path(folder).resolve()
-    for name in [n for n in sys.modules if fresh and "." not in n and n not in sys.stdlib_module_names]:
+    for name in [n for n in sys.modules if "." not in n and n not in sys.stdlib_module_names] if fresh else ():
         if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file():
             for stale in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
                 del sys.modules[stale]

@@ -1,7 +1,7 @@
 """Reduction recipes: take a checkpoint, write a smaller one plus a one-line note of what changed.
 
 Checkpoints stay plain state_dicts (they load with weights_only=True): the structural edits a recipe
-made are recorded by name in the checkpoint (`reductions`), and `rebuild` replays them on a fresh
+made are recorded by name in the checkpoint (`reductions`), and `harness.models.rebuild` replays them on a fresh
 registry model before the weights are loaded. Pruning removes channels for real (torch-pruning), so
 the rebuilt layers simply take the channel counts the saved weights have.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.models.rebuild import STRUCTURAL, factorize, fit_shapes, rebuild  # noqa: F401  (recipes and replay share them)
+from harness.models.rebuild import factorize  # the recipe and the replay of a factorized checkpoint share it
 
 RECIPES = ("encoder", "decoder-width", "prune", "factorize", "distill")
 # Recipes whose result is only as good as the training after them: they need --data and --epochs.
