@@ -214,7 +214,6 @@ def record_key(record: dict) -> RowKey:
                   record.get("backend") or DEFAULT_BACKEND)
 
 
-
 def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:
     """The CSV of `rows`, plus `kept`: recorded rows as read (their cells' text), written back unchanged."""
     buffer = io.StringIO()

@@ -118,7 +118,6 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
     return compare_with_fp32(pairs, plan, speedups)
 
 
-
 def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPlan,
                       paired_speedups: dict | None = None) -> list[ResultRow]:
     """Add speed ratio, quality drop and agreement against fp32 (same run, same serving), flags, verdict.

@@ -134,7 +134,6 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
     return RowCheck(row_key(new), FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency)
 
 
-
 def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
     """File size, parameters, model memory, quality and parity against the record."""
     rules = target.gate
