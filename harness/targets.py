@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from harness.backends import BACKENDS, DEFAULT_BACKEND
+from harness.backends import DEFAULT_BACKEND, known_backends
 from harness.errors import HarnessError
 from harness.files import check_name, project_root
 
@@ -83,9 +83,9 @@ class Scenario:
             raise HarnessError(f"serving {list(self.serving)}; use one or more of {', '.join(SERVING_MODES)}")
         if not self.variants:
             raise HarnessError("variants is empty; list at least one (harness variants lists them)")
-        if set(self.backends + self.backends_if_installed) - set(BACKENDS) or DEFAULT_BACKEND not in self.backends:
+        if set(self.backends + self.backends_if_installed) - set(known_backends()) or DEFAULT_BACKEND not in self.backends:
             raise HarnessError(f"backends {list(self.backends)}; list onnxruntime (every ratio's reference) and any of "
-                               f"{', '.join(BACKENDS)}")
+                               f"{', '.join(known_backends())}")
         _non_negative(self, ("min_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))
         if self.http_bursts < 1 or self.http_max_connections < 1 or self.http_timeout_s <= 0:
             raise HarnessError("http_bursts and http_max_connections must be at least 1, http_timeout_s above 0")

@@ -48,13 +48,14 @@ def small_split(tmp_path) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd=None, timeout: float = 600):
-    """Run the real `harness` command in a subprocess, as a user would."""
+def run_cli(*args: str, cwd=None, timeout: float = 600, env: dict | None = None):
+    """Run the real `harness` command in a subprocess, as a user would (`env`: variables added to this one's)."""
+    import os
     import subprocess
     import sys
 
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env={**os.environ, **env} if env else None)
 
 
 TINY_SUITE = """

@@ -8,6 +8,7 @@ request's threads and options, run one call, and say its version and the precisi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 
@@ -18,6 +19,47 @@ BACKENDS = {
     "openvino": ("harness.backends.openvino_cpu", "openvino", "openvino"),
     "litert": ("harness.backends.litert_cpu", "ai_edge_litert", "litert"),
 }
+# Another package adds a backend as an entry point of this group: `name = "module"`, where the module offers
+# what the built-in ones do (load, FILE_SUFFIX; optionally RUNTIME, INSTALL, VARIANTS, profile). See docs/backends.md.
+ENTRY_POINT_GROUP = "harness.backends"
+
+
+@functools.cache
+def _plugins() -> dict[str, str]:
+    """The backends other packages registered (read once per process: scanning the installed packages takes ~0.1 s)."""
+    from importlib.metadata import entry_points
+
+    found = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in BACKENDS:
+            continue  # a built-in name is never taken over by a plugin
+        found[point.name] = point.module
+    return found
+
+
+def known_backends() -> tuple[str, ...]:
+    """The built-in backends, then the ones other packages registered."""
+    return (*BACKENDS, *_plugins())
+
+
+def _entry(backend: str) -> tuple[str, str, str]:
+    """(module, the runtime module it needs, how to install it) of a known backend."""
+    if backend in BACKENDS:
+        return BACKENDS[backend]
+    module = _plugins()[backend]
+    found = importlib.import_module(module)
+    return module, getattr(found, "RUNTIME", ""), getattr(found, "INSTALL", "")
+
+
+def backend_module(backend: str):
+    """The module implementing `backend` (load, FILE_SUFFIX, optionally profile)."""
+    return importlib.import_module(_entry(backend)[0])
+
+
+def import_runtime(backend: str) -> None:
+    """Import the backend's runtime (a child does so before it pins its CPUs: siblings import on every core)."""
+    if runtime := _entry(backend)[1]:
+        importlib.import_module(runtime)
 
 
 NOT_ON_THIS_CPU = "not on this CPU"  # a refused row's status starts so: a fact of the machine, never a failure
@@ -30,21 +72,28 @@ class BackendRefused(RuntimeError):
 def load_model(request):
     """The request's model loaded by its backend: an object with `input_name`, `run(batch)`, `version`, `precision`,
     `load_ms` (and `reload(batch)`: the same model for another batch size)."""
-    module_name = BACKENDS[request.backend][0]
-    return importlib.import_module(module_name).load(request)
+    return backend_module(request.backend).load(request)
 
 
 def missing_extra(backend: str) -> str | None:
     """Why `backend` cannot run here (unknown, or its extra not installed), in one line; None when it can."""
-    if backend not in BACKENDS:
-        return f"backend '{backend}' is not one of {', '.join(BACKENDS)}"
-    _, needs, extra = BACKENDS[backend]
+    if backend not in known_backends():
+        return f"backend '{backend}' is not one of {', '.join(known_backends())}"
+    try:
+        _, needs, extra = _entry(backend)
+    except Exception as e:  # noqa: BLE001 - a plugin whose module is gone or broken: named, never a traceback
+        return f"backend '{backend}' is registered but its module cannot be imported ({e}); reinstall the package " \
+               f"that provides it"
+    if not needs:
+        return None
     try:
         found = importlib.util.find_spec(needs)
     except (ImportError, ValueError):  # a broken install, or a finder that refuses the name
         found = None
     if found is None:
-        return f"backend '{backend}' needs the {extra} extra: pip install 'harness[{extra}]'"
+        if backend in BACKENDS:
+            return f"backend '{backend}' needs the {extra} extra: pip install 'harness[{extra}]'"
+        return f"backend '{backend}' needs {needs}: {extra or 'install ' + needs}"
     return None
 
 
@@ -56,13 +105,26 @@ def requested_precision(backend: str, variant_precision: str) -> str:
 
 def profiled_backends() -> tuple[str, ...]:
     """The backends whose module offers a per-operator profiler (`profile(request, out, runs, batch)`)."""
-    return tuple(name for name, (module, _, _) in BACKENDS.items() if hasattr(importlib.import_module(module), "profile"))
+    return tuple(name for name, module in _importable() if hasattr(module, "profile"))
 
 
-def backends_reading(suffix: str) -> tuple[str, ...]:
-    """The backends whose module runs files of this kind as they are (FILE_SUFFIX: ".onnx", ".tflite")."""
-    return tuple(name for name, (module, _, _) in BACKENDS.items()
-                 if getattr(importlib.import_module(module), "FILE_SUFFIX", "") == suffix)
+def _importable():
+    """(name, module) of each known backend whose module imports (a broken plugin is left to missing_extra to name)."""
+    for name in known_backends():
+        try:
+            yield name, backend_module(name)
+        except Exception:  # noqa: BLE001 - a broken plugin: missing_extra names it when a target asks for it
+            continue
+
+
+def backends_reading(suffix: str, variant: str) -> tuple[str, ...]:
+    """The backends whose module runs `variant`'s files as they are (FILE_SUFFIX: ".onnx", ".tflite"); a plugin may
+    narrow that to the variants it names (VARIANTS)."""
+    names = []
+    for name, module in _importable():
+        if getattr(module, "FILE_SUFFIX", "") == suffix and variant in getattr(module, "VARIANTS", (variant,)):
+            names.append(name)
+    return tuple(names)
 
 
 def run_name(backend: str, variant: str) -> str:

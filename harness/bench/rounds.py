@@ -6,7 +6,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, requested_precision
+from harness.backends import DEFAULT_BACKEND, backend_module, requested_precision
 from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
 from harness.gate.decide import UNDECIDED, decide_paired
@@ -20,8 +20,9 @@ FLOOR = "floor"
 
 
 def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
-    """The runtime floor's model file: a one-node ONNX (ONNX Runtime, OpenVINO), or a one-op .tflite (LiteRT)."""
-    if backend == "litert":
+    """The runtime floor's model file, of the kind the backend runs: a one-node ONNX (ONNX Runtime, OpenVINO, a plugin
+    reading .onnx), or a one-op .tflite (LiteRT)."""
+    if getattr(backend_module(backend), "FILE_SUFFIX", "") == ".tflite":
         from harness.variants.litert import trivial_tflite
 
         return trivial_tflite(input_hw)

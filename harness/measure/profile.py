@@ -24,14 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     request = Request.from_json(sys.stdin.read())
     import numpy as np
 
-    import importlib
+    from harness.backends import backend_module, import_runtime
 
-    from harness.backends import BACKENDS
-
-    backend = importlib.import_module(BACKENDS[request.backend][0])
+    backend = backend_module(request.backend)
     if not hasattr(backend, "profile"):
         raise SystemExit(f"no per-operator profiler for backend {request.backend}")
-    importlib.import_module(BACKENDS[request.backend][1])
+    import_runtime(request.backend)
     os.sched_setaffinity(0, request.cpu_affinity)  # as the measuring child: after the imports, before the threads
     sample = np.load(request.sample_path)
     batch = np.ascontiguousarray(np.repeat(sample[None], request.images_at_once, axis=0))

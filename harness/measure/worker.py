@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from harness.backends import BACKENDS, BackendRefused, load_model
+from harness.backends import BackendRefused, import_runtime, load_model
 from harness.measure import die_with_parent
 from harness.measure.contention import cpu_busy_s, other_cpu_pct, own_cpu_s
 from harness.measure.protocol import Reply, Request
@@ -39,11 +39,9 @@ class _Session:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(request.threads)
 
-        import importlib
-
         import numpy as np
 
-        importlib.import_module(BACKENDS[request.backend][1])  # onnxruntime, or another backend's runtime
+        import_runtime(request.backend)  # onnxruntime, or another backend's runtime
 
         # Pinned after the imports (siblings starting together import on every core) and before the session
         # makes the runtime's threads, which inherit it.

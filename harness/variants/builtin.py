@@ -8,11 +8,11 @@ from harness.variants.quantize import (calibrate, calibration_fallbacks, describ
                               quantize_static_with, to_fp16)
 from harness.variants.registry import VariantJob, register_variant
 
-register_variant("fp32", "the export, unchanged", backends=backends_reading(".onnx"))(None)
+register_variant("fp32", "the export, unchanged", backends=backends_reading(".onnx", "fp32"))(None)
 
 
 @register_variant("int8-static", "QDQ int8, calibrated on real images (U8S8, per-channel)", needs_calibration=True,
-                  supports_fallback=True, backends=backends_reading(".onnx"))
+                  supports_fallback=True, backends=backends_reading(".onnx", "int8-static"))
 def make_int8_static(job: VariantJob) -> str:
     pre, pre_note = preprocess(job.exported.path, job.workdir)
     ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)

@@ -1,0 +1,65 @@
+"""Backends from outside the package: a plugin registered by an entry point measures rows end to end."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST_TARGET, run_cli
+
+PLUGINS = Path(__file__).parent / "plugins"  # numpy_reference_backend.py and its dist-info (entry point)
+
+
+def _with_plugins() -> dict:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(PLUGINS), os.environ.get("PYTHONPATH"))))}
+
+
+@pytest.mark.slow
+def test_a_backend_registered_by_an_entry_point_yields_measured_rows_in_harness_bench(tmp_path, tiny_suite):
+    target = tmp_path / "plug.toml"
+    target.write_text(FAST_TARGET + 'variants = ["fp32", "int8-dynamic"]\nbackends = ["onnxruntime", "numpy-reference"]\n'
+                      'processes = 1\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+                   "--results-dir", str(tmp_path / "results"), env=_with_plugins())
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "results" / "plug.csv", newline="") as f:
+        rows = {(r["variant"], r["backend"]): r for r in csv.DictReader(f)}
+    # the plugin runs the variants it names (fp32), beside ONNX Runtime's rows in the same lockstep run
+    assert set(rows) == {("fp32", "onnxruntime"), ("int8-dynamic", "onnxruntime"), ("fp32", "numpy-reference")}
+    plugin, reference = rows[("fp32", "numpy-reference")], rows[("fp32", "onnxruntime")]
+    assert plugin["status"] == "ok" and plugin["precision"] == "f32 (numpy)", plugin["status"]
+    import onnx
+
+    assert plugin["backend_version"] == onnx.__version__
+    assert float(plugin["p50_ms"]) > 0 and float(plugin["load_ms"]) > 0 and float(plugin["speedup_vs_fp32"]) > 0
+    # another runtime's kernels on the same file and images: the same predictions, hence the same quality
+    assert float(plugin["agreement_with_fp32_pct"]) > 99.9
+    assert abs(float(plugin["quality_pct"]) - float(reference["quality_pct"])) < 0.05
+    assert float(plugin["peak_rss_mb"]) > 0 and plugin["floor_rss_mb"]  # its own runtime floor
+    assert "numpy-reference" in proc.stdout
+
+
+def test_without_the_plugin_the_backend_is_refused_in_one_line_naming_the_ones_there_are(tmp_path, tiny_suite):
+    target = tmp_path / "plug.toml"
+    target.write_text(FAST_TARGET + 'backends = ["onnxruntime", "numpy-reference"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+                   "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "numpy-reference" in proc.stderr and "onnxruntime, openvino, litert" in proc.stderr, proc.stderr
+
+
+def test_a_registered_plugin_whose_module_is_broken_is_named_not_a_traceback(tmp_path, tiny_suite):
+    broken = tmp_path / "broken"
+    (broken / "harness_broken-0.1.dist-info").mkdir(parents=True)
+    (broken / "harness_broken-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-broken\n"
+                                                                      "Version: 0.1\n")
+    (broken / "harness_broken-0.1.dist-info" / "entry_points.txt").write_text("[harness.backends]\nbroken = gone_module\n")
+    target = tmp_path / "plug.toml"
+    target.write_text(FAST_TARGET + 'backends = ["onnxruntime", "broken"]\n')
+    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+                   "--results-dir", str(tmp_path / "results"), env={"PYTHONPATH": str(broken)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "backend 'broken' is registered but its module cannot be imported" in proc.stderr, proc.stderr
