@@ -13,6 +13,7 @@ from harness.bench.prepare import PreparedModel
 from harness.bench.rounds import floor_key
 from harness.gate.budget import verdict
 from harness.export import ExportedModel
+from harness.measure.figures import CHILD_FIGURES
 from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
 from harness.results import ResultRow, joined, row_key
@@ -45,6 +46,15 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: 
     return fields
 
 
+_TEXT_COLUMNS = {f.name for f in dataclasses.fields(ResultRow) if f.type == "str"}
+
+
+def _figure_cells(measured: Measurement) -> dict:
+    """The child figures under their row columns (a text column not measured is empty, a number None)."""
+    cells = {figure.row_column: measured.figures.get(name) for name, figure in CHILD_FIGURES.items()}
+    return {column: "" if value is None and column in _TEXT_COLUMNS else value for column, value in cells.items()}
+
+
 def failed_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, reason: str) -> ResultRow:
     return ResultRow(**_base_row(plan, spec, run, serving, reason))
 
@@ -61,16 +71,11 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
         nodes_in_float_names=";".join(made.nodes_in_float),
         parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
         parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
-        peak_rss_mb=measured.peak_rss_mb, floor_rss_mb=floor.peak_rss_mb, images_per_s=measured.images_per_s,
-        import_rss_mb=measured.import_rss_mb,
-        threads_in_process=measured.threads_in_process, max_in_flight=measured.max_in_flight,
+        floor_rss_mb=floor.peak_rss_mb,
         processes=len(measured.per_process_latencies_ms) or None, onnx_sha256=made.sha256,
         p50_per_process_ms=joined(measured.per_process_p50_ms), p95_per_process_ms=joined(measured.per_process_p95_ms),
-        contended_pct=measured.other_cpu_pct, cpu_affinity=joined(measured.cpu_affinity),
-        measured_on=measured.measured_on or "",
-        reference_ms=measured.reference_ms,  # timed inside the same children as the model: median over them
-        load_ms=measured.load_ms, first_call_ms=measured.first_call_ms,
-        backend_version=measured.backend_version or "", precision=measured.precision or "",
+        cpu_affinity=joined(measured.cpu_affinity), measured_on=measured.measured_on or "",
+        **_figure_cells(measured),  # the children's figures, each combined as harness.measure.figures declares
     )
     if measured.machine:  # the fingerprint of where the child ran, not of the controller
         fields.update({k: measured.machine[k] for k in ("cpu_model", "cpu_count", "cpu_isa", "ort_version",
@@ -82,7 +87,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
     if measured.served is not None:  # a service: its own floor is the server with its stack, before the model
         fields.update({k: v for k, v in dataclasses.asdict(measured.served).items()})
         fields.update(floor_rss_mb=measured.served.server_rss_mb, max_in_flight=None, processes=1)
-        floor = dataclasses.replace(floor, peak_rss_mb=measured.served.server_rss_mb)
+        floor = dataclasses.replace(floor, figures={**floor.figures, "peak_rss_mb": measured.served.server_rss_mb})
     if measured.peak_rss_mb is not None and floor.peak_rss_mb is not None:
         fields["model_mb"] = measured.peak_rss_mb - floor.peak_rss_mb
     if measured.confusion is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from harness.measure.figures import combine_figures, figure_of
 from harness.measure.protocol import Reply, Request
 from harness.targets import TargetProfile
 
@@ -35,27 +36,19 @@ class Measurement:
 
     latencies_ms: tuple[float, ...]
     latency: LatencyStats | None
-    peak_rss_mb: float | None
-    import_rss_mb: float | None
-    threads_in_process: int | None
-    cpu_affinity: tuple[int, ...]
-    images_per_s: float | None
-    max_in_flight: int | None
-    reference_ms: float | None
-    confusion: np.ndarray | None
-    ort_version: str | None
+    figures: dict = field(default_factory=dict)  # harness.measure.figures, combined over the children
+    cpu_affinity: tuple[int, ...] = ()
+    confusion: np.ndarray | None = None
     error: str | None = None
     per_process_latencies_ms: tuple[tuple[float, ...], ...] = ()  # one tuple per child, in the order they ran
-    other_cpu_pct: float | None = None  # most any child saw other work take of its CPUs
     machine: dict | None = None  # the child's fingerprint
     measured_on: str | None = None  # where the children ran, in the runner's words
     per_process_block_sizes: tuple[tuple[int, ...], ...] = ()  # lockstep: calls per block, one tuple per child
     per_process_reference_ms: tuple[float, ...] = ()  # the reference workload, one median per child
-    served: object | None = None  # serving "http": harness.serve.measure.ServedFigures
-    load_ms: float | None = None  # cold start: session creation, median over the children
-    first_call_ms: float | None = None  # cold start: the first call, median over the children
-    backend_version: str | None = None
-    precision: str | None = None  # what the backend says it ran (the first child's word)
+    served: object | None = None  # serving "http": harness.serve.summary.ServedFigures (measure/ never imports serve/)
+
+    def __getattr__(self, name: str):
+        return figure_of(self, name)  # measurement.peak_rss_mb: a declared figure, None where not measured
 
     @property
     def per_process_p50_ms(self) -> tuple[float, ...]:
@@ -71,58 +64,38 @@ class Measurement:
             return failed(reply.error or "worker failed without a reason")
         return cls(
             latencies_ms=reply.latencies_ms, latency=LatencyStats.from_samples(reply.latencies_ms),
-            peak_rss_mb=reply.peak_rss_mb, import_rss_mb=reply.import_rss_mb, threads_in_process=reply.threads_in_process,
-            cpu_affinity=reply.cpu_affinity, images_per_s=reply.images_per_s, max_in_flight=reply.max_in_flight,
-            reference_ms=reply.reference_ms,
+            figures=dict(reply.figures), cpu_affinity=reply.cpu_affinity,
             confusion=np.asarray(reply.confusion, dtype=np.int64) if reply.confusion is not None else None,
-            ort_version=reply.ort_version, per_process_latencies_ms=(reply.latencies_ms,),
-            other_cpu_pct=reply.other_cpu_pct, machine=reply.machine, measured_on=reply.measured_on,
+            per_process_latencies_ms=(reply.latencies_ms,), machine=reply.machine, measured_on=reply.measured_on,
             per_process_block_sizes=(reply.block_sizes,),
-            per_process_reference_ms=(reply.reference_ms,) if reply.reference_ms else (),
-            load_ms=reply.load_ms, first_call_ms=reply.first_call_ms,
-            backend_version=reply.backend_version, precision=reply.precision,
+            per_process_reference_ms=(reply.figures["reference_ms"],) if reply.figures.get("reference_ms") else (),
         )
 
 
 def failed(message: str) -> Measurement:
-    return Measurement((), None, None, None, None, (), None, None, None, None, None, error=message)
+    return Measurement((), None, error=message)
 
 
 def combine(children: list[Measurement]) -> Measurement:
     """One figure from several child processes of the same variant, measured in alternation.
 
     Latencies are pooled (each child saw the machine at a different moment, so slow drift of a shared
-    host averages out instead of landing on one variant); memory and throughput are medians.
+    host averages out instead of landing on one variant); every other figure as harness.measure.figures
+    declares (memory and throughput are medians).
     """
     first_failure = next((m for m in children if m.error), None)
     if first_failure is not None:
         return first_failure
     pooled = tuple(x for m in children for x in m.latencies_ms)
-
-    def median(values):
-        values = [v for v in values if v is not None]
-        return float(np.median(values)) if values else None
-
     return Measurement(
-        latencies_ms=pooled,
-        latency=LatencyStats.from_samples(pooled),
-        peak_rss_mb=median(m.peak_rss_mb for m in children),
-        import_rss_mb=median(m.import_rss_mb for m in children),
-        threads_in_process=max(m.threads_in_process for m in children),
+        latencies_ms=pooled, latency=LatencyStats.from_samples(pooled),
+        figures=combine_figures([m.figures for m in children]),
         cpu_affinity=children[0].cpu_affinity,
-        images_per_s=median(m.images_per_s for m in children),
-        max_in_flight=max((m.max_in_flight for m in children if m.max_in_flight is not None), default=None),
-        reference_ms=median(m.reference_ms for m in children),
         confusion=next((m.confusion for m in children if m.confusion is not None), None),
-        ort_version=children[0].ort_version,
         per_process_latencies_ms=tuple(p for m in children for p in m.per_process_latencies_ms),
-        other_cpu_pct=max((m.other_cpu_pct for m in children if m.other_cpu_pct is not None), default=None),
-        machine=children[0].machine,
-        measured_on=children[0].measured_on,
+        machine=children[0].machine, measured_on=children[0].measured_on,
         per_process_block_sizes=tuple(b for m in children for b in m.per_process_block_sizes),
         per_process_reference_ms=tuple(v for m in children for v in m.per_process_reference_ms),
-        load_ms=median(m.load_ms for m in children), first_call_ms=median(m.first_call_ms for m in children),
-        backend_version=children[0].backend_version, precision=children[0].precision,
     )
 
 

@@ -6,12 +6,15 @@ Standard library only: the child imports it before anything else. The reply trav
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, fields
 
 from harness.backends import DEFAULT_BACKEND
+from harness.measure.figures import figure_of
 
-PROTOCOL_VERSION = 1
+# 2: the child's scalar figures travel in `figures`, by the names harness.measure.figures declares.
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(ValueError):
@@ -67,28 +70,20 @@ class Reply(_Message):
     ok: bool
     error: str | None = None
     latencies_ms: tuple[float, ...] = ()
-    images_per_s: float | None = None
-    peak_rss_mb: float | None = None  # kernel high-water mark (VmHWM) after the timed runs
-    import_rss_mb: float | None = None  # resident memory right after importing numpy and onnxruntime
-    threads_in_process: int | None = None
+    figures: dict = dataclasses.field(default_factory=dict)  # harness.measure.figures: peak_rss_mb, load_ms, ...
     cpu_affinity: tuple[int, ...] = ()
-    max_in_flight: int | None = None
-    reference_ms: float | None = None
     confusion: tuple[tuple[int, ...], ...] | None = None  # rows true class, columns predicted
-    ort_version: str | None = None
-    other_cpu_pct: float | None = None  # busy time of the pinned CPUs during the timed runs not spent by this child
     machine: dict | None = None  # where the child ran: CPU model, cores, ISA, Python/numpy/ORT versions
     measured_on: str | None = None  # the runner's word for where: "local (host)", "ssh://dev (host)", "ray node ..."
     block_sizes: tuple[int, ...] = ()  # lockstep: calls in each block, in order (block i ran in cycle i)
-    load_ms: float | None = None  # cold start: creating the session (read, optimise, compile the model)
-    first_call_ms: float | None = None  # cold start: the first call after it
-    backend_version: str | None = None  # the backend's own release (ORT's for onnxruntime)
-    precision: str | None = None  # what the backend says it ran: "as in the file", "u8 (33 of 33 compute layers)"
     version: int = PROTOCOL_VERSION
 
     @classmethod
     def failed(cls, error: str) -> "Reply":
         return cls(ok=False, error=error)
+
+    def __getattr__(self, name: str):
+        return figure_of(self, name)  # reply.peak_rss_mb: a declared figure, None where not measured
 
 
 _TUPLES = {"output_shape", "cpu_affinity", "latencies_ms", "block_sizes"}

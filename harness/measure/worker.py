@@ -81,17 +81,20 @@ class _Session:
         request = self.request
         peak_rss_mb = _status_mb("VmHWM")  # read before evaluation, which holds the eval images too
         threads_in_process = _threads_now()
-        return Reply(
-            ok=True, latencies_ms=tuple(latencies_ms),
+        confusion = _evaluate(self.model.reload(1), request) if request.eval_path else None
+        figures = dict(
             images_per_s=len(latencies_ms) * self.images_per_call / wall_s if wall_s > 0 else None,
             peak_rss_mb=peak_rss_mb, import_rss_mb=self.import_rss_mb, threads_in_process=threads_in_process,
-            cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), max_in_flight=self.max_in_flight,
-            confusion=_evaluate(self.model.reload(1), request) if request.eval_path else None,
-            reference_ms=_reference_ms(request) if request.reference_path else None,
-            ort_version=_ort_version(), other_cpu_pct=contended_pct,
+            max_in_flight=self.max_in_flight,
+            reference_ms=_reference_ms(request) if request.reference_path else None,  # after the model, as always
+            other_cpu_pct=contended_pct, load_ms=self.load_ms,
+            first_call_ms=self.first_call_ms, backend_version=self.model.version, precision=self.model.precision,
+        )
+        return Reply(
+            ok=True, latencies_ms=tuple(latencies_ms), figures=figures,
+            cpu_affinity=tuple(sorted(os.sched_getaffinity(0))), confusion=confusion,
             machine=_machine(_ort_version(), self.np.__version__) if request.report_machine else None,
-            block_sizes=tuple(block_sizes), load_ms=self.load_ms, first_call_ms=self.first_call_ms,
-            backend_version=self.model.version, precision=self.model.precision,
+            block_sizes=tuple(block_sizes),
         )
 
 

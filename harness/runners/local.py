@@ -22,12 +22,12 @@ from harness.measure.lockstep import rss_mb, run_lockstep
 from harness.measure.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
-# What a measuring child imports (standard library, numpy, its backend's runtime): what a remote runner ships.
-CHILD_MODULES = ("__init__.py", "metrics.py", "backends/__init__.py", "backends/onnxruntime_cpu.py", "backends/openvino_cpu.py",
-                 "backends/litert_cpu.py", "measure/__init__.py", "measure/protocol.py",
-                 "measure/worker.py", "measure/contention.py", "measure/evaluate.py", "measure/machine.py", "measure/lockstep.py", "runners/__init__.py",
-                 "runners/local.py")  # paths under the package: what a remote or side environment gets
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# What a remote or side environment gets (paths under the package): the measuring child's two folders whole, so a
+# module added to either travels without a list to keep, and the few modules outside them it imports.
+CHILD_MODULES = (*(str(p.relative_to(PACKAGE_ROOT)) for folder in ("backends", "measure")
+                   for p in sorted((PACKAGE_ROOT / folder).glob("*.py"))),
+                 "__init__.py", "metrics.py", "runners/__init__.py", "runners/local.py")
 
 
 def copy_child_modules(package: Path, extra: tuple[str, ...] = ()) -> None:

@@ -100,9 +100,8 @@ def measure_served(config: ServerConfig, target: TargetProfile, image_dir: Path,
     confusion = sum(confusion_matrix(m.astype(np.int64), t.astype(np.int64), config.num_classes, ignore_index)
                     for m, t in zip(masks, targets))
     common = dict(server_rss_mb=server_rss, memory_cap_by=server.cap_by, cgroup_peak_mb=cgroup_peak, oom_kills=oom_kills)
-    base = dict(peak_rss_mb=peak_rss, import_rss_mb=server_rss, cpu_affinity=tuple(server.ready["cpu_affinity"]),
-                confusion=np.asarray(confusion), ort_version=server.ready.get("ort_version"),
-                load_ms=server.ready.get("load_ms"), first_call_ms=server.ready.get("first_call_ms"),
+    base = dict(figures=dict(peak_rss_mb=peak_rss, import_rss_mb=server_rss, load_ms=server.ready.get("load_ms"), first_call_ms=server.ready.get("first_call_ms")),
+                cpu_affinity=tuple(server.ready["cpu_affinity"]), confusion=np.asarray(confusion),
                 measured_on=f"local http server, load generator on CPUs {','.join(map(str, others))}"
                             + (" (the server's: no spare CPU)" if others == mine else ""))
     budget_ms = target.budgets.p95_budget_ms

@@ -56,7 +56,8 @@ def _measurement(latencies_ms, rows, per_s, base: dict, figures: ServedFigures) 
     latencies = tuple(float(x) for x in latencies_ms)
     return dataclasses.replace(
         failed(""), error=None, latencies_ms=latencies, latency=LatencyStats.from_samples(latencies),
-        images_per_s=per_s, per_process_latencies_ms=(latencies,), served=figures, **base)
+        per_process_latencies_ms=(latencies,), served=figures,
+        **{**base, "figures": {**base["figures"], "images_per_s": per_s}})
 
 
 def client_cpu(seen: dict) -> str:
