@@ -19,7 +19,9 @@ from harness.files import locked, write_text_atomic
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
 # 7: the backend that ran the row (harness.backends), its own version and the precision it says it ran.
-SCHEMA_VERSION = 7
+# 8: cpu_ms_per_call, the measuring child's CPU time per call (every thread: above p50 x threads, the pool spins).
+SCHEMA_VERSION = 8
+SCHEMA_8_COLUMNS = ("cpu_ms_per_call",)
 SCHEMA_7_COLUMNS = ("backend", "backend_version", "precision")
 SCHEMA_6_COLUMNS = ("load_ms", "first_call_ms", "load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
                     "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
@@ -29,8 +31,8 @@ SCHEMA_3_COLUMNS = ("import_rss_mb", "threads_in_process", "max_in_flight", "pro
                     "p95_per_process_ms", "contended_pct", "onnx_sha256", "git_commit", "allow_spinning", "cpu_affinity",
                     "python_version", "numpy_version", "onnx_version")
 # Older schemas this harness still reads: the columns they lack read as "not measured".
-_LATER = {6: SCHEMA_6_COLUMNS, 7: SCHEMA_7_COLUMNS, 5: SCHEMA_5_COLUMNS, 4: SCHEMA_4_COLUMNS, 3: SCHEMA_3_COLUMNS}
-READABLE_SCHEMAS = {old: tuple(c for v in range(old + 1, SCHEMA_VERSION + 1) for c in _LATER[v]) for old in (2, 3, 4, 5, 6)}
+_LATER = {8: SCHEMA_8_COLUMNS, 6: SCHEMA_6_COLUMNS, 7: SCHEMA_7_COLUMNS, 5: SCHEMA_5_COLUMNS, 4: SCHEMA_4_COLUMNS, 3: SCHEMA_3_COLUMNS}
+READABLE_SCHEMAS = {old: tuple(c for v in range(old + 1, SCHEMA_VERSION + 1) for c in _LATER[v]) for old in (2, 3, 4, 5, 6, 7)}
 
 
 class RowKey(NamedTuple):
@@ -122,6 +124,7 @@ class ResultRow:
     backend: str = DEFAULT_BACKEND  # the runtime that measured the row (harness.backends); "" in older records: ORT
     backend_version: str = ""
     precision: str = ""  # what the backend says it ran: "as in the file" (ORT), "u8 (33 of 33 compute layers)"
+    cpu_ms_per_call: float | None = None  # the child's CPU time per call, all threads (median over the children)
     schema_version: int = SCHEMA_VERSION
 
     @property

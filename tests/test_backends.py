@@ -14,6 +14,7 @@ from harness.backends import NOT_ON_THIS_CPU, missing_extra
 from harness.errors import HarnessError
 from harness.measure.measurement import build_request
 from harness.onnx_graph import save_graph
+from harness.results import SCHEMA_VERSION
 from harness.runners.local import LocalRunner
 from harness.spec import ASSETS_DIR
 from harness.targets import TargetProfile
@@ -146,7 +147,7 @@ def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_p
         rows = {(r["variant"], r["backend"]): r for r in csv.DictReader(f)}
     assert set(rows) == {("fp32", "onnxruntime"), ("int8-static", "onnxruntime"), ("fp32", "openvino"),
                          ("int8-static", "openvino"), ("int8-nncf", "openvino"), ("bf16", "openvino")}
-    assert {r["schema_version"] for r in rows.values()} == {"7"}
+    assert {r["schema_version"] for r in rows.values()} == {str(SCHEMA_VERSION)}
     reference, ov_fp32 = rows[("fp32", "onnxruntime")], rows[("fp32", "openvino")]
     assert ov_fp32["status"] == "ok" and ov_fp32["precision"].startswith("f32")
     assert float(ov_fp32["agreement_with_fp32_pct"]) > 99.9  # against ONNX Runtime's fp32, same images

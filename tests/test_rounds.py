@@ -65,3 +65,10 @@ def test_rows_come_from_the_rounds_with_the_floor_and_fp32_reference_and_the_gat
     grown = run_gate(run.rows, smaller, TARGET)  # the record held a smaller model: this run's grew
     shipped = next(c for c in grown.checks if c.key.variant == "int8-dynamic")
     assert not grown.passed and shipped.outcome == FAIL and any("parameters" in r for r in shipped.reasons)
+
+
+def test_every_row_carries_the_childs_cpu_time_per_call_from_its_timed_calls(tiny_suite):
+    run, _ = _bench(tiny_suite)
+    for row in run.rows:
+        # one thread, no pool to spin: the CPU per call is about the call's wall time, never a whole run's total
+        assert row.cpu_ms_per_call is not None and 0.2 * row.p50_ms < row.cpu_ms_per_call < 2 * row.p95_ms + 1, row

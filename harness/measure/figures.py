@@ -47,6 +47,7 @@ CHILD_FIGURES = {f.name: f for f in (
     ChildFigure("first_call_ms", median),  # cold start: the first call after it
     ChildFigure("backend_version", first),  # the backend's own release (ORT's for onnxruntime)
     ChildFigure("precision", first),  # what the backend says it ran: "as in the file", "u8 (33 of 33 compute layers)"
+    ChildFigure("cpu_ms_per_call", median),  # the child's CPU time (all its threads) per timed call or request
 )}
 
 

@@ -57,6 +57,7 @@ class _Session:
         batch = np.repeat(self.sample[None], self.images_per_call, axis=0)
         self.call, self.args = self.model.feed_for(np.ascontiguousarray(batch))
         self.max_in_flight = None
+        self.timed_cpu_s = 0.0  # CPU time the child spent in its timed calls
 
     def warm_up(self) -> None:
         """The warm-up calls; the first is timed: cold start, part two (allocations, kernel selection)."""
@@ -70,12 +71,15 @@ class _Session:
 
     def time_calls(self, min_runs: int, min_duration_s: float, max_runs: int) -> tuple[list[float], float]:
         """Timed calls until both minimums are met (or max_runs); latencies and the wall time they took."""
+        cpu_before = time.process_time()  # every thread of the child: the runtime's pool, spinning included
         if self.request.serving == "concurrent":
             latencies_ms, wall_s, in_flight = _time_concurrent(self.model.run, self.sample, self.request.images_at_once,
                                                                min_runs, min_duration_s, max_runs)
             self.max_in_flight = max(in_flight, self.max_in_flight or 0)
-            return latencies_ms, wall_s
-        return _time_sequential(self.call, self.args, min_runs, min_duration_s, max_runs)
+        else:
+            latencies_ms, wall_s = _time_sequential(self.call, self.args, min_runs, min_duration_s, max_runs)
+        self.timed_cpu_s += time.process_time() - cpu_before
+        return latencies_ms, wall_s
 
     def reply(self, latencies_ms, wall_s: float, contended_pct, block_sizes=()) -> Reply:
         request = self.request
@@ -89,6 +93,7 @@ class _Session:
             reference_ms=_reference_ms(request) if request.reference_path else None,  # after the model, as always
             other_cpu_pct=contended_pct, load_ms=self.load_ms,
             first_call_ms=self.first_call_ms, backend_version=self.model.version, precision=self.model.precision,
+            cpu_ms_per_call=1000 * self.timed_cpu_s / len(latencies_ms) if latencies_ms else None,
         )
         return Reply(
             ok=True, latencies_ms=tuple(latencies_ms), figures=figures,
