@@ -19,9 +19,10 @@ from harness.files import locked, write_text_atomic
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
 # 7: the backend that ran the row (harness.backends), its own version and the precision it says it ran.
-# 8: cpu_ms_per_call, the measuring child's CPU time per call (every thread: above p50 x threads, the pool spins).
+# 8: cpu_ms_per_call, the measuring child's CPU time per call (every thread: above p50 x threads, the pool spins);
+#    serving_mode, the row's identity where `serving` is its label (older records: the label read back to its mode).
 SCHEMA_VERSION = 8
-SCHEMA_8_COLUMNS = ("cpu_ms_per_call",)
+SCHEMA_8_COLUMNS = ("cpu_ms_per_call", "serving_mode")
 SCHEMA_7_COLUMNS = ("backend", "backend_version", "precision")
 SCHEMA_6_COLUMNS = ("load_ms", "first_call_ms", "load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
                     "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
@@ -40,8 +41,23 @@ class RowKey(NamedTuple):
 
     model: str
     variant: str
-    serving: str  # the serving label the record holds ("1 per call", "batch of 10", "http: open loop")
+    serving: str  # the serving mode: "batched", "concurrent", "http-burst", "http-closed", "http-open"
     backend: str
+
+
+def serving_mode_of(label: str) -> str:
+    """The serving mode a row's label names: how a record from before schema 8 (the label only) is keyed."""
+    if label.startswith("http: bursts"):
+        return "http-burst"
+    if label.startswith("http: open loop"):
+        return "http-open"
+    if label.startswith("http: ") and label.endswith(" clients"):
+        return "http-closed"
+    if label.endswith(" in flight"):
+        return "concurrent"
+    if label == "1 per call" or label.startswith("batch of "):
+        return "batched"
+    return label  # a label this harness never wrote: a key of its own, never merged into another row's
 
 
 @dataclass(frozen=True)
@@ -125,11 +141,16 @@ class ResultRow:
     backend_version: str = ""
     precision: str = ""  # what the backend says it ran: "as in the file" (ORT), "u8 (33 of 33 compute layers)"
     cpu_ms_per_call: float | None = None  # the child's CPU time per call, all threads (median over the children)
+    serving_mode: str = ""  # "batched", "concurrent", "http-burst", ...: `serving` is its label; "" before schema 8
     schema_version: int = SCHEMA_VERSION
 
     @property
     def key(self) -> RowKey:
-        return RowKey(self.model, self.variant, self.serving, self.runtime)
+        return RowKey(self.model, self.variant, self.mode, self.runtime)
+
+    @property
+    def mode(self) -> str:  # the row's serving mode (an older record's, read back from its label)
+        return self.serving_mode or serving_mode_of(self.serving)
 
     @property
     def runtime(self) -> str:
@@ -144,7 +165,7 @@ class ResultRow:
     @property
     def served(self) -> bool:
         """Measured as an HTTP service (serving "http")."""
-        return self.serving.startswith("http")  # "http: bursts of 10", "http: 10 clients", "http: open loop"
+        return self.mode.startswith("http")
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
@@ -206,15 +227,10 @@ def split_floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(";") if v)
 
 
-def row_key(row: ResultRow) -> RowKey:
-    """What identifies a row within one target's CSV (a record without a backend column was ONNX Runtime's)."""
-    return row.key
-
-
 def record_key(record: dict) -> RowKey:
-    """row_key of a recorded row as read (its cells' text)."""
-    return RowKey(record.get("model", ""), record.get("variant", ""), record.get("serving", ""),
-                  record.get("backend") or DEFAULT_BACKEND)
+    """The key of a recorded row as read (its cells' text)."""
+    return RowKey(record.get("model", ""), record.get("variant", ""),
+                  record.get("serving_mode") or serving_mode_of(record.get("serving", "")), record.get("backend") or DEFAULT_BACKEND)
 
 
 def rows_to_csv_text(rows: list[ResultRow], kept: list[dict] = ()) -> str:
@@ -251,11 +267,9 @@ def read_rows(path: Path) -> list[ResultRow]:
     if "schema_version" in header and versions - readable:
         raise HarnessError(f"results file {path} has schema version {sorted(versions - readable)[0]}; this harness "
                            f"writes {SCHEMA_VERSION}: move the file aside and re-record with harness bench --update")
-    if records:
-        version = int(next(iter(versions))) if len(versions) == 1 and "none" not in versions else SCHEMA_VERSION
-        absent = set(READABLE_SCHEMAS.get(version, ()))
-    else:  # a header alone: any readable schema's header will do
-        absent = {c for columns in READABLE_SCHEMAS.values() for c in columns}
+    # the oldest schema among the rows says which columns may be absent (a header alone: any readable schema's)
+    oldest = min((int(v) for v in versions if v.isdigit()), default=SCHEMA_VERSION) if records else min(READABLE_SCHEMAS)
+    absent = set(READABLE_SCHEMAS.get(oldest, ()))
     missing = [c for c in COLUMNS if c not in header and c not in absent]
     if missing:
         raise HarnessError(f"results file {path} lacks column '{missing[0]}' (schema {SCHEMA_VERSION} expected); "
@@ -274,7 +288,7 @@ def merge_and_write(path: Path, new_rows: list[ResultRow], on_wait=None, only_ro
     terminals) both land: the second merges on top of what the first wrote.
     """
     with locked(path, on_wait):
-        replaced = {row_key(r) for r in new_rows}
+        replaced = {r.key for r in new_rows}
         run_models = {r.model for r in new_rows}
         kept = []
         if path.is_file():

@@ -123,7 +123,7 @@ def test_only_shipped_variants_gate_budgets(record):
 
 def test_new_and_missing_rows_are_reported_not_failed(record):
     report = run_gate(record[:1], record, TARGET)
-    assert report.passed and report.missing == (("tiny_unet", "int8-static", "1 per call", "onnxruntime"),)
+    assert report.passed and report.missing == (("tiny_unet", "int8-static", "batched", "onnxruntime"),)
     fresh = run_gate([_changed(record[0], model="other")], record, TARGET)
     assert fresh.checks[0].outcome == "new"
 
@@ -292,7 +292,7 @@ def test_a_narrowed_run_counts_every_recorded_row_it_did_not_look_at(record):
     report = run_gate(record[:1], [*record, other_suite, skipped_variant], TARGET, looked_at=wanted,
                       narrowed="--variant int8-static")
     assert sorted(k[0] for k in report.not_looked_at) == sorted([record[0].model, "pspnet_resnet18_other_suite"])
-    assert report.missing == (("tiny_unet", "int8-static", "1 per call", "onnxruntime"),)  # meant to be measured, and was not
+    assert report.missing == (("tiny_unet", "int8-static", "batched", "onnxruntime"),)  # meant to be measured, and was not
     assert "2 recorded rows not looked at (--variant int8-static)" in report.summary("watch")
 
 

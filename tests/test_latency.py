@@ -75,8 +75,8 @@ def test_paired_ab_fails_a_real_slowdown_passes_noise_and_says_undecided(record)
     assert "undecided: host too noisy (±" in noisy.latency.notes[0]
     strict = check_row(new, record[1], WATCH, partner, strict=True, paired=_paired([1.02, 0.90, 1.15, 0.97, 1.12]))
     assert strict.outcome == "fail" and strict.reasons[-1].startswith("latency undecided (--strict)")
-    report = run_gate([new], [record[1]], WATCH, {("tiny_unet", "int8-static", "1 per call", "onnxruntime"): partner},
-                      paired={("tiny_unet", "int8-static", "1 per call", "onnxruntime"): _paired([1.02, 0.90, 1.15, 0.97, 1.12])})
+    report = run_gate([new], [record[1]], WATCH, {("tiny_unet", "int8-static", "batched", "onnxruntime"): partner},
+                      paired={("tiny_unet", "int8-static", "batched", "onnxruntime"): _paired([1.02, 0.90, 1.15, 0.97, 1.12])})
     assert "(1 undecided: host too noisy)" in report.summary("watch")
 
 

@@ -42,11 +42,11 @@ def test_a_filter_that_keeps_nothing_is_bad_input(narrowing, message):
 
 def test_the_gate_looks_only_at_recorded_rows_the_narrowed_run_meant_to_measure():
     narrowing = Narrowing(("pspnet_resnet18",), ("int8-static",), ("batched",))
-    assert narrowing.selects(("pspnet_resnet18", "int8-static", "1 per call", "onnxruntime"), WATCH)
-    assert narrowing.selects(("pspnet_resnet18", "fp32", "1 per call", "onnxruntime"), WATCH)  # the reference is measured too
-    assert not narrowing.selects(("pspnet_resnet18", "fp16", "1 per call", "onnxruntime"), WATCH)
-    assert not narrowing.selects(("pspnet_resnet18", "int8-static", "1 in flight", "onnxruntime"), WATCH)
-    assert not narrowing.selects(("unet_small", "int8-static", "1 per call", "onnxruntime"), WATCH)
+    assert narrowing.selects(("pspnet_resnet18", "int8-static", "batched", "onnxruntime"), WATCH)
+    assert narrowing.selects(("pspnet_resnet18", "fp32", "batched", "onnxruntime"), WATCH)  # the reference is measured too
+    assert not narrowing.selects(("pspnet_resnet18", "fp16", "batched", "onnxruntime"), WATCH)
+    assert not narrowing.selects(("pspnet_resnet18", "int8-static", "concurrent", "onnxruntime"), WATCH)
+    assert not narrowing.selects(("unet_small", "int8-static", "batched", "onnxruntime"), WATCH)
     assert narrowing.describe() == "--model pspnet_resnet18, --variant int8-static, --serving batched"
 
 
@@ -116,20 +116,27 @@ def test_update_of_a_narrowed_run_keeps_every_other_row_of_the_committed_record_
     import dataclasses
     import shutil
 
-    from harness.results import read_rows, record_key, row_key
+    from harness.results import read_rows, record_key
     from harness.targets import load_target
 
+    import csv
+
+    from harness.results import rows_to_csv_text
+
     record = tmp_path / "cloud.csv"
-    shutil.copy(Path(__file__).parents[1] / "results" / "cloud.csv", record)
+    committed = Path(__file__).parents[1] / "results" / "cloud.csv"
+    shutil.copy(committed, record)
+    # the committed record, as any update writes it back: its rows' cells as they were, under this schema's header
+    record.write_text(rows_to_csv_text([], list(csv.DictReader(committed.open(newline="")))))
+    old_cells = list(csv.DictReader(committed.open(newline="")))
+    assert [{c: r[c] for c in old_cells[0]} for r in csv.DictReader(record.open(newline=""))] == old_cells
     cloud = load_target("cloud")
     before = record.read_text().splitlines()
     measured = [dataclasses.replace(r, p50_ms=(r.p50_ms or 1.0) * 1.5) for r in read_rows(record)
-                if narrowing.selects(row_key(r), cloud)]
+                if narrowing.selects(r.key, cloud)]
     assert measured  # each narrowing measures something of the record
     narrowing.update_record(record, measured)
     after = record.read_text().splitlines()
-    import csv
-
     keys = [record_key(r) for r in csv.DictReader(before)]
     untouched = [line for line, key in zip(before[1:], keys) if not narrowing.selects(key, cloud)]
     assert len(after) == len(before) and [line for line in after if line in untouched] == untouched

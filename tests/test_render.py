@@ -67,9 +67,9 @@ def test_names_and_text_from_a_record_are_shown_as_written_not_as_markup():
     later = [dataclasses.replace(rows[0], p50_ms=2.0, verdict="[/green]")]
     profile = {"fp32": {"ops": [{"node": "/enc/[/red]Conv", "op_type": "Conv", "ran_on": "cpu", "ms_per_call": 1.0}],
                         "runs": 1, "wall_ms_per_call": 1.0}}
-    gate = type("Report", (), {"checks": [type("Check", (), {"key": (hostile, "fp32", "x"), "outcome": "fail",
+    gate = type("Report", (), {"checks": [type("Check", (), {"shown": (hostile, "fp32", "x"), "outcome": "fail",
                                                                "reasons": ("[/red] slower",), "notes": ("[b",)})()],
-                               "missing": [(hostile, "int8-static", "x")]})()
+                               "missing": [(hostile, "int8-static", "x")], "shown": lambda self, key: key})()
     console = Console(width=400, record=True)
     for table in [results_table(target, rows), served_table(rows), recipes_table(rows), compare_table(rows, later, "[a", "b]"),
                   gate_table(gate, "/tmp/[/x]/fast.csv"), ladder_table(rows, hostile),

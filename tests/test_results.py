@@ -5,6 +5,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.results import COLUMNS, ResultRow, merge_and_write, read_rows
+from harness.targets import TargetProfile
 
 
 def _row(model: str, p50: float) -> ResultRow:
@@ -81,3 +82,24 @@ def test_rows_kept_by_a_merge_are_written_back_as_they_were_read(tmp_path):
     assert [(r.model, r.variant) for r in read_rows(path)] == [("a", "fp32"), ("a", "int8-static"), ("b", "fp32")]
     merge_and_write(path, [dataclasses.replace(_row("a", 4.5), variant="int8-static")])  # whole model replaced
     assert [(r.model, r.variant) for r in read_rows(path)] == [("a", "int8-static"), ("b", "fp32")]
+
+
+@pytest.mark.parametrize("images_at_once", [1, 10])
+def test_every_serving_label_reads_back_to_its_mode_so_a_record_from_before_schema_8_keeps_its_rows(images_at_once):
+    from harness.results import serving_mode_of
+
+    target = TargetProfile.from_flat("t", threads=1, images_at_once=images_at_once, serving=("batched", "concurrent", "http"))
+    modes = target.scenario.row_modes
+    assert len(modes) == 5 and [serving_mode_of(target.scenario.serving_label(m)) for m in modes] == list(modes)
+
+
+def test_a_row_is_keyed_by_its_serving_mode_not_by_the_label_shown(tmp_path):
+    old = dataclasses.replace(_row("m", 1.0), serving="batch of 10", serving_mode="")  # before schema 8: the label alone
+    assert old.serving_mode == "" and old.key.serving == "batched"
+    reworded = dataclasses.replace(old, serving="10 images per call", serving_mode="batched")  # a label reworded later
+    assert reworded.key == old.key
+    path = tmp_path / "t.csv"
+    merge_and_write(path, [old])
+    merge_and_write(path, [dataclasses.replace(reworded, p50_ms=2.0)], only_rows=True)
+    rows = read_rows(path)
+    assert len(rows) == 1 and rows[0].p50_ms == 2.0 and rows[0].serving == "10 images per call"

@@ -26,7 +26,7 @@ from harness.bench.rows import model_rows
 from harness.cache import file_sha256
 from harness.measure.pairing import paired_ratios, spread_pct
 from harness.gate.side_runtime import side_runtime
-from harness.results import ResultRow, RowKey, row_key
+from harness.results import ResultRow, RowKey
 from harness.runners.local import Runner
 from harness.runners import make_runner
 from harness.spec import Suite
@@ -53,7 +53,7 @@ class BenchRun:
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
             {"model": r.model, "variant": r.variant, "serving": r.serving, "backend": r.backend, "measured_at": r.measured_at,
-             "per_process_latencies_ms": [list(p) for p in self.raw_latencies_ms.get(row_key(r), ())]}
+             "per_process_latencies_ms": [list(p) for p in self.raw_latencies_ms.get(r.key, ())]}
             for r in [*self.rows, *self.partner_rows.values()]]})
 
 
@@ -95,14 +95,14 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
         rows: list[ResultRow] = []
         for model in prepared:
             rows += model_rows(plan, model, by_model.get(model.spec.name, {}))
-        partner_rows = {(p.ab_partner_of, r.variant, r.serving, r.backend): r for p in partners
+        partner_rows = {r.key._replace(model=p.ab_partner_of): r for p in partners
                         for r in model_rows(plan, p, by_model[p.spec.name])}
     raw, references = {}, []
     for measured in {id(m): m for m in by_model.values()}.values():  # groups share one dict: each child counted once
         for key, (measurement, _) in measured.items():
             if key[0] != FLOOR:
                 backend, variant = split_run(key[1])
-                raw[(key[0], variant, target.scenario.serving_label(key[2]), backend)] = measurement.per_process_latencies_ms
+                raw[RowKey(key[0], variant, key[2], backend)] = measurement.per_process_latencies_ms
                 references += measurement.per_process_reference_ms
     paired = {}
     for p in partners:
@@ -111,7 +111,7 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
             ratios = paired_ratios(measurement, mine[0]) if mine and not (measurement.error or mine[0].error) else None
             if ratios is not None:
                 backend, plain = split_run(variant)
-                paired[(p.ab_partner_of, plain, target.scenario.serving_label(serving), backend)] = ratios
+                paired[RowKey(p.ab_partner_of, plain, serving, backend)] = ratios
     files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
              if split_run(r)[1] in m.made}
     return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained, plan.notes, files)

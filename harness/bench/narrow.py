@@ -90,7 +90,7 @@ class Narrowing:
                                    f"not under --backend {' '.join(self.backends)}")
 
     def selects(self, key: RowKey, target: TargetProfile) -> bool:
-        """Whether a recorded row (model, variant, serving label, backend) is one this narrowed run looks at."""
+        """Whether a recorded row (model, variant, serving mode, backend) is one this narrowed run looks at."""
         model, variant, serving, backend = key
         if backend not in target.scenario.backends:
             return False
@@ -102,10 +102,5 @@ class Narrowing:
         if self.backends and backend not in self.backends and not reference:
             return False
         if self.serving:
-            labels = {target.scenario.serving_label(m) for m in target.scenario.row_modes if _mode_of(m) in self.serving}
-            return serving in labels
+            return ("http" if serving.startswith("http-") else serving) in self.serving  # "http" names its three loads
         return True
-
-
-def _mode_of(row_mode: str) -> str:
-    return "http" if row_mode.startswith("http-") else row_mode

@@ -16,7 +16,7 @@ from harness.export import ExportedModel
 from harness.measure.figures import CHILD_FIGURES
 from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
-from harness.results import ResultRow, joined, row_key
+from harness.results import ResultRow, joined
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant
 
@@ -30,7 +30,7 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: 
     backend, variant = split_run(run)
     fields = {f.name: None for f in dataclasses.fields(ResultRow)}
     fields.update(
-        target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving),
+        target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving), serving_mode=serving,
         status=status, verdict="not measured", flags="", recipe="", nodes_in_float_names="",
         threads=target.device.threads, quality_metric=plan.task.quality_metric, per_class_pct="",
         images_at_once=target.scenario.images_at_once, cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
@@ -119,7 +119,7 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
             pairs.append((row, predictions))
             fp32 = measured.get((spec.name, "fp32", serving))
             if fp32 is not None and not measurement.error and not fp32[0].error:
-                speedups[row_key(row)] = paired_speedup(fp32[0], measurement)
+                speedups[row.key] = paired_speedup(fp32[0], measurement)
     return compare_with_fp32(pairs, plan, speedups)
 
 
@@ -129,14 +129,14 @@ def compare_with_fp32(pairs: list[tuple[ResultRow, Path | None]], plan: BenchPla
 
     The speed ratio is paired (blocks of the same lockstep cycle) where the children ran in lockstep;
     otherwise the ratio of the pooled p50s."""
-    references = {row.serving: (row, pred) for row, pred in pairs if row.variant == "fp32" and row.on_reference_backend}
+    references = {row.mode: (row, pred) for row, pred in pairs if row.variant == "fp32" and row.on_reference_backend}
     paired_speedups = paired_speedups or {}
     out = []
     for row, pred_path in pairs:
-        reference, reference_pred = references.get(row.serving, (None, None))
+        reference, reference_pred = references.get(row.mode, (None, None))
         changes, flags = {}, []
         if reference is not None and row.p50_ms and reference.p50_ms:
-            speedup = paired_speedups.get(row_key(row)) or reference.p50_ms / row.p50_ms
+            speedup = paired_speedups.get(row.key) or reference.p50_ms / row.p50_ms
             changes["speedup_vs_fp32"] = speedup
             if (row.variant != "fp32" or not row.on_reference_backend) and speedup < 1:
                 against = "fp32" if row.on_reference_backend else "onnxruntime fp32"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
 from harness.backends import NOT_ON_THIS_CPU
-from harness.results import ResultRow, RowKey, damaged_fields, row_key
+from harness.results import ResultRow, RowKey, damaged_fields
 from harness.targets import TargetProfile
 
 PASS, FAIL, NEW = "pass", "fail", "new"
@@ -30,17 +30,24 @@ class RowCheck:
     reasons: tuple[str, ...]  # why it failed
     notes: tuple[str, ...]  # what a reader should know, e.g. latency not gated
     latency: LatencyVerdict | None = None
+    serving_label: str = ""  # how the row's serving mode reads ("batch of 10"): text only, never a key
+
+    @property
+    def shown(self) -> tuple[str, str, str, str]:
+        """model, variant, serving as it reads, backend."""
+        return self.key.model, self.key.variant, self.serving_label or self.key.serving, self.key.backend
 
     def as_dict(self) -> dict:
-        return {"model": self.key[0], "variant": self.key[1], "serving": self.key[2], "backend": self.key[3], "outcome": self.outcome,
-                "reasons": list(self.reasons), "notes": list(self.notes),
+        model, variant, serving, backend = self.shown
+        return {"model": model, "variant": variant, "serving": serving, "serving_mode": self.key.serving,
+                "backend": backend, "outcome": self.outcome, "reasons": list(self.reasons), "notes": list(self.notes),
                 "latency": self.latency.as_dict() if self.latency else None}
 
 
 @dataclass(frozen=True)
 class GateReport:
     checks: tuple[RowCheck, ...]
-    missing: tuple[tuple[str, str, str], ...]  # recorded rows of this run's models that the run did not produce
+    missing: tuple[RowKey, ...]  # recorded rows of this run's models that the run did not produce
 
     @property
     def failed(self) -> list[RowCheck]:
@@ -51,8 +58,13 @@ class GateReport:
         return not self.failed
 
     host_noise: str = ""  # how much the host wandered in this run, in words
-    not_looked_at: tuple[tuple[str, str, str], ...] = ()  # recorded rows a narrowed run (--model ...) left out
+    not_looked_at: tuple[RowKey, ...] = ()  # recorded rows a narrowed run (--model ...) left out
     narrowed: str = ""  # the command line's filters, in words
+    labels: dict = field(default_factory=dict)  # RowKey -> its serving label, for the rows shown by key only
+
+    def shown(self, key: RowKey) -> tuple[str, str, str, str]:
+        """A recorded row's key as it reads: model, variant, serving label, backend."""
+        return key.model, key.variant, self.labels.get(key, key.serving), key.backend
 
     def latency_counts(self) -> dict[str, int]:
         methods = [c.latency.method for c in self.checks if c.latency is not None]
@@ -85,8 +97,9 @@ class GateReport:
     def to_json(self) -> str:
         return json.dumps({"passed": self.passed, "summary_counts": self.latency_counts(), "host_noise": self.host_noise,
                            "rows": [c.as_dict() for c in self.checks],
-                           "missing": [list(key) for key in self.missing],
-                           "not_looked_at": [list(key) for key in self.not_looked_at], "narrowed": self.narrowed}, indent=1)
+                           "missing": [list(self.shown(key)) for key in self.missing],
+                           "not_looked_at": [list(self.shown(key)) for key in self.not_looked_at], "narrowed": self.narrowed},
+                          indent=1)
 
 
 def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, partner: ResultRow | None = None,
@@ -99,7 +112,7 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
                        f"or re-record with harness bench --update")
         old = None
     if new.status.startswith(NOT_ON_THIS_CPU):  # this machine cannot run it (bf16 without bf16): nothing to gate
-        return RowCheck(row_key(new), PASS, (), (new.status,), judge(new, None, None, target.gate, None))
+        return RowCheck(new.key, PASS, (), (new.status,), judge(new, None, None, target.gate, None), new.serving)
     if new.status != "ok":
         reasons.append(f"not measured: {new.status}")
     elif new.verdict != "fits":
@@ -130,8 +143,8 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
         reasons = []
     if old is None and not damage:
         outcome = FAIL if reasons else (PASS if latency.gated else NEW)
-        return RowCheck(row_key(new), outcome, tuple(reasons), tuple(notes) + ("no recorded row",), latency)
-    return RowCheck(row_key(new), FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency)
+        return RowCheck(new.key, outcome, tuple(reasons), tuple(notes) + ("no recorded row",), latency, new.serving)
+    return RowCheck(new.key, FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency, new.serving)
 
 
 def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
@@ -165,23 +178,24 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
 
     `paired`: PairedRatios of a row against its partner, by row key, where both ran in lockstep. `looked_at`:
     for a narrowed run, whether a recorded row's key is one the run meant to measure."""
-    by_key, partners, model_notes = {row_key(r): r for r in recorded}, partners or {}, model_notes or {}
+    by_key, partners, model_notes = {r.key: r for r in recorded}, partners or {}, model_notes or {}
     paired, explained = paired or {}, explained or {}
     checks = []
     for r in new_rows:
-        check = check_row(r, by_key.get(row_key(r)), target, partners.get(row_key(r)), strict, paired.get(row_key(r)),
+        check = check_row(r, by_key.get(r.key), target, partners.get(r.key), strict, paired.get(r.key),
                           explained.get((r.model, r.variant), ""))
         if r.model in model_notes:
             check = dataclasses.replace(check, notes=check.notes + (f"A/B: {model_notes[r.model]}",))
-        if row_key(r) in lost and row_key(r) not in by_key:  # a damaged record must not turn its rows into "new" ones
+        if r.key in lost and r.key not in by_key:  # a damaged record must not turn its rows into "new" ones
             check = dataclasses.replace(check, outcome=FAIL, reasons=check.reasons + (
                 "this row is in the committed record (git HEAD) but missing from the record file: restore the file "
                 "from git, or re-record with --update",))
         checks.append(check)
     checks = tuple(checks)
-    produced = {row_key(r) for r in new_rows}
+    produced = {r.key for r in new_rows}
     models = {r.model for r in new_rows}
     wanted = looked_at or (lambda key: True)
     missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced and wanted(k)))
     skipped = tuple(sorted(k for k in by_key if k not in produced and (not wanted(k) or k[0] not in models)))
-    return GateReport(checks, missing, host_noise, skipped if narrowed else (), narrowed)
+    return GateReport(checks, missing, host_noise, skipped if narrowed else (), narrowed,
+                      {r.key: r.serving for r in recorded})

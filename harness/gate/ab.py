@@ -48,7 +48,8 @@ def current_commit(suite_path: Path) -> str:
 
 
 def committed_keys(record_path: Path) -> set[RowKey]:
-    """row_key (model, variant, serving, backend) of every row in the committed version (HEAD) of a record; empty outside git."""
+    """The key (model, variant, serving mode, backend) of every row in the committed version (HEAD) of a record; empty
+    outside git."""
     import csv
 
     root = repo_root(record_path)

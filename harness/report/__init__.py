@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.report.figures import TargetResults, measured_rows, pareto_front, trade_off_figure, variants_figure
-from harness.results import shown_cell, read_rows, row_key
+from harness.results import shown_cell, read_rows
 
 TABLE_COLUMNS = (("model", "model"), ("variant", "variant"), ("serving", "serving"), ("backend", "backend"),
                  ("file_mb", "file MB"),
@@ -54,7 +54,7 @@ def _png_data_uri(path: Path) -> str:
 
 def _table_html(results: TargetResults) -> str:
     rows = measured_rows(results.rows)
-    front_keys = {row_key(rows[i]) for i in pareto_front([(r.p50_ms, r.quality_pct) for r in rows])}
+    front_keys = {rows[i].key for i in pareto_front([(r.p50_ms, r.quality_pct) for r in rows])}
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in TABLE_COLUMNS) + "<th>frontier</th>"
     body = []
     for r in results.rows:
@@ -62,7 +62,7 @@ def _table_html(results: TargetResults) -> str:
         for name, _ in TABLE_COLUMNS:
             value = shown_cell(name, getattr(r, name))
             cells.append(f"<td>{html.escape(value) if value else 'not measured'}</td>")
-        on_front = "yes" if row_key(r) in front_keys else ""
+        on_front = "yes" if r.key in front_keys else ""
         css = "fits" if r.verdict == "fits" else "over"
         body.append(f"<tr class='{css}'>{''.join(cells)}<td>{on_front}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends import run_name
-from harness.results import ResultRow, row_key
+from harness.results import ResultRow
 from harness.targets import TargetProfile
 
 VARIANT_COLOURS = {"fp32": "#1f77b4", "int8-static": "#2ca02c", "int8-dynamic": "#ff7f0e", "fp16": "#9467bd",
@@ -192,7 +192,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
     rows = sorted((r for r in results.rows if r.model == model),
                   key=lambda r: (order.index(r.variant) if r.variant in order else len(order), r.serving,
                                  not r.on_reference_backend, r.backend))
-    baseline = {row_key(r): r for r in results.baseline or ()}
+    baseline = {r.key: r for r in results.baseline or ()}
     labels = [f"{run_label(r)}\n{r.serving}" for r in rows]
     quantities = (("file_mb", "file, MB"), ("p50_ms", "p50 latency, ms"), ("model_mb", "model memory, MB"),
                   ("quality_pct", f"{rows[0].quality_metric if rows else 'quality'}, %"))
@@ -213,7 +213,7 @@ def variants_figure(results: TargetResults, model: str, out: Path) -> Path:
         if name == "model_mb" and profile is not None and profile.budgets.memory_quantity == "model" and profile.budgets.memory_budget_mb:
             ax.axhline(profile.budgets.memory_budget_mb, color="#d62728", lw=1, label=f"budget {profile.budgets.memory_budget_mb:g} MB")
             ax.legend(fontsize=7, loc="lower right")
-        old = [getattr(baseline[row_key(r)], name) if row_key(r) in baseline else None for r in rows]
+        old = [getattr(baseline[r.key], name) if r.key in baseline else None for r in rows]
         if any(v is not None for v in old):
             ax.bar(positions, [v or 0.0 for v in old], fill=False, edgecolor="black", ls="--", lw=1,
                    label="committed baseline")

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from harness.export import ExportedModel
 from harness.gate.decide import UNSTABLE_SPREAD_PCT, unstable
-from harness.results import ResultRow, shown_cell, row_key, split_floats
+from harness.results import ResultRow, shown_cell, split_floats
 from harness.targets import TargetProfile
 
 NOT_MEASURED = "[dim]n/a[/dim]"
@@ -201,9 +201,9 @@ def gate_table(report, record_path) -> Table:
     for check in report.checks:
         colour = {"pass": "green", "fail": "red", "new": "yellow"}[check.outcome]
         why = plain(*check.reasons) + [f"[dim]{escape(n)}[/dim]" for n in check.notes]
-        table.add_row(*plain(*check.key), f"[{colour}]{check.outcome}[/{colour}]", "\n".join(why))
+        table.add_row(*plain(*check.shown), f"[{colour}]{check.outcome}[/{colour}]", "\n".join(why))
     for key in report.missing:
-        table.add_row(*plain(*key), "[yellow]missing[/yellow]", "recorded, but this run did not produce it")
+        table.add_row(*plain(*report.shown(key)), "[yellow]missing[/yellow]", "recorded, but this run did not produce it")
     return table
 
 
@@ -214,7 +214,7 @@ COMPARED = (("file_mb", "file MB"), ("params_in_graph", "params"), ("p50_ms", "p
 def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new_name: str) -> Table:
     table = Table("model", "variant", "serving", "quantity", old_name, new_name, "change",
                   title=escape(f"{old_name} → {new_name}"), title_justify="left")
-    old_rows, new_rows = {row_key(r): r for r in old}, {row_key(r): r for r in new}
+    old_rows, new_rows = {r.key: r for r in old}, {r.key: r for r in new}
     for key in sorted(set(old_rows) | set(new_rows)):
         a, b = old_rows.get(key), new_rows.get(key)
         if a is None or b is None:

@@ -32,7 +32,7 @@ def markdown_summary(target: TargetProfile, rows: list[ResultRow], report, recor
             line[-1] = f"{row.verdict}: {row.status}"
     parts = [f"## harness bench --target {target.name}", "", _table([h for _, h in RESULT_COLUMNS], results), ""]
     if record_path is not None:
-        decisions = [[*c.key, c.outcome, "; ".join(c.reasons) or "; ".join(c.notes[:1])] for c in report.checks]
+        decisions = [[*c.shown, c.outcome, "; ".join(c.reasons) or "; ".join(c.notes[:1])] for c in report.checks]
         parts += [f"### gate against {record_path}", "", _table(["model", "variant", "serving", "backend", "outcome", "why"], decisions),
                   "", f"**{report.summary(target.name)}**", ""]
     else:
