@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.gate import check_row, run_gate
+from harness.gate import Scope, check_row, run_gate
 from harness.results import ResultRow, read_rows, rows_to_csv_text
 from harness.spec import ASSETS_DIR
 from harness.targets import TargetProfile
@@ -289,8 +289,8 @@ def test_a_narrowed_run_counts_every_recorded_row_it_did_not_look_at(record):
     other_suite = dataclasses.replace(record[0], model="pspnet_resnet18_other_suite")
     skipped_variant = dataclasses.replace(record[0], variant="fp16")
     wanted = lambda key: key[1] != "fp16"  # noqa: E731  (as Narrowing.selects for --variant int8-static)
-    report = run_gate(record[:1], [*record, other_suite, skipped_variant], TARGET, looked_at=wanted,
-                      narrowed="--variant int8-static")
+    report = run_gate(record[:1], [*record, other_suite, skipped_variant], TARGET,
+                      scope=Scope(looked_at=wanted, narrowed="--variant int8-static"))
     assert sorted(k[0] for k in report.not_looked_at) == sorted([record[0].model, "pspnet_resnet18_other_suite"])
     assert report.missing == (("tiny_unet", "int8-static", "batched", "onnxruntime"),)  # meant to be measured, and was not
     assert "2 recorded rows not looked at (--variant int8-static)" in report.summary("watch")

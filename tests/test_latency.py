@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.gate.decide import FASTER, NO_CHANGE, SLOWER, UNDECIDED, decide_paired
-from harness.gate import check_row, run_gate
+from harness.gate import Evidence, check_row, run_gate
 from harness.gate.latency import configuration_changes
 from harness.measure.measurement import Measurement, failed
 from harness.measure.pairing import PairedRatios, paired_ratios, paired_speedup
@@ -75,8 +75,8 @@ def test_paired_ab_fails_a_real_slowdown_passes_noise_and_says_undecided(record)
     assert "undecided: host too noisy (±" in noisy.latency.notes[0]
     strict = check_row(new, record[1], WATCH, partner, strict=True, paired=_paired([1.02, 0.90, 1.15, 0.97, 1.12]))
     assert strict.outcome == "fail" and strict.reasons[-1].startswith("latency undecided (--strict)")
-    report = run_gate([new], [record[1]], WATCH, {("tiny_unet", "int8-static", "batched", "onnxruntime"): partner},
-                      paired={("tiny_unet", "int8-static", "batched", "onnxruntime"): _paired([1.02, 0.90, 1.15, 0.97, 1.12])})
+    key = ("tiny_unet", "int8-static", "batched", "onnxruntime")
+    report = run_gate([new], [record[1]], WATCH, Evidence({key: partner}, paired={key: _paired([1.02, 0.90, 1.15, 0.97, 1.12])}))
     assert "(1 undecided: host too noisy)" in report.summary("watch")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.gate import Evidence
 from harness.gate.ab import Baselines
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
@@ -42,11 +43,7 @@ class BenchRun:
 
     rows: list[ResultRow]
     raw_latencies_ms: dict[RowKey, tuple[tuple[float, ...], ...]]  # row key -> one tuple per process
-    partner_rows: dict[RowKey, ResultRow] = field(default_factory=dict)  # A/B: the recorded version, by row key
-    ab_notes: dict[str, str] = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
-    paired: dict = field(default_factory=dict)  # row key -> PairedRatios against its A/B partner (lockstep)
-    host_noise: str = ""  # how much the host wandered during this run, in words
-    explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference from the record is not a change
+    evidence: Evidence = field(default_factory=Evidence)  # the A/B partners and their paired ratios, for the gate
     notes: tuple[str, ...] = ()  # what the plan left out and why (an optional backend not installed)
     files: dict = field(default_factory=dict)  # (model, run name) -> the measured file (in the cache): for --profile
 
@@ -54,7 +51,7 @@ class BenchRun:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
             {"model": r.model, "variant": r.variant, "serving": r.serving, "backend": r.backend, "measured_at": r.measured_at,
              "per_process_latencies_ms": [list(p) for p in self.raw_latencies_ms.get(r.key, ())]}
-            for r in [*self.rows, *self.partner_rows.values()]]})
+            for r in [*self.rows, *self.evidence.partner_rows.values()]]})
 
 
 def run_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs, console=None,
@@ -114,7 +111,7 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
                 paired[RowKey(p.ab_partner_of, plain, serving, backend)] = ratios
     files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
              if split_run(r)[1] in m.made}
-    return BenchRun(rows, raw, partner_rows, ab_notes, paired, host_noise(references), explained, plan.notes, files)
+    return BenchRun(rows, raw, Evidence(partner_rows, ab_notes, paired, host_noise(references), explained), plan.notes, files)
 
 
 def host_noise(references_ms: list[float]) -> str:

@@ -6,6 +6,7 @@ decisions back.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,13 +114,13 @@ class BenchPipeline:
     def gate(self, run, latest: Path | None = None):
         """The gate's decisions on this run: budgets always, the record's rows when there is one to compare with."""
         from harness.files import write_text_atomic
-        from harness.gate import run_gate
+        from harness.gate import Scope, run_gate
 
         compare, full = self.comparing, self.full_target or self.target
-        report = run_gate(run.rows, (self.record.rows or []) if compare else [], self.target, run.partner_rows,
-                          self.strict, run.ab_notes if compare else None, self.record.lost if compare else frozenset(),
-                          run.paired, run.host_noise, run.explained,
-                          looked_at=lambda key: self.narrowing.selects(key, full), narrowed=self.narrowing.describe())
+        evidence = run.evidence if compare else dataclasses.replace(run.evidence, ab_notes={})
+        scope = Scope(self.strict, self.record.lost if compare else frozenset(),
+                      lambda key: self.narrowing.selects(key, full), self.narrowing.describe())
+        report = run_gate(run.rows, (self.record.rows or []) if compare else [], self.target, evidence, scope)
         if latest is not None:
             write_text_atomic(latest.with_suffix(".gate.json"), report.to_json())
         return report

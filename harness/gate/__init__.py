@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
 from harness.backends import NOT_ON_THIS_CPU
@@ -169,21 +170,38 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
     return reasons
 
 
-def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: TargetProfile,
-             partners: dict[tuple[str, str, str], ResultRow] | None = None, strict: bool = False,
-             model_notes: dict[str, str] | None = None, lost: set[tuple[str, str, str]] = frozenset(),
-             paired: dict | None = None, host_noise: str = "", explained: dict | None = None,
-             looked_at=None, narrowed: str = "") -> GateReport:
-    """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any.
+@dataclass(frozen=True)
+class Evidence:
+    """What a run measured beside its rows that the gate weighs: each changed model's recorded version, measured in
+    the same run, with the paired ratios of their lockstep blocks."""
 
-    `paired`: PairedRatios of a row against its partner, by row key, where both ran in lockstep. `looked_at`:
-    for a narrowed run, whether a recorded row's key is one the run meant to measure."""
-    by_key, partners, model_notes = {r.key: r for r in recorded}, partners or {}, model_notes or {}
-    paired, explained = paired or {}, explained or {}
+    partner_rows: dict = field(default_factory=dict)  # RowKey -> the recorded version's row, keyed like this run's
+    ab_notes: dict = field(default_factory=dict)  # model -> why it had no A/B partner, or how it was chosen
+    paired: dict = field(default_factory=dict)  # RowKey -> PairedRatios against its A/B partner
+    host_noise: str = ""  # how much the host wandered during the run, in words
+    explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference is not a change
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How strictly, and over which recorded rows, a run is judged."""
+
+    strict: bool = False  # also fail a row whose latency could not be gated or stayed undecided
+    lost: frozenset = frozenset()  # keys in the committed record (git HEAD) missing from the record file
+    looked_at: Callable[[RowKey], bool] | None = None  # a narrowed run: the recorded rows it meant to measure
+    narrowed: str = ""  # the command line's filters, in words
+
+
+def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: TargetProfile,
+             evidence: Evidence = Evidence(), scope: Scope = Scope()) -> GateReport:
+    """Every row of the run against its recorded row, and against its A/B partner (keyed like the row) if any."""
+    partners, model_notes, paired = evidence.partner_rows, evidence.ab_notes, evidence.paired
+    strict, lost, looked_at, narrowed = scope.strict, scope.lost, scope.looked_at, scope.narrowed
+    by_key = {r.key: r for r in recorded}
     checks = []
     for r in new_rows:
         check = check_row(r, by_key.get(r.key), target, partners.get(r.key), strict, paired.get(r.key),
-                          explained.get((r.model, r.variant), ""))
+                          evidence.explained.get((r.model, r.variant), ""))
         if r.model in model_notes:
             check = dataclasses.replace(check, notes=check.notes + (f"A/B: {model_notes[r.model]}",))
         if r.key in lost and r.key not in by_key:  # a damaged record must not turn its rows into "new" ones
@@ -197,5 +215,5 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
     wanted = looked_at or (lambda key: True)
     missing = tuple(sorted(k for k in by_key if k[0] in models and k not in produced and wanted(k)))
     skipped = tuple(sorted(k for k in by_key if k not in produced and (not wanted(k) or k[0] not in models)))
-    return GateReport(checks, missing, host_noise, skipped if narrowed else (), narrowed,
+    return GateReport(checks, missing, evidence.host_noise, skipped if narrowed else (), narrowed,
                       {r.key: r.serving for r in recorded})
