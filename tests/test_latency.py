@@ -10,7 +10,7 @@ import pytest
 
 from harness.gate.decide import FASTER, NO_CHANGE, SLOWER, UNDECIDED, decide_paired
 from harness.gate import Evidence, check_row, run_gate
-from harness.gate.latency import configuration_changes
+from harness.gate.latency import CONFIGURATION_FIELDS, configuration_changes, configuration_now
 from harness.measure.measurement import Measurement, failed
 from harness.measure.pairing import PairedRatios, paired_ratios, paired_speedup
 from harness.results import read_rows
@@ -154,3 +154,21 @@ def test_a_hand_edited_record_with_a_zero_p50_is_a_damaged_record_not_a_comparis
 def test_every_kind_of_damaged_record_row_is_reported(record, damage):
     check = check_row(_row(record[1], [2.0, 2.01, 1.99]), dataclasses.replace(record[1], **damage), WATCH)
     assert check.outcome == "fail" and "damaged" in check.reasons[0] and next(iter(damage)) in check.reasons[0]
+
+
+def test_what_triggers_an_ab_is_the_list_the_gate_judges_latency_by(record):
+    """One list of what changes latency: a field the gate would call a change is one the A/B looks for (the file
+    per variant, the backend's release per backend, every other field from the target and the machine)."""
+    from harness.gate.ab import Baselines
+
+    now = configuration_now(WATCH, record[0].ort_version)
+    assert set(now) | {"onnx_sha256", "backend_version"} == set(CONFIGURATION_FIELDS)
+    baselines = Baselines(Path("suite.toml"), record)
+    assert baselines.changes("tiny_unet", {}, now)[0] == []  # the record's own configuration: nothing to A/B
+    for field, value in (("threads", 4), ("images_at_once", 10), ("ort_version", "0.0.1")):
+        kinds, said = baselines.changes("tiny_unet", {}, {**now, field: value})
+        assert kinds == ["runtime" if field == "ort_version" else "options"], (field, said)
+    upgraded = [dataclasses.replace(record[1], backend="openvino", backend_version="2026.3.0")]
+    kinds, said = Baselines(Path("suite.toml"), [*record, *upgraded]).changes("tiny_unet", {}, now, {"openvino": "2026.4.1"})
+    assert kinds == ["runtime"] and "recorded with openvino 2026.3.0, installed 2026.4.1" in said
+    assert Baselines(Path("suite.toml"), [*record, *upgraded]).changes("tiny_unet", {}, now, {"openvino": "2026.3.0"})[0] == []

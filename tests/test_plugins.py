@@ -63,3 +63,51 @@ def test_a_registered_plugin_whose_module_is_broken_is_named_not_a_traceback(tmp
                    "--results-dir", str(tmp_path / "results"), env={"PYTHONPATH": str(broken)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "backend 'broken' is registered but its module cannot be imported" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_release_in_the_same_run(tmp_path, tiny_suite):
+    """As an onnxruntime upgrade is: the record's release of the plugin's runtime (onnx) in a side environment,
+    in lockstep beside today's."""
+    import json
+
+    import onnx
+
+    from test_side_runtime import _previous_release
+
+    if _previous_release() is None:  # the index cannot be read: no older release can be installed
+        if os.environ.get("HARNESS_REQUIRE_INDEX"):
+            pytest.fail("the package index cannot be read, so no earlier onnx release can be installed")
+        pytest.skip("the package index cannot be read")
+    previous = "1.22.0"
+    target = tmp_path / "plug.toml"
+    target.write_text(FAST_TARGET + 'variants = ["fp32"]\nbackends = ["onnxruntime", "numpy-reference"]\n'
+                      'processes = 1\ngate_ab_processes = 3\ngate_ab_max_processes = 3\n')
+    results = tmp_path / "results"
+    args = ("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    assert run_cli(*args, "--update", env=_with_plugins()).returncode == 0
+    record = results / "plug.csv"
+    rows = list(csv.DictReader(record.open(newline="")))
+    for row in rows:
+        if row["backend"] == "numpy-reference":
+            row["backend_version"] = previous  # as if recorded under the previous onnx
+    with record.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    run = run_cli(*args, env=_with_plugins())
+    assert run.returncode in (0, 1), run.stderr  # a real difference between the releases may fail: that is the point
+    gate = {(r["variant"], r["backend"]): r for r in json.loads((results / "latest" / "plug.gate.json").read_text())["rows"]}
+    plugin = gate[("fp32", "numpy-reference")]
+    assert plugin["latency"]["method"] == "A/B", plugin
+    notes = " ".join(plugin["latency"]["notes"] + plugin["notes"])
+    assert f"numpy-reference {previous} against {onnx.__version__}" in notes
+    assert f"recorded with numpy-reference {previous}, installed {onnx.__version__}" in notes
+    raw = json.loads((results / "latest" / "plug.raw.json").read_text())
+    assert {r["model"] for r in raw["rows"]} == {"tiny_unet", "tiny_unet@recorded"}
+    # without the upgrade (the record's release is today's) nothing is A/B'd: no false alarm, no side environment
+    assert run_cli(*args, "--update", env=_with_plugins()).returncode == 0
+    again = run_cli(*args, env=_with_plugins())
+    assert again.returncode == 0, again.stderr
+    gate = {(r["variant"], r["backend"]): r for r in json.loads((results / "latest" / "plug.gate.json").read_text())["rows"]}
+    assert gate[("fp32", "numpy-reference")]["latency"]["method"] == "unchanged"

@@ -97,6 +97,17 @@ def missing_extra(backend: str) -> str | None:
     return None
 
 
+def installed_version(backend: str) -> str | None:
+    """The installed release of the backend's runtime (its module's PACKAGE), as its rows' backend_version reads."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = getattr(backend_module(backend), "PACKAGE", "")
+    try:
+        return version(package) if package else None
+    except PackageNotFoundError:
+        return None
+
+
 def requested_precision(backend: str, variant_precision: str) -> str:
     """The precision a child asks its backend for: the reference runtime runs the file as it is, the others are told
     the variant's (OpenVINO's CPU plugin otherwise picks bf16 on a CPU that has it)."""

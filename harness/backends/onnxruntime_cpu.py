@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+PACKAGE = "onnxruntime"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".onnx"  # the files it runs as they are
 
 

@@ -13,6 +13,7 @@ import time
 
 from harness.backends import NOT_ON_THIS_CPU, BackendRefused
 
+PACKAGE = "openvino"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".onnx"  # the files it runs as they are
 
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16"}

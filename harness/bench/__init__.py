@@ -18,8 +18,10 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.backends import DEFAULT_BACKEND, backend_module, installed_version
 from harness.gate import Evidence
 from harness.gate.ab import Baselines
+from harness.gate.latency import configuration_now
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.rounds import FLOOR, measure_groups
@@ -128,13 +130,11 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
     """The recorded configuration of each model whose latency inputs changed, ready to measure beside it; notes;
     and the (model, variant) files whose difference from the record this machine explains."""
     partners, notes, explained = [], {}, {}
-    runtime = {"ort_version": plan.machine.ort_version, "threads": plan.target.device.threads,
-               "cpu_mem_arena": plan.target.runtime.enable_cpu_mem_arena,
-               "mem_pattern": plan.target.runtime.enable_mem_pattern,
-               "allow_spinning": plan.target.runtime.allow_spinning, "images_at_once": plan.target.scenario.images_at_once}
+    runtime = configuration_now(plan.target, plan.machine.ort_version)
+    installed = {b: installed_version(b) for b in plan.backends if b != DEFAULT_BACKEND}
     for model in models:
         name = model.spec.name
-        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime)
+        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime, installed)
         notes[name] = why
         if not kinds:
             continue
@@ -145,8 +145,10 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
             continue
         if "runtime" in kinds:
             recorded = baselines.recorded[name]
-            say(f"side environment for onnxruntime {recorded.ort_version}")
-            side = side_runtime(recorded.ort_version, recorded.numpy_version)
+            pins = {backend_module(DEFAULT_BACKEND).PACKAGE: recorded.ort_version or plan.machine.ort_version,
+                    **{backend_module(b).PACKAGE: old for b, (old, _) in baselines.upgraded(name, installed).items()}}
+            say(f"side environment for {', '.join(f'{p} {v}' for p, v in pins.items())}")
+            side = side_runtime(pins, recorded.numpy_version)
             if side.python is None:
                 notes[name] = f"{why}; {side.reason}: no A/B"
                 continue

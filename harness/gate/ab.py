@@ -81,14 +81,19 @@ class Baselines:
         in_children = [r for r in ort if not r.served] or ort
         self.recorded = {r.model: r for r in in_children if r.variant == "fp32"} or {r.model: r for r in in_children or recorded}
         self.by_variant = {(r.model, r.variant): r.onnx_sha256 for r in recorded if r.status == "ok"}
+        # another backend's runtime release, as its rows recorded it: an upgrade is A/B'd like onnxruntime's
+        self.backend_versions = {(r.model, r.runtime): r.backend_version for r in recorded
+                                 if r.status == "ok" and not r.on_reference_backend and r.backend_version}
         self.root = repo_root(self.suite_path)
 
-    def changes(self, name: str, files: dict[str, str], runtime: dict) -> tuple[list[str], str]:
+    def changes(self, name: str, files: dict[str, str], runtime: dict,
+                installed: dict[str, str | None] | None = None) -> tuple[list[str], str]:
         """What changed since the record for model `name` that can change its latency, and how that reads.
 
         `files`: variant -> sha256 of the file made now; `runtime`: the recorded row's configuration fields
-        (ort_version, threads, cpu_mem_arena, mem_pattern, allow_spinning, images_at_once) as they are now.
-        Kinds: "files" (the export or any variant's file), "runtime" (onnxruntime release), "options".
+        (ort_version, threads, cpu_mem_arena, mem_pattern, allow_spinning, images_at_once) as they are now;
+        `installed`: another backend -> its runtime's release now. Kinds: "files" (the export or any variant's
+        file), "runtime" (onnxruntime's or another backend's release), "options".
         """
         if self.against:
             return ["files"], f"A/B against {self.against}"
@@ -106,12 +111,20 @@ class Baselines:
         if row.ort_version and runtime.get("ort_version") and row.ort_version != runtime["ort_version"]:
             kinds.append("runtime")
             said.append(f"recorded with onnxruntime {row.ort_version}, installed {runtime['ort_version']}")
+        for backend, (recorded, now) in self.upgraded(name, installed or {}).items():
+            kinds.append("runtime")
+            said.append(f"recorded with {backend} {recorded}, installed {now}")
         options = [f"{k} {getattr(row, k)} → {v}" for k, v in runtime.items()
                    if k != "ort_version" and getattr(row, k, None) is not None and getattr(row, k) != v]
         if options:
             kinds.append("options")
             said.append("session options changed since the record (" + ", ".join(options) + ")")
         return kinds, "; ".join(said) or "file, runtime and session options unchanged since the record"
+
+    def upgraded(self, name: str, installed: dict[str, str | None]) -> dict[str, tuple[str, str]]:
+        """Another backend whose runtime release differs from the one `name`'s rows recorded: (recorded, installed)."""
+        return {backend: (recorded, installed[backend]) for (model, backend), recorded in self.backend_versions.items()
+                if model == name and installed.get(backend) and installed[backend] != recorded}
 
     def variant_sha(self, name: str, variant: str) -> str | None:
         return self.by_variant.get((name, variant))

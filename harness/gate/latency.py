@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from harness.backends import DEFAULT_BACKEND
 from harness.gate.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
 from harness.results import ResultRow, split_floats
-from harness.targets import GateRules
+from harness.targets import GateRules, TargetProfile
 
 MACHINE_FIELDS = ("cpu_model", "cpu_count", "cpu_isa", "ort_version", "threads")
 # What a row's latency depends on besides the host: a change in any of them is A/B'd, never excused.
@@ -45,6 +45,14 @@ class LatencyVerdict:
     def as_dict(self) -> dict:
         return {"method": self.method, "reasons": list(self.reasons), "notes": list(self.notes),
                 "undecided": self.undecided, **self.decisions}
+
+
+def configuration_now(target: TargetProfile, ort_version: str) -> dict:
+    """CONFIGURATION_FIELDS as a row measured now would hold them, but the file and the backend's release (compared
+    per variant and per backend): what Baselines compares with the record to decide an A/B."""
+    return {"ort_version": ort_version, "threads": target.device.threads,
+            "cpu_mem_arena": target.runtime.enable_cpu_mem_arena, "mem_pattern": target.runtime.enable_mem_pattern,
+            "allow_spinning": target.runtime.allow_spinning, "images_at_once": target.scenario.images_at_once}
 
 
 def configuration_changes(new: ResultRow, old: ResultRow) -> list[str]:
@@ -101,6 +109,8 @@ def _ab_paired(new: ResultRow, partner: ResultRow, rules: GateRules, paired) -> 
 
 
 def _runtime_note(new: ResultRow, partner: ResultRow) -> str:
+    if not new.on_reference_backend and partner.backend_version and partner.backend_version != new.backend_version:
+        return f" ({new.runtime} {partner.backend_version} against {new.backend_version})"
     if partner.ort_version and new.ort_version and partner.ort_version != new.ort_version:
         return f" (onnxruntime {partner.ort_version} against {new.ort_version})"
     return ""

@@ -1,10 +1,10 @@
-"""Another onnxruntime release beside the installed one: a side environment for the gate's runtime A/B.
+"""Another runtime release beside the installed one: a side environment for the gate's runtime A/B.
 
-When the record was measured with another onnxruntime than the one installed, the gate measures the
-recorded release too, in the same run. It lives in a virtual environment of its own under the harness
-cache (`runtimes/onnxruntime-X.Y.Z`), holding only what the measuring child needs: numpy, that
-onnxruntime, and a copy of the child's few harness modules (re-copied every run, so the protocol
-always matches). Made once with pip from the package index; where the index cannot be reached the
+When the record was measured with another onnxruntime (or another release of a backend's runtime, e.g.
+OpenVINO) than the one installed, the gate measures the recorded release too, in the same run. It lives
+in a virtual environment of its own under the harness cache (`runtimes/onnxruntime-X.Y.Z[-openvino-...]`),
+holding only what the measuring child needs: numpy, those releases, and a copy of the child's harness
+folders (re-copied every run, so the protocol always matches). Made once with pip from the package index; where the index cannot be reached the
 gate says so in one line and does not gate that row.
 """
 
@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.backends import DEFAULT_BACKEND, backend_module
 from harness.cache import cache_dir
 from harness.runners.local import copy_child_modules
 
@@ -26,7 +27,7 @@ PIP_TIMEOUT_S = 600
 class SideRuntime:
     """The interpreter of a side environment, or why there is none."""
 
-    ort_version: str
+    pins: dict  # distribution -> release: {"onnxruntime": "1.31.1"}, plus a backend's own where it changed
     python: str | None
     reason: str = ""
 
@@ -55,30 +56,35 @@ def _stage_child_modules(folder: Path) -> None:
     Path(probe.stdout.strip(), "harness_child.pth").write_text(str(child) + "\n")
 
 
-def side_runtime(ort_version: str, numpy_version: str = "", make=True) -> SideRuntime:
-    """A side environment with onnxruntime==`ort_version` (made on first use); its python, or why not."""
-    folder = cache_dir() / "runtimes" / f"onnxruntime-{ort_version}"
+def side_runtime(pins: dict[str, str] | str, numpy_version: str = "", make=True) -> SideRuntime:
+    """A side environment with each distribution at its pinned release (made on first use); its python, or why not.
+    A string pins the reference runtime (onnxruntime) alone."""
+    reference = backend_module(DEFAULT_BACKEND).PACKAGE
+    pins = {reference: pins} if isinstance(pins, str) else dict(sorted(pins.items()))
+    named = ", ".join(f"{package} {release}" for package, release in pins.items())
+    folder = cache_dir() / "runtimes" / "-".join(f"{package}-{release}" for package, release in pins.items())
     python = _python_of(folder)
     marker = folder / "ready"
     if not marker.is_file():
         if not make:
-            return SideRuntime(ort_version, None, f"no side environment for onnxruntime {ort_version}")
+            return SideRuntime(pins, None, f"no side environment for {named}")
         shutil.rmtree(folder, ignore_errors=True)
         ok, said = _run([sys.executable, "-m", "venv", str(folder)], 120)
         if ok:
-            wanted = [f"onnxruntime=={ort_version}", f"numpy=={numpy_version}" if numpy_version else "numpy"]
-            ok, said = _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wanted],
-                            PIP_TIMEOUT_S)
-            if not ok and numpy_version:  # that numpy may not exist for this Python: any numpy that release accepts
-                ok, said = _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                 f"onnxruntime=={ort_version}", "numpy"], PIP_TIMEOUT_S)
+            wanted = [f"{package}=={release}" for package, release in pins.items()]
+            ok, said = _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wanted,
+                             f"numpy=={numpy_version}" if numpy_version else "numpy"], PIP_TIMEOUT_S)
+            if not ok and numpy_version:  # that numpy may not exist for this Python: any numpy those releases accept
+                ok, said = _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wanted,
+                                 "numpy"], PIP_TIMEOUT_S)
         if not ok:
             shutil.rmtree(folder, ignore_errors=True)
-            return SideRuntime(ort_version, None, f"could not install onnxruntime {ort_version} into a side environment "
-                                                  f"({said})")
-        marker.write_text(ort_version + "\n")
+            return SideRuntime(pins, None, f"could not install {named} into a side environment ({said})")
+        marker.write_text(named + "\n")
     _stage_child_modules(folder)
-    ok, said = _run([str(python), "-c", "import onnxruntime, numpy, harness.measure.worker; print(onnxruntime.__version__)"], 120)
-    if not ok or said.strip() != ort_version:
-        return SideRuntime(ort_version, None, f"the side environment for onnxruntime {ort_version} does not work ({said})")
-    return SideRuntime(ort_version, str(python))
+    check = ("import sys, importlib.metadata as m, numpy, harness.measure.worker; "
+             "print(' '.join(m.version(p) for p in sys.argv[1:]))")
+    ok, said = _run([str(python), "-c", check, *pins], 120)
+    if not ok or said.split() != list(pins.values()):
+        return SideRuntime(pins, None, f"the side environment for {named} does not work ({said})")
+    return SideRuntime(pins, str(python))

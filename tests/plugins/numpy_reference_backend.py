@@ -11,6 +11,7 @@ import time
 FILE_SUFFIX = ".onnx"  # it runs the exported file as it is
 VARIANTS = ("fp32",)  # its numpy kernels are float ones
 RUNTIME = "onnx"  # imported by the child before it pins its CPUs
+PACKAGE = "onnx"  # the distribution of that runtime: a record made under another onnx release is A/B'd against it
 INSTALL = "pip install onnx"
 
 
