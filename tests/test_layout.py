@@ -149,3 +149,18 @@ def test_no_backend_is_named_outside_the_backends_package():
             if isinstance(node, ast.Constant) and node.value == "onnxruntime":
                 named.append(f"{name}:{node.lineno}")
     assert named == []
+
+
+def test_the_layout_page_names_every_module_there_is_and_none_that_is_not():
+    """docs/layout.md is where a newcomer finds a backend, a figure, a runner or a gate rule: it must not drift."""
+    import re
+
+    page = (REPO / "docs" / "layout.md").read_text()
+    named = lambda text: {m for m in re.findall(r"`([\w/]+\.py)`", text) if not m.startswith("__")}  # noqa: E731
+    top = page[page.index("## Directly under"):page.index("## The stages")]
+    assert named(top) == {p.name for p in PACKAGE.glob("*.py") if not p.name.startswith("__")}
+    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{folder.name}/` |")), None)
+        assert row is not None, f"docs/layout.md has no row for {folder.name}/"
+        modules = {p.name for p in folder.glob("*.py") if not p.name.startswith("__")}
+        assert {n for n in named(row) if "/" not in n} == modules, folder.name

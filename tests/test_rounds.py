@@ -72,3 +72,29 @@ def test_every_row_carries_the_childs_cpu_time_per_call_from_its_timed_calls(tin
     for row in run.rows:
         # one thread, no pool to spin: the CPU per call is about the call's wall time, never a whole run's total
         assert row.cpu_ms_per_call is not None and 0.2 * row.p50_ms < row.cpu_ms_per_call < 2 * row.p95_ms + 1, row
+
+
+def test_a_plugin_backend_registered_in_this_process_is_planned_measured_and_compared(tiny_suite, monkeypatch):
+    """The seam a backend plugs into, in-process: the registry finds its entry point, the variants it reads are
+    planned for it, the child code loads it, and its row is compared with ONNX Runtime's fp32."""
+    from pathlib import Path
+
+    import harness.backends
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    harness.backends._plugins.cache_clear()
+    try:
+        target = TargetProfile.from_flat("inproc", threads=1, variants=("fp32", "int8-dynamic"), min_runs=3,
+                                         min_duration_s=0.0, warmup_runs=1, processes=1,
+                                         backends=("onnxruntime", "numpy-reference"))
+        run = run_bench(load_suite(tiny_suite), target, BenchInputs(load_suite(tiny_suite).data_dir, None,
+                                                                     default_options()), runner=InProcessRunner())
+    finally:
+        monkeypatch.undo()
+        harness.backends._plugins.cache_clear()
+    rows = {(r.variant, r.backend): r for r in run.rows}
+    assert set(rows) == {("fp32", "onnxruntime"), ("int8-dynamic", "onnxruntime"), ("fp32", "numpy-reference")}
+    plugin = rows[("fp32", "numpy-reference")]
+    assert plugin.status == "ok" and plugin.precision == "f32 (numpy)" and plugin.agreement_with_fp32_pct > 99.9
+    assert plugin.key.backend == "numpy-reference" and 0 < plugin.speedup_vs_fp32 < 1  # numpy's kernels: slower
+    assert "numpy-reference" not in harness.backends.known_backends()  # gone with the path: nothing global was left

@@ -3,16 +3,15 @@ and NNCF's int8 for OpenVINO."""
 
 from __future__ import annotations
 
-from harness.backends import backends_reading
 from harness.variants.quantize import (calibrate, calibration_fallbacks, describe_fallbacks, preprocess, quantize_dynamic,
                               quantize_static_with, to_fp16)
 from harness.variants.registry import VariantJob, register_variant
 
-register_variant("fp32", "the export, unchanged", backends=backends_reading(".onnx", "fp32"))(None)
+register_variant("fp32", "the export, unchanged", backends=None)(None)
 
 
 @register_variant("int8-static", "QDQ int8, calibrated on real images (U8S8, per-channel)", needs_calibration=True,
-                  supports_fallback=True, backends=backends_reading(".onnx", "int8-static"))
+                  supports_fallback=True, backends=None)
 def make_int8_static(job: VariantJob) -> str:
     pre, pre_note = preprocess(job.exported.path, job.workdir)
     ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.backends import DEFAULT_BACKEND
+from harness.backends import DEFAULT_BACKEND, backends_reading
 from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, VariantError
 from harness.export import ExportedModel
@@ -46,9 +46,15 @@ class Variant:
     make: Callable[[VariantJob], str] | None  # None: the export itself, unchanged
     needs_calibration: bool = False
     supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
-    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.backends)
+    runs_under: tuple[str, ...] | None = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.backends)
     precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
     suffix: str = ".onnx"  # the made file's: another runtime's format (".tflite") keeps its own
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The runtimes that measure it; a variant registered with backends=None: every backend that reads its file
+        as it is, a plugin registered later included."""
+        return self.runs_under if self.runs_under is not None else backends_reading(self.suffix, self.name)
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,9 @@ VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be
 
 
 def register_variant(name: str, description: str, needs_calibration: bool = False, supports_fallback: bool = False,
-                     backends: tuple[str, ...] = (DEFAULT_BACKEND,), precision: str = "", suffix: str = ".onnx"):
-    """Register `make(job) -> recipe` as the variant `name`, measured by `backends`."""
+                     backends: tuple[str, ...] | None = (DEFAULT_BACKEND,), precision: str = "", suffix: str = ".onnx"):
+    """Register `make(job) -> recipe` as the variant `name`, measured by `backends` (None: every backend that reads
+    its file as it is)."""
 
     def wrap(make: Callable[[VariantJob], str] | None):
         VARIANTS.add(name, Variant(name, description, make, needs_calibration, supports_fallback, backends, precision,
