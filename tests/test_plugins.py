@@ -105,9 +105,27 @@ def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_relea
     assert f"recorded with numpy-reference {previous}, installed {onnx.__version__}" in notes
     raw = json.loads((results / "latest" / "plug.raw.json").read_text())
     assert {r["model"] for r in raw["rows"]} == {"tiny_unet", "tiny_unet@recorded"}
+    # the side environment carries the plugin itself: its children load it without this test's PYTHONPATH
+    import subprocess
+
+    side = next((Path(os.environ["HARNESS_CACHE_DIR"]) / "runtimes").glob(f"onnx-{previous}-onnxruntime-*"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    said = subprocess.run([str(side / "bin" / "python"), "-c", "from harness.backends import load_model, backend_module; "
+                           "import onnx; print(backend_module('numpy-reference').PACKAGE, onnx.__version__)"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert said.stdout.split() == ["onnx", previous], said.stderr
     # without the upgrade (the record's release is today's) nothing is A/B'd: no false alarm, no side environment
     assert run_cli(*args, "--update", env=_with_plugins()).returncode == 0
     again = run_cli(*args, env=_with_plugins())
     assert again.returncode == 0, again.stderr
     gate = {(r["variant"], r["backend"]): r for r in json.loads((results / "latest" / "plug.gate.json").read_text())["rows"]}
     assert gate[("fp32", "numpy-reference")]["latency"]["method"] == "unchanged"
+
+
+def test_a_backend_not_registered_where_the_child_runs_is_named_and_releases_compare_without_build_suffixes():
+    from harness.backends import backend_module, same_release
+
+    with pytest.raises(LookupError, match="backend 'numpy-reference' is not registered where this runs"):
+        backend_module("numpy-reference")  # this process has no tests/plugins on its path: a device without it
+    assert same_release("2026.4.1", "2026.4.1.dev20260101") and same_release("1.23.2", "1.23.2+cpu")
+    assert not same_release("1.22.0", "1.23.2") and not same_release("2026.3.0", "2026.4.1")

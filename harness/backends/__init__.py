@@ -20,7 +20,7 @@ BACKENDS = {
     "litert": ("harness.backends.litert_cpu", "ai_edge_litert", "litert"),
 }
 # Another package adds a backend as an entry point of this group: `name = "module"`, where the module offers
-# what the built-in ones do (load, FILE_SUFFIX; optionally RUNTIME, INSTALL, VARIANTS, profile). See docs/backends.md.
+# what the built-in ones do (load, FILE_SUFFIX; optionally RUNTIME, INSTALL, PACKAGE, VARIANTS, profile). See docs/backends.md.
 ENTRY_POINT_GROUP = "harness.backends"
 
 
@@ -46,6 +46,9 @@ def _entry(backend: str) -> tuple[str, str, str]:
     """(module, the runtime module it needs, how to install it) of a known backend."""
     if backend in BACKENDS:
         return BACKENDS[backend]
+    if backend not in _plugins():  # e.g. a child on a device where the plugin's package is not installed
+        raise LookupError(f"backend '{backend}' is not registered where this runs (no entry point '{backend}' in "
+                          f"group {ENTRY_POINT_GROUP}): install the package that provides it there")
     module = _plugins()[backend]
     found = importlib.import_module(module)
     return module, getattr(found, "RUNTIME", ""), getattr(found, "INSTALL", "")
@@ -95,6 +98,22 @@ def missing_extra(backend: str) -> str | None:
             return f"backend '{backend}' needs the {extra} extra: pip install 'harness[{extra}]'"
         return f"backend '{backend}' needs {needs}: {extra or 'install ' + needs}"
     return None
+
+
+def plugin_module(backend: str) -> str | None:
+    """The module a plugin backend's entry point names; None for a built-in backend."""
+    return None if backend in BACKENDS else _plugins().get(backend)
+
+
+def same_release(recorded: str, installed: str) -> bool:
+    """Whether a row's backend_version (as the runtime says it) and an installed distribution's version are one
+    release: "2026.4.1" is "2026.4.1.dev20260101" (a build's suffix is not a release)."""
+    import re
+
+    release = [re.match(r"\d+(\.\d+)*", v) for v in (recorded, installed)]
+    if not all(release):
+        return recorded == installed
+    return release[0].group(0) == release[1].group(0)
 
 
 def installed_version(backend: str) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backends import DEFAULT_BACKEND, backend_module, installed_version
+from harness.backends import DEFAULT_BACKEND, backend_module, installed_version, plugin_module
 from harness.gate import Evidence
 from harness.gate.ab import Baselines
 from harness.gate.latency import configuration_now
@@ -148,7 +148,7 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
             pins = {backend_module(DEFAULT_BACKEND).PACKAGE: recorded.ort_version or plan.machine.ort_version,
                     **{backend_module(b).PACKAGE: old for b, (old, _) in baselines.upgraded(name, installed).items()}}
             say(f"side environment for {', '.join(f'{p} {v}' for p, v in pins.items())}")
-            side = side_runtime(pins, recorded.numpy_version)
+            side = side_runtime(pins, recorded.numpy_version, plugins=tuple(b for b in plan.backends if plugin_module(b)))
             if side.python is None:
                 notes[name] = f"{why}; {side.reason}: no A/B"
                 continue

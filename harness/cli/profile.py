@@ -12,9 +12,6 @@ from harness.backends import DEFAULT_BACKEND, profiled_backends
 from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
 from harness.errors import HarnessError
 
-PROFILED_BACKENDS = profiled_backends()
-
-
 def add_parser(sub) -> None:
     from harness.variants import list_variants
 
@@ -23,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--target", default="watch", help="the profile whose threads, affinity and session options are used")
     p.add_argument("--variant", action="append", choices=[v for v in list_variants() if not v.startswith("litert")],
                    help="repeat to compare (default: fp32 and int8-static)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=PROFILED_BACKENDS)
+    p.add_argument("--backend", default=DEFAULT_BACKEND,
+                   help="a backend with a per-operator profiler: onnxruntime (default), openvino, or a plugin's")
     p.add_argument("--runs", type=int, default=20, help="timed calls profiled after the target's warm-up")
     p.add_argument("--top", type=int, default=10, help="operators shown per variant")
     p.add_argument("--out", help="folder for the traces and operators.json (default: results/latest/profile of the project)")
@@ -48,6 +46,9 @@ def run(args) -> int:
     why = missing_extra(args.backend)
     if why:
         raise HarnessError(why)
+    if args.backend not in profiled_backends():  # read here, not at import: every command would scan the plugins
+        raise HarnessError(f"--backend {args.backend} has no per-operator profiler; use one of "
+                           f"{', '.join(profiled_backends())}")
     variants = args.variant or ["fp32", "int8-static"]
     for variant in variants:
         if args.backend not in get_variant(variant).backends:
@@ -88,7 +89,7 @@ def profile_bench_run(console, target, suite, run, args) -> None:
         by_backend: dict[str, dict] = {}
         for (model, name), path in run.files.items():
             backend, variant = split_run(name)
-            if model == spec.name and backend in PROFILED_BACKENDS:
+            if model == spec.name and backend in profiled_backends():
                 by_backend.setdefault(backend, {})[variant] = path
         for backend, files in by_backend.items():
             out = path_under(root, f"{spec.name}_{backend}")  # a name must not climb out of root

@@ -20,6 +20,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.backends import same_release
 from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 
@@ -124,7 +125,7 @@ class Baselines:
     def upgraded(self, name: str, installed: dict[str, str | None]) -> dict[str, tuple[str, str]]:
         """Another backend whose runtime release differs from the one `name`'s rows recorded: (recorded, installed)."""
         return {backend: (recorded, installed[backend]) for (model, backend), recorded in self.backend_versions.items()
-                if model == name and installed.get(backend) and installed[backend] != recorded}
+                if model == name and installed.get(backend) and not same_release(recorded, installed[backend])}
 
     def variant_sha(self, name: str, variant: str) -> str | None:
         return self.by_variant.get((name, variant))

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, backend_module
+from harness.backends import DEFAULT_BACKEND, ENTRY_POINT_GROUP, backend_module, plugin_module
 from harness.cache import cache_dir
 from harness.runners.local import copy_child_modules
 
@@ -45,20 +45,39 @@ def _python_of(folder: Path) -> Path:
     return folder / "bin" / "python"
 
 
-def _stage_child_modules(folder: Path) -> None:
-    """The child's harness modules, importable in the side environment through a .pth file."""
+def _stage_child_modules(folder: Path, plugins: tuple[str, ...] = ()) -> None:
+    """The child's harness modules, importable in the side environment through a .pth file; and each plugin
+    backend's module with its entry point (pip installed only the pinned releases there)."""
     child = folder / "harness-child"
     package = child / "harness"
     package.mkdir(parents=True, exist_ok=True)
     copy_child_modules(package)
+    for backend in plugins:
+        _stage_plugin(child, backend)
     probe = subprocess.run([str(_python_of(folder)), "-c", "import site; print(site.getsitepackages()[0])"],
                            capture_output=True, text=True, timeout=60)
     Path(probe.stdout.strip(), "harness_child.pth").write_text(str(child) + "\n")
 
 
-def side_runtime(pins: dict[str, str] | str, numpy_version: str = "", make=True) -> SideRuntime:
+def _stage_plugin(child: Path, backend: str) -> None:
+    import importlib.util
+
+    module = plugin_module(backend)
+    origin = Path(importlib.util.find_spec(module.split(".")[0]).origin)
+    if origin.name == "__init__.py":
+        shutil.copytree(origin.parent, child / origin.parent.name, dirs_exist_ok=True)
+    else:
+        shutil.copy(origin, child / origin.name)
+    info = child / f"harness_plugin_{backend.replace('-', '_')}-0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: harness-plugin-{backend}\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{backend} = {module}\n")
+
+
+def side_runtime(pins: dict[str, str] | str, numpy_version: str = "", make=True,
+                 plugins: tuple[str, ...] = ()) -> SideRuntime:
     """A side environment with each distribution at its pinned release (made on first use); its python, or why not.
-    A string pins the reference runtime (onnxruntime) alone."""
+    A string pins the reference runtime (onnxruntime) alone; `plugins`: plugin backends its children must load."""
     reference = backend_module(DEFAULT_BACKEND).PACKAGE
     pins = {reference: pins} if isinstance(pins, str) else dict(sorted(pins.items()))
     named = ", ".join(f"{package} {release}" for package, release in pins.items())
@@ -81,8 +100,8 @@ def side_runtime(pins: dict[str, str] | str, numpy_version: str = "", make=True)
             shutil.rmtree(folder, ignore_errors=True)
             return SideRuntime(pins, None, f"could not install {named} into a side environment ({said})")
         marker.write_text(named + "\n")
-    _stage_child_modules(folder)
-    check = ("import sys, importlib.metadata as m, numpy, harness.measure.worker; "
+    _stage_child_modules(folder, plugins)
+    check = ("import sys, importlib.metadata as m, numpy, onnxruntime, harness.measure.worker; "
              "print(' '.join(m.version(p) for p in sys.argv[1:]))")
     ok, said = _run([str(python), "-c", check, *pins], 120)
     if not ok or said.split() != list(pins.values()):

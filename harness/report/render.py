@@ -217,8 +217,11 @@ def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new
     old_rows, new_rows = {r.key: r for r in old}, {r.key: r for r in new}
     for key in sorted(set(old_rows) | set(new_rows)):
         a, b = old_rows.get(key), new_rows.get(key)
+        shown = plain(key.model, key.variant, " → ".join(dict.fromkeys(r.serving for r in (a, b) if r)))
+        if not next(r for r in (a, b) if r).on_reference_backend:
+            shown[1] += f" ({escape(key.backend)})"
         if a is None or b is None:
-            table.add_row(*plain(*key), "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
+            table.add_row(*shown, "row", "absent" if a is None else "present", "absent" if b is None else "present", "")
             continue
         for name, label in COMPARED:
             x, y = getattr(a, name), getattr(b, name)
@@ -228,9 +231,9 @@ def compare_table(old: list[ResultRow], new: list[ResultRow], old_name: str, new
                 change = f"{100 * (y / x - 1):+.1f} %" if x else f"{y - x:+g}"
             else:
                 change = "measured now" if y is not None else "no longer measured"
-            table.add_row(*plain(*key), label, *plain(_cell_text(name, x), _cell_text(name, y)), change)
+            table.add_row(*shown, label, *plain(_cell_text(name, x), _cell_text(name, y)), change)
         if a.verdict != b.verdict:
-            table.add_row(*plain(*key), "verdict", *plain(a.verdict, b.verdict), "")
+            table.add_row(*shown, "verdict", *plain(a.verdict, b.verdict), "")
     return table
 
 
