@@ -13,16 +13,24 @@ from conftest import FAST_TARGET, run_cli
 PLUGINS = Path(__file__).parent / "plugins"  # numpy_reference_backend.py and its dist-info (entry point)
 
 
+@pytest.fixture
+def small_suite(tiny_suite) -> Path:
+    """The tiny suite at a quarter of its pixels: numpy's reference kernels take ~0.1 s a call there, not ~0.4 s."""
+    path = tiny_suite.with_name("small_suite.toml")
+    path.write_text(tiny_suite.read_text().replace("input_size = [184, 240]", "input_size = [96, 128]"))
+    return path
+
+
 def _with_plugins() -> dict:
     return {"PYTHONPATH": os.pathsep.join(filter(None, (str(PLUGINS), os.environ.get("PYTHONPATH"))))}
 
 
 @pytest.mark.slow
-def test_a_backend_registered_by_an_entry_point_yields_measured_rows_in_harness_bench(tmp_path, tiny_suite):
+def test_a_backend_registered_by_an_entry_point_yields_measured_rows_in_harness_bench(tmp_path, small_suite):
     target = tmp_path / "plug.toml"
     target.write_text(FAST_TARGET + 'variants = ["fp32", "int8-dynamic"]\nbackends = ["onnxruntime", "numpy-reference"]\n'
                       'processes = 1\n')
-    proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
+    proc = run_cli("bench", "--target", str(target), "--suite", str(small_suite), "--no-gate",
                    "--results-dir", str(tmp_path / "results"), env=_with_plugins())
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "results" / "plug.csv", newline="") as f:
@@ -66,7 +74,7 @@ def test_a_registered_plugin_whose_module_is_broken_is_named_not_a_traceback(tmp
 
 
 @pytest.mark.slow
-def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_release_in_the_same_run(tmp_path, tiny_suite):
+def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_release_in_the_same_run(tmp_path, small_suite):
     """As an onnxruntime upgrade is: the record's release of the plugin's runtime (onnx) in a side environment,
     in lockstep beside today's."""
     import json
@@ -84,7 +92,7 @@ def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_relea
     target.write_text(FAST_TARGET + 'variants = ["fp32"]\nbackends = ["onnxruntime", "numpy-reference"]\n'
                       'processes = 1\ngate_ab_processes = 3\ngate_ab_max_processes = 3\n')
     results = tmp_path / "results"
-    args = ("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    args = ("bench", "--target", str(target), "--suite", str(small_suite), "--results-dir", str(results))
     assert run_cli(*args, "--update", env=_with_plugins()).returncode == 0
     record = results / "plug.csv"
     rows = list(csv.DictReader(record.open(newline="")))
