@@ -19,10 +19,10 @@ from harness.files import locked, write_text_atomic
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
 # 7: the backend that ran the row (harness.backends), its own version and the precision it says it ran.
-# 8: cpu_ms_per_call, the measuring child's CPU time per call (every thread: above p50 x threads, the pool spins);
-#    serving_mode, the row's identity where `serving` is its label (older records: the label read back to its mode).
+# 8: cpu_ms_per_call (the child's CPU time per call, every thread); serving_mode, the row's identity (`serving` is its
+#    label; an older record's is read back to its mode); backend_options, the [backend] table it ran with (JSON).
 SCHEMA_VERSION = 8
-SCHEMA_8_COLUMNS = ("cpu_ms_per_call", "serving_mode")
+SCHEMA_8_COLUMNS = ("cpu_ms_per_call", "serving_mode", "backend_options")
 SCHEMA_7_COLUMNS = ("backend", "backend_version", "precision")
 SCHEMA_6_COLUMNS = ("load_ms", "first_call_ms", "load", "max_ms", "duration_s", "errors", "timeouts", "late_sends", "held_rate_per_s",
                     "within_budget_pct", "server_split_ms", "server_rss_mb", "memory_cap_by", "cgroup_peak_mb", "oom_kills")
@@ -142,6 +142,7 @@ class ResultRow:
     precision: str = ""  # what the backend says it ran: "as in the file" (ORT), "u8 (33 of 33 compute layers)"
     cpu_ms_per_call: float | None = None  # the child's CPU time per call, all threads (median over the children)
     serving_mode: str = ""  # "batched", "concurrent", "http-burst", ...: `serving` is its label; "" before schema 8
+    backend_options: str = ""  # the [backend] table it ran with, as JSON: {"num_streams": 2}; "" none
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, known_backends
+from harness.backends import DEFAULT_BACKEND, known_backends, options_from_tables
 from harness.errors import HarnessError
 from harness.files import check_name, project_root
 
@@ -25,7 +25,8 @@ BUILTIN_TARGETS_DIR = Path(__file__).parent / "assets" / "targets"
 def _non_negative(part, names: tuple[str, ...]) -> None:
     for name in names:
         if getattr(part, name) < 0:
-            raise HarnessError(f"{_flat_name(part, name)} = {getattr(part, name)} is negative; "
+            flat = _RENAMED.get((next(k for k, cls in PARTS.items() if isinstance(part, cls)), name), name)
+            raise HarnessError(f"{flat} = {getattr(part, name)} is negative; "
                                f"use 0 for no budget or a positive number")
 
 
@@ -112,11 +113,15 @@ class Scenario:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """ONNX Runtime session options the child sets (threads come from the device)."""
+    """ONNX Runtime's session options (flat, or an [onnxruntime] table) and other backends' tables ([openvino])."""
 
     enable_cpu_mem_arena: bool = True
     enable_mem_pattern: bool = True
     allow_spinning: bool = True  # idle intra-op threads spin: ORT's default; off saves CPU for other work
+    backend_options: tuple = ()  # ((backend, ((option, value), ...)), ...): the [backend] tables, sorted
+
+    def options_for(self, backend: str) -> dict:
+        return dict(dict(self.backend_options).get(backend, ()))
 
 
 @dataclass(frozen=True)
@@ -167,22 +172,10 @@ class GateRules:
 
 PARTS = {"device": Device, "scenario": Scenario, "runtime": RuntimeOptions, "budgets": Budgets, "gate": GateRules}
 # The TOML stays flat; these keys are spelt differently there than in the part they fill.
-_RENAMED = {("gate", "file_tolerance_pct"): "gate_file_tolerance_pct",
-            ("gate", "quality_tolerance_pts"): "gate_miou_tolerance_pts",
-            ("gate", "model_mb_tolerance"): "gate_model_mb_tolerance",
-            ("gate", "latency_tolerance_pct"): "gate_latency_tolerance_pct",
-            ("gate", "p95_tolerance_pct"): "gate_p95_tolerance_pct",
-            ("gate", "record_tolerance_pct"): "gate_record_tolerance_pct",
-            ("gate", "ab_processes"): "gate_ab_processes",
-            ("gate", "ab_max_processes"): "gate_ab_max_processes",
-            ("gate", "latency_against_record"): "gate_latency_against_record"}
+_RENAMED = {("gate", f.name): "gate_" + {"quality_tolerance_pts": "miou_tolerance_pts"}.get(f.name, f.name)
+            for f in fields(GateRules)}  # gate_file_tolerance_pct, gate_miou_tolerance_pts, gate_ab_processes, ...
 FLAT_KEYS = {_RENAMED.get((part, f.name), f.name): (part, f.name, f.type)
              for part, cls in PARTS.items() for f in fields(cls)}
-
-
-def _flat_name(part, name: str) -> str:
-    part_name = next(k for k, cls in PARTS.items() if isinstance(part, cls))
-    return _RENAMED.get((part_name, name), name)
 
 
 @dataclass(frozen=True)
@@ -249,14 +242,22 @@ def load_target(name_or_path: str) -> TargetProfile:
     except (OSError, UnicodeDecodeError) as e:
         raise HarnessError(f"target file {path} cannot be read ({type(e).__name__}); pass a UTF-8 TOML file") from e
     description = doc.pop("description", "")
-    values = {key: _coerce(path, key, value) for key, value in doc.items() if key in FLAT_KEYS}
-    unknown = [key for key in doc if key not in FLAT_KEYS]
+    tables = {key: doc.pop(key) for key in list(doc) if isinstance(doc[key], dict) and key in known_backends()}
+    unknown = [key for key in doc if key not in FLAT_KEYS or key == "backend_options"]  # that one is the tables'
+    values = {key: _coerce(path, key, value) for key, value in doc.items() if key not in unknown}
     if unknown:
         raise HarnessError(f"target file {path}: unknown key '{unknown[0]}'; allowed keys: "
                            f"{', '.join(sorted(['description', *FLAT_KEYS]))}")
     for key in ("variants", "ship"):  # names become row labels and file names, like the target's own
         for variant in values.get(key) or ():
             check_name("variant", variant, f"target file {path}: {key}")
+    try:
+        reference, others = options_from_tables(tables)  # the reference runtime's options are its flat keys
+    except ValueError as e:
+        raise HarnessError(f"target file {path}: {e}") from None
+    if twice := set(reference) & set(values):
+        raise HarnessError(f"target file {path}: {sorted(twice)[0]} is set both flat and in [{DEFAULT_BACKEND}]; set it once")
+    values.update(reference, backend_options=others)
     return TargetProfile.from_flat(check_name("target", path.stem, f"target file {path}"), str(description), path, **values)
 
 

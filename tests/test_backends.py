@@ -78,6 +78,20 @@ def test_openvino_measures_the_same_file_and_agrees_with_onnxruntime(files, tmp_
     assert agree > 0.999 and np.abs(np.array(ov_reply.confusion) - np.array(ort_reply.confusion)).sum() <= 4
 
 
+def test_a_targets_openvino_table_reaches_the_compiled_model(files, tmp_path):
+    import dataclasses
+
+    from harness.backends.openvino_cpu import load
+
+    request = build_request(files[0], TargetProfile.from_flat("t", threads=2), files[1])
+    default = load(dataclasses.replace(request, backend="openvino", precision="f32"))
+    tuned = load(dataclasses.replace(request, backend="openvino", precision="f32",
+                                     backend_options={"performance_hint": "THROUGHPUT", "num_streams": 2}))
+    assert default.compiled.get_property("NUM_STREAMS") == 1
+    assert tuned.compiled.get_property("NUM_STREAMS") == 2
+    assert str(tuned.compiled.get_property("PERFORMANCE_HINT")).endswith("THROUGHPUT")
+
+
 def test_openvino_serves_a_batch_in_one_call_and_requests_in_flight(files, tmp_path):
     batched = _measure(files, tmp_path, "openvino", images_at_once=4)
     assert batched.ok and batched.images_per_s > 0, batched.error
@@ -138,7 +152,7 @@ def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_p
     target = tmp_path / "both.toml"
     target.write_text(FAST_TARGET.replace("min_runs = 5", "min_runs = 10") +
                       'variants = ["fp32", "int8-static", "int8-nncf", "bf16"]\nbackends = ["onnxruntime", "openvino"]\n'
-                      'processes = 2\n')
+                      'processes = 2\n[openvino]\nnum_streams = 1\n')
     proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--no-gate",
                    "--calibration-data", str(ASSETS_DIR / "camvid_train32"), "--calibration-images", "8",
                    "--results-dir", str(tmp_path / "results"))
@@ -150,6 +164,7 @@ def test_a_bench_puts_openvino_rows_beside_onnxruntime_in_one_lockstep_run(tmp_p
     assert {r["schema_version"] for r in rows.values()} == {str(SCHEMA_VERSION)}
     reference, ov_fp32 = rows[("fp32", "onnxruntime")], rows[("fp32", "openvino")]
     assert ov_fp32["status"] == "ok" and ov_fp32["precision"].startswith("f32")
+    assert ov_fp32["backend_options"] == '{"num_streams":1}' and reference["backend_options"] == ""  # ORT's: own columns
     assert float(ov_fp32["agreement_with_fp32_pct"]) > 99.9  # against ONNX Runtime's fp32, same images
     assert abs(float(ov_fp32["quality_pct"]) - float(reference["quality_pct"])) < 0.05
     for key in (("int8-static", "openvino"), ("int8-nncf", "openvino")):

@@ -162,7 +162,7 @@ def test_what_triggers_an_ab_is_the_list_the_gate_judges_latency_by(record):
     from harness.gate.ab import Baselines
 
     now = configuration_now(WATCH, record[0].ort_version)
-    assert set(now) | {"onnx_sha256", "backend_version"} == set(CONFIGURATION_FIELDS)
+    assert set(now) | {"onnx_sha256", "backend_version", "backend_options"} == set(CONFIGURATION_FIELDS)
     baselines = Baselines(Path("suite.toml"), record)
     assert baselines.changes("tiny_unet", {}, now)[0] == []  # the record's own configuration: nothing to A/B
     for field, value in (("threads", 4), ("images_at_once", 10), ("ort_version", "0.0.1")):
@@ -172,3 +172,12 @@ def test_what_triggers_an_ab_is_the_list_the_gate_judges_latency_by(record):
     kinds, said = Baselines(Path("suite.toml"), [*record, *upgraded]).changes("tiny_unet", {}, now, {"openvino": "2026.4.1"})
     assert kinds == ["runtime"] and "recorded with openvino 2026.3.0, installed 2026.4.1" in said
     assert Baselines(Path("suite.toml"), [*record, *upgraded]).changes("tiny_unet", {}, now, {"openvino": "2026.3.0"})[0] == []
+    # another backend's options: a change the A/B measures beside the recorded ones (an older record's "": unknown)
+    tuned = [dataclasses.replace(upgraded[0], backend_options="{}")]
+    kinds, said = Baselines(Path("suite.toml"), [*record, *tuned]).changes("tiny_unet", {}, now, {},
+                                                                          {"openvino": '{"num_streams":2}'})
+    assert kinds == ["options"] and 'openvino options {} → {"num_streams":2}' in said
+    assert Baselines(Path("suite.toml"), [*record, *upgraded]).changes("tiny_unet", {}, now, {},
+                                                                      {"openvino": '{"num_streams":2}'})[0] == []
+    today = dataclasses.replace(tuned[0], backend_options='{"num_streams":2}')
+    assert "backend options {} → {\"num_streams\":2}" in check_row(today, tuned[0], WATCH).latency.notes[0]

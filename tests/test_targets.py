@@ -26,6 +26,11 @@ def test_builtin_targets_load():
     ("threads = [1\n", "not valid TOML"),
     ("threads = 'two'\n", "threads must be int"),
     ("memory_budget_mb = 5\n", "missing key 'threads'"),
+    ("threads = 1\n[openvino]\nstreams = 2\n", r"\[openvino\] has no option 'streams'; its options: performance_hint, num_streams"),
+    ("threads = 1\n[openvino]\nnum_streams = '2'\n", r"\[openvino\] num_streams must be int, got '2'"),
+    ("threads = 1\n[litert]\nthreads = 2\n", r"\[litert\] has no option 'threads'; its options: none"),
+    ("threads = 1\nallow_spinning = true\n[onnxruntime]\nallow_spinning = false\n", "set both flat and in"),
+    ("threads = 1\nbackend_options = []\n", "unknown key 'backend_options'"),
 ])
 def test_bad_target_files_name_file_and_key(tmp_path, body, message):
     path = tmp_path / "bad.toml"
@@ -80,3 +85,15 @@ def test_a_target_starting_with_a_utf8_bom_is_read(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + 'description = "written on Windows"\nthreads = 1\n'.encode())
     target = load_target(str(path))
     assert target.name == "bom" and target.description == "written on Windows" and target.device.threads == 1
+
+
+def test_a_backends_table_holds_its_options_and_onnxruntimes_are_its_session_options(tmp_path):
+    path = tmp_path / "tuned.toml"
+    path.write_text('threads = 1\nbackends = ["onnxruntime", "openvino"]\n[onnxruntime]\nallow_spinning = false\n'
+                    '[openvino]\nperformance_hint = "THROUGHPUT"\nnum_streams = 2\n')
+    target = load_target(str(path))
+    assert not target.runtime.allow_spinning and target.runtime.options_for("onnxruntime") == {}
+    assert target.runtime.options_for("openvino") == {"performance_hint": "THROUGHPUT", "num_streams": 2}
+    from harness.targets import with_changes
+
+    assert with_changes(target, threads=1).runtime.options_for("openvino")["num_streams"] == 2  # kept by a narrowing

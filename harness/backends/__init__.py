@@ -100,6 +100,33 @@ def missing_extra(backend: str) -> str | None:
     return None
 
 
+def checked_options(backend: str, table: dict) -> dict:
+    """A target's [backend] table, checked against the options the backend's module declares (OPTIONS: name ->
+    default, whose type the value must have); ValueError names the first one that is not."""
+    allowed = getattr(backend_module(backend), "OPTIONS", {})
+    for name, value in table.items():
+        if name not in allowed:
+            raise ValueError(f"[{backend}] has no option '{name}'; its options: {', '.join(allowed) or 'none'}")
+        if type(value) is not type(allowed[name]):
+            raise ValueError(f"[{backend}] {name} must be {type(allowed[name]).__name__}, got {value!r}")
+    return dict(table)
+
+
+def options_from_tables(tables: dict[str, dict]) -> tuple[dict, tuple]:
+    """A target's [backend] tables, checked: the reference runtime's options (its flat keys), and the others' as
+    sorted pairs ((backend, ((option, value), ...)), ...)."""
+    checked = {backend: checked_options(backend, table) for backend, table in tables.items()}
+    reference = checked.pop(DEFAULT_BACKEND, {})
+    return reference, tuple(sorted((b, tuple(sorted(o.items()))) for b, o in checked.items() if o))
+
+
+def options_text(options: dict) -> str:
+    """A backend's options as a row records them: compact JSON, sorted ("{}": none; an empty cell: not recorded)."""
+    import json
+
+    return json.dumps(options, sort_keys=True, separators=(",", ":"))
+
+
 def plugin_module(backend: str) -> str | None:
     """The module a plugin backend's entry point names; None for a built-in backend."""
     return None if backend in BACKENDS else _plugins().get(backend)

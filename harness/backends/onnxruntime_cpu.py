@@ -7,6 +7,8 @@ import time
 
 PACKAGE = "onnxruntime"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".onnx"  # the files it runs as they are
+# A target's [onnxruntime] table (or its flat keys of the same names): the session options below.
+OPTIONS = {"enable_cpu_mem_arena": True, "enable_mem_pattern": True, "allow_spinning": True}
 
 
 def session_options(ort, settings):

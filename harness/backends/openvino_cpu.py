@@ -15,6 +15,9 @@ from harness.backends import NOT_ON_THIS_CPU, BackendRefused
 
 PACKAGE = "openvino"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".onnx"  # the files it runs as they are
+# A target's [openvino] table: "" and 0 leave the harness's choice (LATENCY with one stream; THROUGHPUT with one
+# stream per thread for requests in flight).
+OPTIONS = {"performance_hint": "", "num_streams": 0}
 
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16"}
 # What OpenVINO's CPU plugin lists in OPTIMIZATION_CAPABILITIES for a precision it can run natively.
@@ -49,12 +52,13 @@ class OpenVinoModel:
         model = self.core.read_model(request.onnx_path)
         shape = [batch_size, *[d.get_length() for d in list(model.inputs[0].get_partial_shape())[1:]]]
         model.reshape({model.inputs[0].get_any_name(): shape})
-        concurrent = request.serving == "concurrent"
+        concurrent, options = request.serving == "concurrent", request.backend_options
         config = {"INFERENCE_NUM_THREADS": request.threads, "ENABLE_CPU_PINNING": False,
                   "INFERENCE_PRECISION_HINT": PRECISION_HINTS[request.precision or "f32"],
                   # 10 requests in flight: one stream per thread, OpenVINO's own way to overlap requests
-                  "PERFORMANCE_HINT": "THROUGHPUT" if concurrent else "LATENCY",
-                  "NUM_STREAMS": min(request.threads, request.images_at_once) if concurrent else 1, **(extra or {})}
+                  "PERFORMANCE_HINT": options.get("performance_hint") or ("THROUGHPUT" if concurrent else "LATENCY"),
+                  "NUM_STREAMS": options.get("num_streams") or (min(request.threads, request.images_at_once)
+                                                                if concurrent else 1), **(extra or {})}
         return self.core.compile_model(model, "CPU", config)
 
     def run(self, batch):

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backends import DEFAULT_BACKEND, backend_module, installed_version, plugin_module
+from harness.backends import DEFAULT_BACKEND, backend_module, installed_version, options_text, plugin_module
 from harness.gate import Evidence
 from harness.gate.ab import Baselines
 from harness.gate.latency import configuration_now
@@ -132,9 +132,10 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
     partners, notes, explained = [], {}, {}
     runtime = configuration_now(plan.target, plan.machine.ort_version)
     installed = {b: installed_version(b) for b in plan.backends if b != DEFAULT_BACKEND}
+    options = {b: options_text(plan.target.runtime.options_for(b)) for b in plan.backends if b != DEFAULT_BACKEND}
     for model in models:
         name = model.spec.name
-        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime, installed)
+        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime, installed, options)
         notes[name] = why
         if not kinds:
             continue
@@ -155,6 +156,8 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
             old.python = side.python
         if "options" in kinds:
             old.request_changes = baselines.recorded_options(name)
+            old.recorded_backend_options = {b: json.loads(recorded) for b, (recorded, _) in
+                                            baselines.options_changed(name, options).items()}
         old.ab_partner_of = name
         notes[name] = f"{why}: measured beside its recorded configuration{said} in lockstep children"
         partners.append(old)

@@ -199,9 +199,10 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
+            options = model.recorded_backend_options.get(backend, target.runtime.options_for(backend))
             request = dataclasses.replace(request, report_machine=first, backend=backend,
                                           precision=requested_precision(backend, get_variant(variant).precision),
-                                          **model.request_changes)
+                                          backend_options=options, **model.request_changes)
             jobs.append((key, request, model.python))
     return jobs
 

@@ -16,6 +16,7 @@ from harness.export import ExportedModel
 from harness.measure.figures import CHILD_FIGURES
 from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
+from harness.backends import DEFAULT_BACKEND, options_text
 from harness.results import ResultRow, joined
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant
@@ -40,7 +41,8 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: 
         allow_spinning=target.scenario.http_allow_spinning if serving.startswith("http") else target.runtime.allow_spinning,
         mem_pattern=target.runtime.enable_mem_pattern,
         cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
-        backend=backend, backend_version="", precision="",
+        backend=backend, backend_version="", precision="", backend_options=""
+        if backend == DEFAULT_BACKEND else options_text(target.runtime.options_for(backend)),  # ORT's: own columns
     )
     del fields["schema_version"]
     return fields

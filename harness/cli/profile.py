@@ -121,7 +121,8 @@ def _profile_request(path: Path, target, sample: Path, backend: str, variant: st
     request = build_request(path, target, sample)
     affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
     return dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
-                               precision=requested_precision(backend, get_variant(variant).precision))
+                               precision=requested_precision(backend, get_variant(variant).precision),
+                               backend_options=target.runtime.options_for(backend))
 
 
 def _write_sample(suite, spec, data_arg, path: Path) -> None:

@@ -85,15 +85,18 @@ class Baselines:
         # another backend's runtime release, as its rows recorded it: an upgrade is A/B'd like onnxruntime's
         self.backend_versions = {(r.model, r.runtime): r.backend_version for r in recorded
                                  if r.status == "ok" and not r.on_reference_backend and r.backend_version}
+        self.backend_options = {(r.model, r.runtime): r.backend_options for r in recorded
+                                if not r.on_reference_backend and r.backend_options}  # "": before schema 8
         self.root = repo_root(self.suite_path)
 
-    def changes(self, name: str, files: dict[str, str], runtime: dict,
-                installed: dict[str, str | None] | None = None) -> tuple[list[str], str]:
+    def changes(self, name: str, files: dict[str, str], runtime: dict, installed: dict[str, str | None] | None = None,
+                options: dict[str, str] | None = None) -> tuple[list[str], str]:
         """What changed since the record for model `name` that can change its latency, and how that reads.
 
         `files`: variant -> sha256 of the file made now; `runtime`: the recorded row's configuration fields
         (ort_version, threads, cpu_mem_arena, mem_pattern, allow_spinning, images_at_once) as they are now;
-        `installed`: another backend -> its runtime's release now. Kinds: "files" (the export or any variant's
+        `installed`: another backend -> its runtime's release now; `options`: another backend -> its options now
+        (backends.options_text). Kinds: "files" (the export or any variant's
         file), "runtime" (onnxruntime's or another backend's release), "options".
         """
         if self.against:
@@ -115,17 +118,23 @@ class Baselines:
         for backend, (recorded, now) in self.upgraded(name, installed or {}).items():
             kinds.append("runtime")
             said.append(f"recorded with {backend} {recorded}, installed {now}")
-        options = [f"{k} {getattr(row, k)} → {v}" for k, v in runtime.items()
+        changed = [f"{k} {getattr(row, k)} → {v}" for k, v in runtime.items()
                    if k != "ort_version" and getattr(row, k, None) is not None and getattr(row, k) != v]
-        if options:
+        changed += [f"{b} options {old} → {new}" for b, (old, new) in self.options_changed(name, options or {}).items()]
+        if changed:
             kinds.append("options")
-            said.append("session options changed since the record (" + ", ".join(options) + ")")
+            said.append("session options changed since the record (" + ", ".join(changed) + ")")
         return kinds, "; ".join(said) or "file, runtime and session options unchanged since the record"
 
     def upgraded(self, name: str, installed: dict[str, str | None]) -> dict[str, tuple[str, str]]:
         """Another backend whose runtime release differs from the one `name`'s rows recorded: (recorded, installed)."""
         return {backend: (recorded, installed[backend]) for (model, backend), recorded in self.backend_versions.items()
                 if model == name and installed.get(backend) and not same_release(recorded, installed[backend])}
+
+    def options_changed(self, name: str, options: dict[str, str]) -> dict[str, tuple[str, str]]:
+        """Another backend whose options differ from those `name`'s rows recorded: (recorded, now), as JSON."""
+        return {backend: (recorded, options[backend]) for (model, backend), recorded in self.backend_options.items()
+                if model == name and backend in options and options[backend] != recorded}
 
     def variant_sha(self, name: str, variant: str) -> str | None:
         return self.by_variant.get((name, variant))

@@ -26,7 +26,8 @@ MACHINE_FIELDS = ("cpu_model", "cpu_count", "cpu_isa", "ort_version", "threads")
 # What a row's latency depends on besides the host: a change in any of them is A/B'd, never excused.
 CONFIGURATION_FIELDS = {"onnx_sha256": "file", "ort_version": DEFAULT_BACKEND, "threads": "threads",
                         "cpu_mem_arena": "CPU arena", "mem_pattern": "memory pattern", "allow_spinning": "spinning",
-                        "images_at_once": "images at once", "backend_version": "backend"}
+                        "images_at_once": "images at once", "backend_version": "backend",
+                        "backend_options": "backend options"}
 AB, UNCHANGED, RECORD, NOT_GATED = "A/B", "unchanged", "record", "not gated"
 
 
@@ -48,8 +49,8 @@ class LatencyVerdict:
 
 
 def configuration_now(target: TargetProfile, ort_version: str) -> dict:
-    """CONFIGURATION_FIELDS as a row measured now would hold them, but the file and the backend's release (compared
-    per variant and per backend): what Baselines compares with the record to decide an A/B."""
+    """CONFIGURATION_FIELDS as a row measured now would hold them, but the file, the backend's release and its
+    options (compared per variant and per backend): what Baselines compares with the record to decide an A/B."""
     return {"ort_version": ort_version, "threads": target.device.threads,
             "cpu_mem_arena": target.runtime.enable_cpu_mem_arena, "mem_pattern": target.runtime.enable_mem_pattern,
             "allow_spinning": target.runtime.allow_spinning, "images_at_once": target.scenario.images_at_once}
@@ -61,7 +62,8 @@ def configuration_changes(new: ResultRow, old: ResultRow) -> list[str]:
     for name, label in CONFIGURATION_FIELDS.items():
         a, b = getattr(old, name, None), getattr(new, name, None)
         if a not in (None, "") and b not in (None, "") and a != b:
-            changes.append(f"{label} {str(a)[:12]} → {str(b)[:12]}")
+            cut = 12 if name == "onnx_sha256" else None  # a hash is known by its start
+            changes.append(f"{label} {str(a)[:cut]} → {str(b)[:cut]}")
     return changes
 
 

@@ -60,6 +60,7 @@ class Request(_Message):
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
     backend: str = DEFAULT_BACKEND  # harness.backends: the runtime the child times the model under
     precision: str = ""  # the backend's inference precision where it has one (OpenVINO: "f32", "bf16"); "" its default
+    backend_options: dict = dataclasses.field(default_factory=dict)  # the target's [backend] table
     version: int = PROTOCOL_VERSION
 
 
