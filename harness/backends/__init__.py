@@ -26,7 +26,7 @@ ENTRY_POINT_GROUP = "harness.backends"
 
 @functools.cache
 def _plugins() -> dict[str, str]:
-    """The backends other packages registered (read once per process: scanning the installed packages takes ~0.1 s)."""
+    """The backends other packages registered (read once per process: scanning the installed packages took 22 ms here)."""
     from importlib.metadata import entry_points
 
     found = {}
