@@ -44,17 +44,23 @@ class Sshd:
         (folder / "sshd_config").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
             f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\nStrictModes no\n"
-            "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n")
+            "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+            # bash sources ~/.bashrc for a command over ssh only at SHLVL < 2: this test device skips the user's
+            # rc files. CI's ~/.bashrc ran `pyenv rehash`, whose lock a killed session left behind, and every
+            # later command waited 60 s on it.
+            "SetEnv SHLVL=1\n")
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # root's sshd wants its privilege-separation folder
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.log = folder / "sshd.log"  # a file, not a pipe: an unread pipe fills and stalls sshd mid-module
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=log,
+                                         start_new_session=True)
         for _ in range(100):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.proc.stderr.read().decode()[-500:]}")
+                raise RuntimeError(f"sshd exited: {self.log.read_text()[-500:]}")
             time.sleep(0.05)
         raise RuntimeError("sshd did not listen within 5 s")
 

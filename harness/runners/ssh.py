@@ -61,7 +61,9 @@ class SshRunner(RemoteLockstep):
         try:
             self._prepare_device(target)
         except subprocess.TimeoutExpired:
-            raise HarnessError(f"{target.where}: {self.destination} did not answer over ssh within 60 s") from None
+            raise HarnessError(f"{target.where}: {self.destination} did not answer over ssh within 60 s; "
+                              f"`ssh {self.destination} true` must return at once (a start-up file there that "
+                              f"waits delays every command)") from None
 
     def _prepare_device(self, target) -> None:
         made = self._ssh("mktemp -d /tmp/harness-remote-XXXXXX")
