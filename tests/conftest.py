@@ -106,11 +106,10 @@ def fast_target(tmp_path) -> Path:
 
 def results_csv_text(target: str, model: str) -> str:
     """A schema-valid results CSV with one row, as a committed record would be."""
-    import dataclasses
-
     from harness.results import ResultRow, rows_to_csv_text
+    from harness.results.row import CELL_FIELDS
 
-    values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    values = dict.fromkeys(CELL_FIELDS)
     values.update(target=target, model=model, variant="fp32", serving="1 per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
                   p50_ms=12.5, threads=1, images_at_once=1, cpu_mem_arena=False, cpu_model="cpu", cpu_count=2,
                   cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="2026-01-01T00:00:00Z")

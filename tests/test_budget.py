@@ -2,6 +2,7 @@ import dataclasses
 
 from harness.gate.budget import summarize, verdict
 from harness.results import ResultRow
+from harness.results.row import CELL_FIELDS
 from harness.targets import TargetProfile, with_changes
 
 TARGET = TargetProfile.from_flat("watch", threads=1, memory_quantity="model", memory_budget_mb=15, p95_budget_ms=100,
@@ -9,7 +10,7 @@ TARGET = TargetProfile.from_flat("watch", threads=1, memory_quantity="model", me
 
 
 def _row(**changes) -> ResultRow:
-    values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    values = dict.fromkeys(CELL_FIELDS)
     values.update(target="watch", model="m", variant="fp32", serving="1 per call", status="ok", verdict="",
                   flags="", recipe="", nodes_in_float_names="", threads=1, images_at_once=1, cpu_mem_arena=False,
                   cpu_model="cpu", cpu_count=2, cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now",

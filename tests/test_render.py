@@ -6,10 +6,11 @@ from rich.console import Console
 
 from harness.report.render import ladder_table
 from harness.results import ResultRow
+from harness.results.row import CELL_FIELDS
 
 
 def _row(model: str, variant: str, **values) -> ResultRow:
-    fields = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    fields = dict.fromkeys(CELL_FIELDS)
     fields.update(target="phone", model=model, variant=variant, serving="1 per call", status="ok", verdict="fits",
                   flags="", recipe="", nodes_in_float_names="", quality_metric="mIoU", per_class_pct="", threads=2)
     fields.update(values)
@@ -59,7 +60,7 @@ def test_names_and_text_from_a_record_are_shown_as_written_not_as_markup():
 
     hostile = "[/red]oops[bold"
     target = TargetProfile.from_flat("t", description="[bold]x[/", threads=1)
-    texts = {f.name: "" for f in dataclasses.fields(ResultRow) if f.type == "str" and f.name not in ("model", "variant")}
+    texts = {f.name: "" for f in CELL_FIELDS.values() if f.type == "str" and f.name not in ("model", "variant")}
     texts.update(target="t", serving="1 per call", status="ok", verdict="fits")
     rows = [_row(hostile, "fp32", **{**texts, "recipe": "[red]r", "flags": "[/yellow]", "status": "[/red]",
                                      "serving": "http-burst", "load": "[x]"}),

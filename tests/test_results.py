@@ -5,11 +5,12 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.results import COLUMNS, ResultRow, merge_and_write, read_rows
+from harness.results.row import CELL_FIELDS
 from harness.targets import TargetProfile
 
 
 def _row(model: str, p50: float) -> ResultRow:
-    values = {f.name: None for f in dataclasses.fields(ResultRow) if f.name != "schema_version"}
+    values = dict.fromkeys(CELL_FIELDS)
     values.update(target="watch", model=model, variant="fp32", serving="1 per call", status="ok", verdict="fits", flags="", recipe="", nodes_in_float_names="",
                   p50_ms=p50, threads=1, images_at_once=1, cpu_mem_arena=False, cpu_model="cpu", cpu_count=2,
                   cpu_isa="avx2", ort_version="1", harness_version="0", measured_at="now")
@@ -22,7 +23,7 @@ def test_merge_keeps_other_models_and_sorts_stably(tmp_path):
     merge_and_write(path, [_row("b", 3.0)])
     rows = read_rows(path)
     assert [(r.model, r.p50_ms) for r in rows] == [("a", 1.0), ("b", 3.0)]
-    assert next(csv.reader(open(path))) == COLUMNS
+    assert tuple(next(csv.reader(open(path)))) == COLUMNS
 
 
 def test_missing_column_is_refused_with_a_clear_message(tmp_path):
@@ -57,7 +58,7 @@ def test_a_round_trip_through_the_csv_keeps_every_figure_and_every_gate_decision
     path = tmp_path / "watch.csv"
     merge_and_write(path, [tiny])
     back = read_rows(path)[0]
-    floats = [f.name for f in dataclasses.fields(ResultRow) if "float" in str(f.type)]
+    floats = [f.name for f in CELL_FIELDS.values() if "float" in str(f.type)]
     assert [getattr(back, n) for n in floats] == [getattr(tiny, n) for n in floats]  # every figure exactly as measured
     assert back.p50_per_process_ms == tiny.p50_per_process_ms
     watch = load_target("watch")

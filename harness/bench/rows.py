@@ -18,6 +18,7 @@ from harness.measure.measurement import Measurement
 from harness.measure.pairing import paired_speedup
 from harness.backends import DEFAULT_BACKEND, options_text
 from harness.results import ResultRow, joined
+from harness.results.row import CELL_FIELDS
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant
 
@@ -29,7 +30,7 @@ def _now() -> str:
 def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: str) -> dict:
     target, fp = plan.target, plan.machine
     backend, variant = split_run(run)
-    fields = {f.name: None for f in dataclasses.fields(ResultRow)}
+    fields = dict.fromkeys(CELL_FIELDS)
     fields.update(
         target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving), serving_mode=serving,
         status=status, verdict="not measured", flags="", recipe="", nodes_in_float_names="",
@@ -44,11 +45,10 @@ def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: 
         backend=backend, backend_version="", precision="", backend_options=""
         if backend == DEFAULT_BACKEND else options_text(target.runtime.options_for(backend)),  # ORT's: own columns
     )
-    del fields["schema_version"]
     return fields
 
 
-_TEXT_COLUMNS = {f.name for f in dataclasses.fields(ResultRow) if f.type == "str"}
+_TEXT_COLUMNS = {name for name, field in CELL_FIELDS.items() if field.type == "str"}
 
 
 def _figure_cells(measured: Measurement) -> dict:

@@ -95,7 +95,7 @@ def _outputs(args, console, pipeline, rows, report, latest: Path) -> None:
     """--json, --summary and --report."""
     record = pipeline.record
     if args.json:
-        print(json.dumps({"target": pipeline.target.name, "rows": [dataclasses.asdict(r) for r in rows],
+        print(json.dumps({"target": pipeline.target.name, "rows": [r.cells() for r in rows],
                           "gate": json.loads(report.to_json())}, indent=1, default=str))
     if args.summary:
         from harness.report.summary import append_summary

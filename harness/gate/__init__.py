@@ -21,7 +21,6 @@ from harness.results import ResultRow, RowKey, damaged_fields
 from harness.targets import TargetProfile
 
 PASS, FAIL, NEW = "pass", "fail", "new"
-PARITY_TOLERANCE_PTS = 0.05
 
 
 @dataclass(frozen=True)
@@ -149,26 +148,13 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
 
 
 def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
-    """File size, parameters, model memory, quality and parity against the record."""
+    """File size, parameters, model memory, quality and parity against the record, each as its part compares it."""
     rules = target.gate
-    reasons = []
-
-    def grew(a, b, label: str, unit: str, limit: float) -> None:
-        if a is not None and b is not None and b > limit:
-            reasons.append(f"{label} {a:g} → {b:g} {unit} (+{b - a:.3g})")
-
-    if old.file_mb is not None:
-        grew(old.file_mb, new.file_mb, "file", "MB", old.file_mb * (1 + rules.file_tolerance_pct / 100))
-    if old.params_in_graph is not None:
-        grew(old.params_in_graph, new.params_in_graph, "parameters", "", old.params_in_graph)
+    reasons = new.artifact.regressions(old.artifact, rules.file_tolerance_pct)
     # a batch of another size holds other activations: memory is the budget's to judge then, not the record's
-    if old.model_mb is not None and not new.served and old.images_at_once == new.images_at_once:
-        grew(old.model_mb, new.model_mb, "model memory", "MB", old.model_mb + rules.model_mb_tolerance)
-    for a, b, label, tolerance in ((old.quality_pct, new.quality_pct, new.quality_metric or "quality", rules.quality_tolerance_pts),
-                                   (old.parity_agreement_pct, new.parity_agreement_pct, "parity agreement", PARITY_TOLERANCE_PTS)):
-        if a is not None and b is not None and b < a - tolerance:
-            reasons.append(f"{label} {a:.2f} → {b:.2f} % ({b - a:+.2f} pts)")
-    return reasons
+    if not new.served and old.images_at_once == new.images_at_once:
+        reasons += new.memory.regressions(old.memory, rules.model_mb_tolerance)
+    return reasons + new.quality.regressions(old.quality, rules.quality_tolerance_pts)
 
 
 @dataclass(frozen=True)
