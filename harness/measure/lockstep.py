@@ -17,14 +17,11 @@ import select
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 
 from harness.measure.protocol import ProtocolError, Reply, Request
-
-WATCHDOG_POLL_S = 0.005
-
+from harness.measure.watchdog import MemoryWatchdog
 
 @dataclass
 class _Child:
@@ -44,34 +41,6 @@ class _Child:
         request = self.request
         return self.error is None and (self.runs < request.min_runs or self.timed_s < request.min_duration_s) \
             and self.runs < request.max_runs
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
-class _Watchdog(threading.Thread):
-    """Kills any child whose RSS passes the cap; one thread for all of them."""
-
-    def __init__(self, children: list[_Child], cap_mb: float):
-        super().__init__(daemon=True)
-        self.children, self.cap_mb, self.done = children, cap_mb, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            for child in self.children:
-                rss = rss_mb(child.proc.pid) if child.proc.poll() is None else None
-                if rss is not None and rss > self.cap_mb:
-                    child.over_mb = rss
-                    child.proc.kill()
-            self.done.wait(WATCHDOG_POLL_S)
 
 
 def _start(request: Request, python: str) -> _Child:
@@ -153,7 +122,8 @@ def run_lockstep(requests: list[Request], memory_cap_mb: float | None = None, ti
             children.append(_start(request, python))
             children[-1].cap_mb = memory_cap_mb
         if memory_cap_mb:
-            watchdog = _Watchdog(children, memory_cap_mb)
+            watchdog = MemoryWatchdog([c.proc for c in children], memory_cap_mb,
+                                      on_over=lambda i, rss: setattr(children[i], "over_mb", rss))
             watchdog.start()
         deadline = time.monotonic() + timeout_s
         for child in children:
@@ -172,7 +142,7 @@ def run_lockstep(requests: list[Request], memory_cap_mb: float | None = None, ti
         return [_outcome(child) for child in children]
     finally:
         if watchdog:
-            watchdog.done.set()
+            watchdog.stop()
         for child in children:  # clean-up must never replace the exception (Ctrl-C) that brought us here
             with contextlib.suppress(Exception):
                 if child.proc.poll() is None:

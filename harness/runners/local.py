@@ -18,7 +18,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from harness.measure.lockstep import rss_mb, run_lockstep
+from harness.measure.lockstep import run_lockstep
+from harness.measure.watchdog import MemoryWatchdog
 from harness.measure.protocol import ProtocolError, Reply, Request
 
 WORKER_TIMEOUT_S = 900
@@ -37,7 +38,6 @@ def copy_child_modules(package: Path, extra: tuple[str, ...] = ()) -> None:
     for name in (*CHILD_MODULES, *extra):
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PACKAGE_ROOT / name, package / name)
-WATCHDOG_POLL_S = 0.005
 
 
 class Runner(Protocol):
@@ -82,23 +82,6 @@ class _ReplyReader(threading.Thread):
 
     def text(self) -> str:
         return b"".join(self.chunks).decode()
-
-
-class _Watchdog(threading.Thread):
-    """Kills the child when its RSS passes the cap; remembers the RSS it saw."""
-
-    def __init__(self, proc: subprocess.Popen, cap_mb: float):
-        super().__init__(daemon=True)
-        self.proc, self.cap_mb, self.done, self.over_mb = proc, cap_mb, threading.Event(), None
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            rss = rss_mb(self.proc.pid)
-            if rss is not None and rss > self.cap_mb:
-                self.over_mb = rss
-                self.proc.kill()
-                return
-            self.done.wait(WATCHDOG_POLL_S)
 
 
 class LocalRunner:
@@ -146,7 +129,7 @@ class LocalRunner:
             os.close(write_fd)  # the child holds its own copy: EOF on our side when it exits
         reader = _ReplyReader(read_fd)
         reader.start()
-        watchdog = _Watchdog(proc, memory_cap_mb) if memory_cap_mb else None
+        watchdog = MemoryWatchdog([proc], memory_cap_mb) if memory_cap_mb else None
         if watchdog:
             watchdog.start()
         try:
@@ -161,11 +144,10 @@ class LocalRunner:
             raise
         finally:
             if watchdog:
-                watchdog.done.set()
-                watchdog.join()
+                watchdog.stop()
             reader.join(timeout=10)
-        if watchdog and watchdog.over_mb is not None:
-            return Reply.failed(f"exceeded memory cap ({watchdog.over_mb:.0f} MB > {memory_cap_mb:.0f} MB)")
+        if watchdog and watchdog.passed():
+            return Reply.failed(watchdog.passed())
         text = reader.text()
         if proc.returncode != 0 or not text.strip():
             last = (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]

@@ -70,7 +70,7 @@ class ServerProcess:
     """`python -m harness.serve.server` started, watched for its memory cap, and stopped."""
 
     def __init__(self, config: ServerConfig, workdir: Path, cap_mb: float | None, python: str | None = None):
-        from harness.runners.local import _Watchdog
+        from harness.measure.watchdog import MemoryWatchdog
 
         self.config_path = workdir / f"server_{os.getpid()}_{time.monotonic_ns()}.json"
         self.config_path.write_text(config.to_json())
@@ -84,7 +84,7 @@ class ServerProcess:
                                          pass_fds=(write_fd,))
         os.close(write_fd)
         self.ready_fd = read_fd
-        self.watchdog = _Watchdog(self.proc, cap_mb) if cap_mb and self.cap_by != "cgroup" else None
+        self.watchdog = MemoryWatchdog([self.proc], cap_mb) if cap_mb and self.cap_by != "cgroup" else None
         if self.watchdog:
             self.watchdog.start()
         self.ready: dict | None = None
@@ -117,8 +117,8 @@ class ServerProcess:
         code = self.proc.poll()
         if code is None:
             return ""
-        if self.watchdog and self.watchdog.over_mb is not None:
-            return (f"the server passed the memory cap ({self.watchdog.over_mb:.0f} MB > {self.watchdog.cap_mb:.0f} MB) "
+        if self.watchdog and self.watchdog.over_mb:
+            return (f"the server passed the memory cap ({self.watchdog.over_mb[0]:.0f} MB > {self.watchdog.cap_mb:.0f} MB) "
                     f"and was stopped")
         last = (self.stderr_path.read_text(errors="replace").strip().splitlines() or [""])[-1]
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
