@@ -120,8 +120,9 @@ class RuntimeOptions:
     allow_spinning: bool = True  # idle intra-op threads spin: ORT's default; off saves CPU for other work
     backend_options: tuple = ()  # ((backend, ((option, value), ...)), ...): the [backend] tables, sorted
 
-    def options_for(self, backend: str) -> dict:
-        return dict(dict(self.backend_options).get(backend, ()))
+    def options_for(self, backend: str) -> dict:  # what the child's Request carries to the backend's load()
+        ort = {name: getattr(self, name) for name in ("enable_cpu_mem_arena", "enable_mem_pattern", "allow_spinning")}
+        return ort if backend == DEFAULT_BACKEND else dict(dict(self.backend_options).get(backend, ()))
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,19 @@ def test_an_optional_backend_that_is_not_installed_is_left_out_with_a_note(tmp_p
     if missing_extra("litert") is None:  # where it is installed, the same target measures it
         shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
         assert shown.stdout.splitlines()[0] == "('fp32', 'int8-static', 'litert:litert-fp32', 'litert:litert-int8')"
+
+
+def test_onnxruntimes_session_options_reach_the_session_through_the_requests_backend_options(tmp_path):
+    import onnxruntime as ort
+
+    from harness.backends.onnxruntime_cpu import session_options
+
+    target = TargetProfile.from_flat("t", threads=1, allow_spinning=False, enable_mem_pattern=False)
+    request = build_request(tmp_path / "m.onnx", target, tmp_path / "s.npy")
+    assert request.backend_options == {"enable_cpu_mem_arena": True, "enable_mem_pattern": False, "allow_spinning": False}
+    made = session_options(ort, request)
+    assert (made.enable_cpu_mem_arena, made.enable_mem_pattern) == (True, False)
+    assert made.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = session_options(ort, build_request(tmp_path / "m.onnx", TargetProfile.from_flat("t", threads=1),
+                                                 tmp_path / "s.npy"))
+    assert default.enable_mem_pattern and default.get_session_config_entry("session.intra_op.allow_spinning") == "1"

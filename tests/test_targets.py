@@ -92,7 +92,8 @@ def test_a_backends_table_holds_its_options_and_onnxruntimes_are_its_session_opt
     path.write_text('threads = 1\nbackends = ["onnxruntime", "openvino"]\n[onnxruntime]\nallow_spinning = false\n'
                     '[openvino]\nperformance_hint = "THROUGHPUT"\nnum_streams = 2\n')
     target = load_target(str(path))
-    assert not target.runtime.allow_spinning and target.runtime.options_for("onnxruntime") == {}
+    assert not target.runtime.allow_spinning and target.runtime.options_for("onnxruntime") == {
+        "enable_cpu_mem_arena": True, "enable_mem_pattern": True, "allow_spinning": False}
     assert target.runtime.options_for("openvino") == {"performance_hint": "THROUGHPUT", "num_streams": 2}
     from harness.targets import with_changes
 

@@ -158,6 +158,8 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
             old.request_changes = baselines.recorded_options(name)
             old.recorded_backend_options = {b: json.loads(recorded) for b, (recorded, _) in
                                             baselines.options_changed(name, options).items()}
+            old.recorded_backend_options[DEFAULT_BACKEND] = {**plan.target.runtime.options_for(DEFAULT_BACKEND),
+                                                             **baselines.recorded_session_options(name)}
         old.ab_partner_of = name
         notes[name] = f"{why}: measured beside its recorded configuration{said} in lockstep children"
         partners.append(old)

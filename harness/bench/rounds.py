@@ -128,8 +128,8 @@ def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Run
                 onnx_path=str(made.path), input_hw=spec.input_hw, num_classes=spec.num_classes,
                 threads=target.device.threads, cpu_affinity=server_cpus(target)[0],
                 inter_op_threads=target.device.inter_op_threads,
-                enable_cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
-                enable_mem_pattern=target.runtime.enable_mem_pattern, allow_spinning=target.scenario.http_allow_spinning,
+                backend_options={**target.runtime.options_for(DEFAULT_BACKEND),
+                                 "allow_spinning": target.scenario.http_allow_spinning},
                 port=0, model=spec.name, variant=variant)
             masks = workdir / f"pred_{_slug(spec.name)}_{variant}_http.npy"
             loads = measure_served(config, target, images, eval_set.eval_path, workdir, plan.suite.ignore_index, masks)

@@ -53,8 +53,8 @@ def run(args) -> int:
     config = ServerConfig(
         onnx_path=str(path), input_hw=spec.input_hw, num_classes=spec.num_classes, threads=device.threads,
         cpu_affinity=tuple(device.cpu_affinity or ()), inter_op_threads=device.inter_op_threads,
-        enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
-        allow_spinning=target.scenario.http_allow_spinning, host=args.host, port=args.port, model=spec.name, variant=args.variant,
+        backend_options={**runtime.options_for(DEFAULT_BACKEND), "allow_spinning": target.scenario.http_allow_spinning},
+        host=args.host, port=args.port, model=spec.name, variant=args.variant,
         memory_mb=target_memory_mb(target.budgets))
     config_path = _config_file(config)
     sys.stdout.flush()

@@ -142,8 +142,13 @@ class Baselines:
     def recorded_options(self, name: str) -> dict:
         """Request fields as the record ran them (for an options A/B)."""
         row = self.recorded[name]
-        fields = {"threads": row.threads, "enable_cpu_mem_arena": row.cpu_mem_arena, "images_at_once": row.images_at_once,
-                  "enable_mem_pattern": row.mem_pattern, "allow_spinning": row.allow_spinning}
+        return {k: v for k, v in {"threads": row.threads, "images_at_once": row.images_at_once}.items() if v is not None}
+
+    def recorded_session_options(self, name: str) -> dict:
+        """ONNX Runtime's session options as the record ran them (one not recorded yet: not in it)."""
+        row = self.recorded[name]
+        fields = {"enable_cpu_mem_arena": row.cpu_mem_arena, "enable_mem_pattern": row.mem_pattern,
+                  "allow_spinning": row.allow_spinning}
         return {k: v for k, v in fields.items() if v is not None}
 
     def partner(self, name: str, workdir: Path) -> Partner:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.backends import DEFAULT_BACKEND
 from harness.measure.figures import combine_figures, figure_of
 from harness.measure.protocol import Reply, Request
 from harness.targets import TargetProfile
@@ -109,8 +110,7 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
         onnx_path=str(onnx_path), sample_path=str(sample_path), output_shape=tuple(output_shape),
         threads=device.threads, inter_op_threads=device.inter_op_threads, cpu_affinity=device.cpu_affinity or (),
         serving=serving, images_at_once=scenario.images_at_once,
-        enable_cpu_mem_arena=runtime.enable_cpu_mem_arena, enable_mem_pattern=runtime.enable_mem_pattern,
-        allow_spinning=runtime.allow_spinning,
+        backend=DEFAULT_BACKEND, backend_options=runtime.options_for(DEFAULT_BACKEND),
         warmup_runs=scenario.warmup_runs, min_runs=scenario.min_runs, min_duration_s=scenario.min_duration_s,
         max_runs=MAX_RUNS, eval_path=str(eval_path) if eval_path else None,
         predictions_path=str(predictions_path) if predictions_path else None, num_classes=num_classes,

@@ -14,7 +14,8 @@ from harness.backends import DEFAULT_BACKEND
 from harness.measure.figures import figure_of
 
 # 2: the child's scalar figures travel in `figures`, by the names harness.measure.figures declares.
-PROTOCOL_VERSION = 2
+# 3: ONNX Runtime's session options travel in `backend_options`, as every backend's options do.
+PROTOCOL_VERSION = 3
 
 
 class ProtocolError(ValueError):
@@ -44,9 +45,6 @@ class Request(_Message):
     inter_op_threads: int = 1
     serving: str = "batched"  # "batched": one call of images_at_once; "concurrent": that many requests in flight
     images_at_once: int = 1
-    enable_cpu_mem_arena: bool = True
-    enable_mem_pattern: bool = True
-    allow_spinning: bool = True  # ORT's session.intra_op.allow_spinning: idle pool threads spin (ORT's default)
     warmup_runs: int = 10
     min_runs: int = 50
     min_duration_s: float = 2.0
@@ -60,7 +58,7 @@ class Request(_Message):
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
     backend: str = DEFAULT_BACKEND  # harness.backends: the runtime the child times the model under
     precision: str = ""  # the backend's inference precision where it has one (OpenVINO: "f32", "bf16"); "" its default
-    backend_options: dict = dataclasses.field(default_factory=dict)  # the target's [backend] table
+    backend_options: dict = dataclasses.field(default_factory=dict)  # what load() is given: ORT's session options, a [table]
     version: int = PROTOCOL_VERSION
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -16,9 +16,7 @@ class ServerConfig:
     threads: int
     cpu_affinity: tuple[int, ...]  # empty: leave the process's CPUs as they are
     inter_op_threads: int = 1
-    enable_cpu_mem_arena: bool = True
-    enable_mem_pattern: bool = True
-    allow_spinning: bool = True
+    backend_options: dict = field(default_factory=dict)  # ONNX Runtime's session options, as a Request carries them
     host: str = "127.0.0.1"
     port: int = 8000  # 0: any free port (the bench's choice; the port is sent on the ready pipe)
     model: str = ""  # names for /health
