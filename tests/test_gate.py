@@ -157,8 +157,8 @@ checkpoint = "{checkpoint}"
 
 GATE_TARGET = """
 threads = 1
-min_runs = 30
-min_duration_s = 1.0
+min_runs = 10
+min_duration_s = 0.3
 variants = ["fp32"]
 memory_budget_mb = 0
 gate_latency_tolerance_pct = 50  # this test is about size and accuracy; latency rules are tested above
@@ -237,7 +237,7 @@ def test_kill_9_during_update_leaves_the_record_byte_identical(gate_setup):
     suite, target, results, _ = gate_setup
     assert _bench(suite, target, results).returncode == 0
     before = (results / "gate.csv").read_bytes()
-    target.write_text(GATE_TARGET.replace("min_duration_s = 1.0", "min_duration_s = 30.0"))
+    target.write_text(GATE_TARGET.replace("min_duration_s = 0.3", "min_duration_s = 30.0"))
     proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(target), "--suite", str(suite),
                              "--results-dir", str(results), "--update"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     import psutil

@@ -236,3 +236,16 @@ def test_factorize_starts_from_the_parents_weights():
         expected = model(x)
         assert factorize(model) == 1
         assert torch.allclose(model(x), expected, atol=1e-4)
+
+
+def test_the_command_line_names_every_recipe_and_parses_without_importing_torch():
+    """A refused command line answers in a fraction of a second: parsing must not pay torch's import (about 1 s)."""
+    import subprocess
+    import sys
+
+    from harness.cli.reduce import RECIPE_CHOICES
+    from harness.reduce import RECIPES
+
+    assert RECIPE_CHOICES == RECIPES
+    probe = "import sys; from harness.cli import build_parser; build_parser(); print(sorted(m for m in sys.modules if m == 'torch'))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -281,7 +281,7 @@ def test_bench_serves_every_variant_end_to_end_and_the_gate_compares_served_rows
     target.write_text('threads = 1\nimages_at_once = 3\nserving = ["batched", "http"]\nvariants = ["fp32", "int8-static"]\n'
                       'memory_quantity = "process"\nmemory_budget_mb = 512\nmemory_cap_mb = 512\np95_budget_ms = 2000\n'
                       'min_runs = 5\nmin_duration_s = 0.0\nwarmup_runs = 1\nprocesses = 1\nhttp_bursts = 3\n'
-                      'http_closed_s = 1\nhttp_open_s = 1\n')
+                      'http_closed_s = 0.5\nhttp_open_s = 0.5\n')
     results = tmp_path / "results"
     proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
