@@ -297,3 +297,22 @@ def test_onnxruntimes_session_options_reach_the_session_through_the_requests_bac
     default = session_options(ort, build_request(tmp_path / "m.onnx", TargetProfile.from_flat("t", threads=1),
                                                  tmp_path / "s.npy"))
     assert default.enable_mem_pattern and default.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
+def test_the_reference_workload_runs_under_onnxruntimes_session_options_whatever_backend_the_child_times(
+        tmp_path, monkeypatch):
+    """The machine's yardstick is one workload: an OpenVINO child times it as an ONNX Runtime child does."""
+    import dataclasses
+
+    import harness.backends.onnxruntime_cpu as ort_backend
+    from harness.measure.worker import _reference_ms
+    from harness.measure.yardsticks import reference_model
+
+    target = TargetProfile.from_flat("t", threads=1, allow_spinning=False)
+    request = dataclasses.replace(build_request(tmp_path / "m.onnx", target, tmp_path / "s.npy"), backend="openvino",
+                                  backend_options={"num_streams": 1}, reference_path=str(reference_model(tmp_path / "r.onnx")))
+    seen = []
+    made = ort_backend.session_options
+    monkeypatch.setattr(ort_backend, "session_options", lambda ort, settings: seen.append(settings.backend_options) or made(ort, settings))
+    assert _reference_ms(request) > 0
+    assert seen == [{"enable_cpu_mem_arena": True, "enable_mem_pattern": True, "allow_spinning": False}]

@@ -111,6 +111,7 @@ def build_request(onnx_path: Path, target: TargetProfile, sample_path: Path, eva
         threads=device.threads, inter_op_threads=device.inter_op_threads, cpu_affinity=device.cpu_affinity or (),
         serving=serving, images_at_once=scenario.images_at_once,
         backend=DEFAULT_BACKEND, backend_options=runtime.options_for(DEFAULT_BACKEND),
+        reference_options=runtime.options_for(DEFAULT_BACKEND),  # the yardstick runs alike under every backend
         warmup_runs=scenario.warmup_runs, min_runs=scenario.min_runs, min_duration_s=scenario.min_duration_s,
         max_runs=MAX_RUNS, eval_path=str(eval_path) if eval_path else None,
         predictions_path=str(predictions_path) if predictions_path else None, num_classes=num_classes,

@@ -54,6 +54,7 @@ class Request(_Message):
     num_classes: int = 1
     ignore_index: int = 255
     reference_path: str | None = None  # the fixed reference workload, timed after the model
+    reference_options: dict = dataclasses.field(default_factory=dict)  # the default backend's options, for it
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
     backend: str = DEFAULT_BACKEND  # harness.backends: the runtime the child times the model under

@@ -40,9 +40,9 @@ class MemoryWatchdog(threading.Thread):
                 rss = rss_mb(proc.pid) if i not in self.over_mb and proc.poll() is None else None
                 if rss is not None and rss > self.cap_mb:
                     self.over_mb[i] = rss
-                    proc.kill()
-                    if self.on_over:
+                    if self.on_over:  # before the kill: whoever sees the process end must find why
                         self.on_over(i, rss)
+                    proc.kill()
             self.done.wait(POLL_S)
 
     def stop(self) -> None:

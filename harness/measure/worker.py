@@ -7,6 +7,7 @@ and reads its peak memory from the kernel (VmHWM), so a spike between any two po
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -162,14 +163,15 @@ def _ort_version() -> str:
 
 
 def _reference_ms(request: Request) -> float:
-    """Median latency of the fixed reference workload, in ONNX Runtime under the request's session options whatever
+    """Median latency of the fixed reference workload, in ONNX Runtime under the target's session options whatever
     the backend: the machine's yardstick stays one workload (imported after the peak memory was read)."""
     import numpy as np
     import onnxruntime as ort
 
     from harness.backends.onnxruntime_cpu import session_options
 
-    session = ort.InferenceSession(request.reference_path, session_options(ort, request), providers=["CPUExecutionProvider"])
+    settings = dataclasses.replace(request, backend_options=request.reference_options)
+    session = ort.InferenceSession(request.reference_path, session_options(ort, settings), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ones((1, 3, 64, 64), dtype=np.float32)}
     for _ in range(2):
         session.run(None, feed)

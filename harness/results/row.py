@@ -291,5 +291,5 @@ class ResultRow:
 
     def cells(self) -> dict:
         """Column name -> value, every part flattened (the CSV's and --json's view)."""
-        flat = {name: getattr(getattr(self, part), name) for name, part in _PART_OF.items()}
-        return {**flat, "schema_version": self.schema_version}
+        return {name: self.schema_version if name == "schema_version" else getattr(getattr(self, _PART_OF[name]), name)
+                for name in COLUMNS}
