@@ -51,6 +51,10 @@ class Sshd:
             "SetEnv SHLVL=1\n")
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # root's sshd wants its privilege-separation folder
+        checked = subprocess.run([SSHD, "-t", "-f", str(folder / "sshd_config")], capture_output=True, text=True)
+        if checked.returncode != 0 and "SetEnv" in checked.stderr:  # OpenSSH before 8.7: the rc files run there
+            config = folder / "sshd_config"
+            config.write_text(config.read_text().replace("SetEnv SHLVL=1\n", ""))
         self.log = folder / "sshd.log"  # a file, not a pipe: an unread pipe fills and stalls sshd mid-module
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=log,
