@@ -33,8 +33,7 @@ class _Child:
     blocks: int = 0
     timed_s: float = 0.0
     runs: int = 0
-    over_mb: float | None = None
-    cap_mb: float | None = None
+    over_cap: str = ""  # why the memory watchdog killed it
     reply: Reply | None = field(default=None)
 
     def needs_more(self) -> bool:
@@ -92,8 +91,8 @@ def _read(child: _Child, deadline: float) -> dict | None:
 
 
 def _death(child: _Child) -> str:
-    if child.over_mb is not None:
-        return _over_cap(child)
+    if child.over_cap:
+        return child.over_cap
     child.stderr.seek(0)
     lines = child.stderr.read().decode(errors="replace").strip().splitlines()
     return f"worker failed: {lines[-1] if lines else f'exit code {child.proc.returncode}'}"
@@ -120,10 +119,9 @@ def run_lockstep(requests: list[Request], memory_cap_mb: float | None = None, ti
     try:
         for request, python in zip(requests, pythons):
             children.append(_start(request, python))
-            children[-1].cap_mb = memory_cap_mb
         if memory_cap_mb:
             watchdog = MemoryWatchdog([c.proc for c in children], memory_cap_mb,
-                                      on_over=lambda i, rss: setattr(children[i], "over_mb", rss))
+                                      on_over=lambda i, rss: setattr(children[i], "over_cap", watchdog.passed(i)))
             watchdog.start()
         deadline = time.monotonic() + timeout_s
         for child in children:
@@ -184,12 +182,8 @@ def _reply(message: dict) -> Reply:
 
 
 def _outcome(child: _Child) -> Reply:
-    if child.over_mb is not None:
-        return Reply.failed(_over_cap(child))
+    if child.over_cap:
+        return Reply.failed(child.over_cap)
     if child.reply is not None and (child.error is None or not child.reply.ok):
         return child.reply
     return Reply.failed(child.error or "worker sent no reply")
-
-
-def _over_cap(child: _Child) -> str:
-    return f"exceeded memory cap ({child.over_mb:.0f} MB > {child.cap_mb:.0f} MB)"

@@ -279,7 +279,7 @@ class ResultRow:
         for part_name, part in PARTS.items():
             mine = {name: value for name, value in cells.items() if _PART_OF[name] == part_name}
             whole = given.get(part_name)
-            object.__setattr__(self, part_name, dataclasses.replace(whole, **mine) if whole is not None else part(**mine))
+            object.__setattr__(self, part_name, part(**mine) if whole is None else dataclasses.replace(whole, **mine) if mine else whole)
         object.__setattr__(self, "schema_version", schema_version)
 
     def __getattr__(self, name: str):
