@@ -18,6 +18,8 @@ class DeadlineH11(H11Protocol):
     """H11Protocol (uvicorn's `http="h11"`) with a keep-alive timer from the start and a deadline per request head."""
 
     header_timeout_s = 10.0
+    linger_s = 2.0  # after a 408: keep reading (and dropping) what the client still sends, so closing sends no RST
+
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -25,6 +27,8 @@ class DeadlineH11(H11Protocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
+        if getattr(self, "timed_out", False):
+            return  # answered with 408: the rest of a slow head is dropped until the connection closes
         super().data_received(data)  # the keep-alive timer stops here: a byte of the next request has come
         waiting_for_head = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
         if waiting_for_head and self.head_timer is None:
@@ -49,7 +53,12 @@ class DeadlineH11(H11Protocol):
         # Written raw: h11 answers only a request it has read, and this connection is closed right after.
         self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
                              b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(message), message))
-        self.transport.close()
+        # A close with unread bytes in the kernel's buffer is a reset that can discard the 408 before the client reads
+        # it: end our side, drop what still comes, close after linger_s.
+        self.timed_out = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(self.linger_s, self.transport.close)
 
 
 def deadline_protocol(header_timeout_s: float) -> type[DeadlineH11]:
