@@ -17,12 +17,12 @@ import numpy as np
 
 from harness.bench import BenchInputs, make_variant, plan_bench, prepare_eval_sets
 from harness.export import export_spec
-from harness.measure.measurement import build_request
+from harness.results.measurement import build_request
 from harness.variants.quantize import default_options
-from harness.runners.local import run_worker
+from harness.runners import run_worker
 from harness.spec import DEFAULT_SUITE, load_suite
 from harness.targets import TargetProfile
-from harness.measure.yardsticks import trivial_model
+from harness.bench.yardsticks import trivial_model
 
 REPEATS = 3
 

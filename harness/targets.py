@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, known_backends, options_from_tables
+from harness.measure.backends import DEFAULT_BACKEND, backend_module, known_backends, options_from_tables
 from harness.errors import HarnessError
 from harness.files import check_name, project_root
 
@@ -61,7 +61,7 @@ class Scenario:
     images_at_once: int = 1
     serving: tuple[str, ...] = ("batched",)
     variants: tuple[str, ...] = ("fp32",)
-    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # harness.backends: each runs the variants it can (harness variants)
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # harness.measure.backends: each runs the variants it can (harness variants)
     backends_if_installed: tuple[str, ...] = ()  # added where their extra is installed; a note says so where not
     warmup_runs: int = 10
     min_runs: int = 50
@@ -121,7 +121,7 @@ class RuntimeOptions:
     backend_options: tuple = ()  # ((backend, ((option, value), ...)), ...): the [backend] tables, sorted
 
     def options_for(self, backend: str) -> dict:  # what the child's Request carries to the backend's load()
-        ort = {name: getattr(self, name) for name in ("enable_cpu_mem_arena", "enable_mem_pattern", "allow_spinning")}
+        ort = {name: getattr(self, name) for name in backend_module(DEFAULT_BACKEND).OPTIONS}  # its flat keys
         return ort if backend == DEFAULT_BACKEND else dict(dict(self.backend_options).get(backend, ()))
 
 

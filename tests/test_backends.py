@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import FAST_TARGET, run_cli
-from harness.backends import NOT_ON_THIS_CPU, missing_extra
+from harness.measure.backends import NOT_ON_THIS_CPU, missing_extra
 from harness.errors import HarnessError
-from harness.measure.measurement import build_request
+from harness.results.measurement import build_request
 from harness.onnx_graph import save_graph
 from harness.results import SCHEMA_VERSION
-from harness.runners.local import LocalRunner
+from harness.runners import LocalRunner
 from harness.spec import ASSETS_DIR
 from harness.targets import TargetProfile
 
@@ -81,7 +81,7 @@ def test_openvino_measures_the_same_file_and_agrees_with_onnxruntime(files, tmp_
 def test_a_targets_openvino_table_reaches_the_compiled_model(files, tmp_path):
     import dataclasses
 
-    from harness.backends.openvino_cpu import load
+    from harness.measure.backends.openvino_cpu import load
 
     request = build_request(files[0], TargetProfile.from_flat("t", threads=2), files[1])
     default = load(dataclasses.replace(request, backend="openvino", precision="f32"))
@@ -241,7 +241,7 @@ def test_off_xnnpack_counts_ops_outside_the_delegate(tmp_path):
     import subprocess
     import sys
 
-    from harness.backends.litert_cpu import off_xnnpack
+    from harness.measure.backends.litert_cpu import off_xnnpack
 
     # converted in a child: litert-torch imports JAX, whose threads would stay in this test process
     script = ("import torch, litert_torch\n"
@@ -286,7 +286,7 @@ def test_an_optional_backend_that_is_not_installed_is_left_out_with_a_note(tmp_p
 def test_onnxruntimes_session_options_reach_the_session_through_the_requests_backend_options(tmp_path):
     import onnxruntime as ort
 
-    from harness.backends.onnxruntime_cpu import session_options
+    from harness.measure.backends.onnxruntime_cpu import session_options
 
     target = TargetProfile.from_flat("t", threads=1, allow_spinning=False, enable_mem_pattern=False)
     request = build_request(tmp_path / "m.onnx", target, tmp_path / "s.npy")
@@ -304,9 +304,9 @@ def test_the_reference_workload_runs_under_onnxruntimes_session_options_whatever
     """The machine's yardstick is one workload: an OpenVINO child times it as an ONNX Runtime child does."""
     import dataclasses
 
-    import harness.backends.onnxruntime_cpu as ort_backend
+    import harness.measure.backends.onnxruntime_cpu as ort_backend
     from harness.measure.worker import _reference_ms
-    from harness.measure.yardsticks import reference_model
+    from harness.bench.yardsticks import reference_model
 
     target = TargetProfile.from_flat("t", threads=1, allow_spinning=False)
     request = dataclasses.replace(build_request(tmp_path / "m.onnx", target, tmp_path / "s.npy"), backend="openvino",

@@ -11,8 +11,8 @@ import pytest
 from harness.gate.decide import FASTER, NO_CHANGE, SLOWER, UNDECIDED, decide_paired
 from harness.gate import Evidence, check_row, run_gate
 from harness.gate.latency import CONFIGURATION_FIELDS, configuration_changes, configuration_now
-from harness.measure.measurement import Measurement, failed
-from harness.measure.pairing import PairedRatios, paired_ratios, paired_speedup
+from harness.results.measurement import Measurement, failed
+from harness.bench.pairing import PairedRatios, paired_ratios, paired_speedup
 from harness.results import read_rows
 from harness.targets import TargetProfile
 

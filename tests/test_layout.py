@@ -139,11 +139,28 @@ def test_no_import_circle_between_packages():
     assert _cycles(graph) == []
 
 
+def test_the_child_package_imports_nothing_of_the_harness_outside_itself():
+    """harness/measure/ is what ships to an ssh device, a Ray node or a side runtime: an import of any other harness
+    module from it would fail there (only harness/__init__.py travels with it)."""
+    modules = _modules()
+    outside = {f"{name} -> {target}" for name, path in modules.items() if name.startswith("harness.measure")
+               for target in _imports(name, path, set(modules))
+               if not target.startswith("harness.measure") and target != "harness"}
+    assert outside == set()
+
+
+def test_the_shipped_files_are_the_child_package_whole():
+    from harness.runners import child_package_files
+
+    shipped = set(child_package_files())
+    assert {str(p.relative_to(PACKAGE)) for p in (PACKAGE / "measure").rglob("*.py")} | {"__init__.py"} == shipped
+
+
 def test_no_backend_is_named_outside_the_backends_package():
-    """A backend is a plugin: what it is called, reads and needs lives in harness/backends (the rest asks it)."""
+    """A backend is a plugin: what it is called, reads and needs lives in harness/measure/backends (the rest asks it)."""
     named = []
     for name, path in _modules().items():
-        if name.startswith("harness.backends"):
+        if name.startswith("harness.measure.backends"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value == "onnxruntime":
@@ -159,8 +176,9 @@ def test_the_layout_page_names_every_module_there_is_and_none_that_is_not():
     named = lambda text: {m for m in re.findall(r"`([\w/]+\.py)`", text) if not m.startswith("__")}  # noqa: E731
     top = page[page.index("## Directly under"):page.index("## The stages")]
     assert named(top) == {p.name for p in PACKAGE.glob("*.py") if not p.name.startswith("__")}
-    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
-        row = next((line for line in page.splitlines() if line.startswith(f"| `{folder.name}/` |")), None)
-        assert row is not None, f"docs/layout.md has no row for {folder.name}/"
+    for folder in sorted(p.parent for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE):
+        name = folder.relative_to(PACKAGE).as_posix()
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{name}/` |")), None)
+        assert row is not None, f"docs/layout.md has no row for {name}/"
         modules = {p.name for p in folder.glob("*.py") if not p.name.startswith("__")}
-        assert {n for n in named(row) if "/" not in n} == modules, folder.name
+        assert {n for n in named(row) if "/" not in n} == modules, name

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.measure.measurement import Measurement, build_request
-from harness.measure.pairing import paired_ratios, paired_speedup
-from harness.runners.local import LocalRunner
+from harness.results.measurement import Measurement, build_request
+from harness.bench.pairing import paired_ratios, paired_speedup
+from harness.runners import LocalRunner
 from test_runner import HW, _conv_stack, _model_holding, _target
 
 
@@ -60,7 +60,7 @@ def test_a_broken_model_fails_alone_and_the_others_are_measured(tmp_path, sample
 
 
 def test_evaluation_and_reference_come_back_from_lockstep_children(tmp_path, sample):
-    from harness.measure.yardsticks import reference_model
+    from harness.bench.yardsticks import reference_model
 
     target = _target(min_runs=5, min_duration_s=0.1)
     eval_path = tmp_path / "eval.npz"

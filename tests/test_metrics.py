@@ -1,6 +1,7 @@
 import numpy as np
 
-from harness.metrics import confusion_matrix, scores_from_confusion
+from harness.measure.evaluate import confusion_matrix
+from harness.metrics import scores_from_confusion
 
 
 def test_confusion_and_miou_match_a_hand_computed_case():

@@ -118,7 +118,7 @@ def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_relea
 
     side = next((Path(os.environ["HARNESS_CACHE_DIR"]) / "runtimes").glob(f"onnx-{previous}-onnxruntime-*"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    said = subprocess.run([str(side / "bin" / "python"), "-c", "from harness.backends import load_model, backend_module; "
+    said = subprocess.run([str(side / "bin" / "python"), "-c", "from harness.measure.backends import load_model, backend_module; "
                            "import onnx; print(backend_module('numpy-reference').PACKAGE, onnx.__version__)"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert said.stdout.split() == ["onnx", previous], said.stderr
@@ -131,7 +131,7 @@ def test_an_upgrade_of_a_backends_runtime_is_measured_against_the_recorded_relea
 
 
 def test_a_backend_not_registered_where_the_child_runs_is_named_and_releases_compare_without_build_suffixes():
-    from harness.backends import backend_module, same_release
+    from harness.measure.backends import backend_module, same_release
 
     with pytest.raises(LookupError, match="backend 'numpy-reference' is not registered where this runs"):
         backend_module("numpy-reference")  # this process has no tests/plugins on its path: a device without it

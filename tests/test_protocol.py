@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from harness.measure.measurement import build_request
+from harness.results.measurement import build_request
 from harness.measure.protocol import PROTOCOL_VERSION, ProtocolError, Reply, Request
-from harness.runners.local import run_worker
+from harness.runners import run_worker
 from harness.targets import TargetProfile
-from harness.measure.yardsticks import trivial_model
+from harness.bench.yardsticks import trivial_model
 
 
 def _request(**changes) -> Request:

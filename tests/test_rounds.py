@@ -79,10 +79,10 @@ def test_a_plugin_backend_registered_in_this_process_is_planned_measured_and_com
     planned for it, the child code loads it, and its row is compared with ONNX Runtime's fp32."""
     from pathlib import Path
 
-    import harness.backends
+    import harness.measure.backends
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
-    harness.backends._plugins.cache_clear()
+    harness.measure.backends._plugins.cache_clear()
     try:
         target = TargetProfile.from_flat("inproc", threads=1, variants=("fp32", "int8-dynamic"), min_runs=3,
                                          min_duration_s=0.0, warmup_runs=1, processes=1,
@@ -93,10 +93,10 @@ def test_a_plugin_backend_registered_in_this_process_is_planned_measured_and_com
         run = run_bench(suite, target, BenchInputs(suite.data_dir, None, default_options()), runner=InProcessRunner())
     finally:
         monkeypatch.undo()
-        harness.backends._plugins.cache_clear()
+        harness.measure.backends._plugins.cache_clear()
     rows = {(r.variant, r.backend): r for r in run.rows}
     assert set(rows) == {("fp32", "onnxruntime"), ("int8-dynamic", "onnxruntime"), ("fp32", "numpy-reference")}
     plugin = rows[("fp32", "numpy-reference")]
     assert plugin.status == "ok" and plugin.precision == "f32 (numpy)" and plugin.agreement_with_fp32_pct > 99.9
     assert plugin.key.backend == "numpy-reference" and 0 < plugin.speedup_vs_fp32 < 1  # numpy's kernels: slower
-    assert "numpy-reference" not in harness.backends.known_backends()  # gone with the path: nothing global was left
+    assert "numpy-reference" not in harness.measure.backends.known_backends()  # gone with the path: nothing global was left

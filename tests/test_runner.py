@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness.measure.measurement import LatencyStats, build_request
+from harness.results.measurement import LatencyStats, build_request
 from harness.onnx_graph import save_graph
-from harness.runners.local import run_worker
+from harness.runners import run_worker
 from harness.targets import TargetProfile
-from harness.measure.yardsticks import trivial_model
+from harness.bench.yardsticks import trivial_model
 
 HW = (32, 32)
 

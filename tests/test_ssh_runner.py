@@ -208,7 +208,7 @@ def _remote_launchers(sshd_pid: int) -> set[int]:
     for p in family:
         try:
             command = " ".join(p.cmdline())
-            if "harness.runners.remote" in command and "--probe" not in command:
+            if "harness.measure.remote" in command and "--probe" not in command:
                 found.add(p.pid)
         except psutil.Error:  # ended, or a zombie, between listing and reading
             pass
@@ -245,8 +245,8 @@ def test_lockstep_children_on_the_device_pair_block_by_block(sshd, tmp_path):
     """run_together over ssh: the children run side by side on the device, each with the same cycles."""
     import numpy as np
 
-    from harness.measure.measurement import build_request
-    from harness.measure.yardsticks import trivial_model
+    from harness.results.measurement import build_request
+    from harness.bench.yardsticks import trivial_model
     from harness.runners import make_runner
     from harness.targets import load_target
 

@@ -3,7 +3,7 @@ import re
 import pytest
 
 from harness.errors import HarnessError
-from harness.runners.local import check_fits_this_machine
+from harness.runners import check_fits_this_machine
 from harness.targets import list_target_files, load_target
 
 

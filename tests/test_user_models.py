@@ -223,7 +223,7 @@ def test_a_users_onnx_file_with_nan_weights_is_refused_before_anything_is_measur
 
 def test_a_variant_whose_outputs_are_not_finite_is_a_failed_row(tmp_path, small_split):
     """A real measuring child on a file whose logits overflow to inf on real images: failed, never 'fits'."""
-    from harness.measure.measurement import build_request
+    from harness.results.measurement import build_request
     from harness.onnx_graph import save_graph
     from harness.runners import make_runner
     from harness.targets import load_target

@@ -60,7 +60,7 @@ def test_a_registered_variant_is_benched_beside_fp32(tiny_suite, toy_variant):
 
 def test_a_registered_variant_is_cached(tmp_path, toy_variant):
     from harness.export import ExportedModel
-    from harness.measure.yardsticks import reference_model
+    from harness.bench.yardsticks import reference_model
 
     path = reference_model(tmp_path / "ref.onnx")
     exported = ExportedModel("ref", path, "sha-of-ref", path.stat().st_size / 1e6, 0, None, True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backends import DEFAULT_BACKEND, backend_module, installed_version, options_text, plugin_module
+from harness.measure.backends import DEFAULT_BACKEND, backend_module, installed_version, options_text, plugin_module
 from harness.gate import Evidence
 from harness.gate.ab import Baselines
 from harness.gate.latency import configuration_now
@@ -27,10 +27,10 @@ from harness.bench.prepare import PreparedModel, load_calibration, make_variant,
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
 from harness.cache import file_sha256
-from harness.measure.pairing import paired_ratios, spread_pct
+from harness.bench.pairing import paired_ratios, spread_pct
 from harness.gate.side_runtime import side_runtime
 from harness.results import ResultRow, RowKey
-from harness.runners.local import Runner
+from harness.runners import Runner
 from harness.runners import make_runner
 from harness.spec import Suite
 from harness.targets import TargetProfile

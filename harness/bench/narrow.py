@@ -11,7 +11,7 @@ import dataclasses
 import fnmatch
 from dataclasses import dataclass
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.results import RowKey
 from harness.spec import Suite
@@ -74,7 +74,7 @@ class Narrowing:
                 dataclasses.replace(target, scenario=scenario, budgets=budgets))
 
     def _check_backends(self, target: TargetProfile) -> None:
-        from harness.backends import missing_extra
+        from harness.measure.backends import missing_extra
         from harness.variants.registry import get_variant
 
         offered = (*target.scenario.backends, *target.scenario.backends_if_installed)

@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, missing_extra, run_name, split_run
+from harness.measure.backends import DEFAULT_BACKEND, missing_extra, run_name, split_run
 from harness.errors import HarnessError
 from harness.measure.machine import MachineFingerprint, machine_fingerprint
 from harness.variants.quantize import QuantizeOptions

@@ -6,14 +6,14 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, backend_module, requested_precision
+from harness.measure.backends import DEFAULT_BACKEND, backend_module, requested_precision
 from harness.bench.plan import BenchPlan, split_run
 from harness.bench.prepare import PreparedModel
 from harness.gate.decide import UNDECIDED, decide_paired
-from harness.measure.measurement import Measurement, build_request, combine
-from harness.measure.pairing import paired_ratios
-from harness.runners.local import Runner
-from harness.measure.yardsticks import reference_model, trivial_model
+from harness.results.measurement import Measurement, build_request, combine
+from harness.bench.pairing import paired_ratios
+from harness.runners import Runner
+from harness.bench.yardsticks import reference_model, trivial_model
 from harness.variants import get_variant
 
 FLOOR = "floor"
@@ -103,7 +103,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
 
 def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance) -> dict:
     """Serving "http": each variant as its own server process under load (harness.serve), after the children."""
-    from harness.measure.measurement import failed
+    from harness.results.measurement import failed
     from harness.serve.config import ServerConfig
     from harness.serve.measure import measure_served, server_cpus, write_images
     from harness.targets import HTTP_LOADS

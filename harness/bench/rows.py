@@ -14,9 +14,9 @@ from harness.bench.rounds import floor_key
 from harness.gate.budget import verdict
 from harness.export import ExportedModel
 from harness.measure.figures import CHILD_FIGURES
-from harness.measure.measurement import Measurement
-from harness.measure.pairing import paired_speedup
-from harness.backends import DEFAULT_BACKEND, options_text
+from harness.results.measurement import Measurement
+from harness.bench.pairing import paired_speedup
+from harness.measure.backends import DEFAULT_BACKEND, options_text
 from harness.results import ResultRow, joined
 from harness.results.row import CELL_FIELDS
 from harness.spec import ModelSpec

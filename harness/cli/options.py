@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.files import writable_folder
 from harness.spec import DEFAULT_SUITE

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, profiled_backends
+from harness.measure.backends import DEFAULT_BACKEND, profiled_backends
 from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
 from harness.errors import HarnessError
 
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from rich.markup import escape
 
-    from harness.backends import missing_extra
+    from harness.measure.backends import missing_extra
     from harness.files import path_under, project_root
     from harness.report.profile import profile_tables
     from harness.report.render import make_console
@@ -114,8 +114,8 @@ def _profile_request(path: Path, target, sample: Path, backend: str, variant: st
     """The Request a measuring child would get for this file, pinned to the target's first CPUs here."""
     import dataclasses
 
-    from harness.measure.measurement import build_request
-    from harness.backends import requested_precision
+    from harness.results.measurement import build_request
+    from harness.measure.backends import requested_precision
     from harness.variants import get_variant
 
     request = build_request(path, target, sample)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.options import add_data_options, add_model_options, resolve_spec, variant_file
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from harness.gate.latency import AB, NOT_GATED, RECORD, UNCHANGED, LatencyVerdict, judge
-from harness.backends import NOT_ON_THIS_CPU
+from harness.measure.backends import NOT_ON_THIS_CPU
 from harness.results import ResultRow, RowKey, damaged_fields
 from harness.targets import TargetProfile
 

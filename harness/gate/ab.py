@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import same_release
+from harness.measure.backends import same_release
 from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.backends import NOT_ON_THIS_CPU
+from harness.measure.backends import NOT_ON_THIS_CPU
 from harness.results import ResultRow
 from harness.targets import TargetProfile
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.gate.decide import SLOWER, UNDECIDED, UNKNOWN, Decision, decide, decide_paired, unstable
 from harness.results import ResultRow, split_floats
 from harness.targets import GateRules, TargetProfile

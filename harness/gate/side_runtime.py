@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND, ENTRY_POINT_GROUP, backend_module, plugin_module
+from harness.measure.backends import DEFAULT_BACKEND, ENTRY_POINT_GROUP, backend_module, plugin_module
 from harness.cache import cache_dir
-from harness.runners.local import copy_child_modules
+from harness.runners import copy_child_package
 
 PIP_TIMEOUT_S = 600
 
@@ -51,7 +51,7 @@ def _stage_child_modules(folder: Path, plugins: tuple[str, ...] = ()) -> None:
     child = folder / "harness-child"
     package = child / "harness"
     package.mkdir(parents=True, exist_ok=True)
-    copy_child_modules(package)
+    copy_child_package(package)
     for backend in plugins:
         _stage_plugin(child, backend)
     probe = subprocess.run([str(_python_of(folder)), "-c", "import site; print(site.getsitepackages()[0])"],

@@ -1,4 +1,7 @@
-"""The measuring child and what it needs: the protocol, the child (worker), lockstep blocks, statistics, the yardsticks and the machine fingerprint. Standard library, numpy and onnxruntime only: a remote runner ships this folder."""
+"""The measuring child's package, shipped whole to an ssh device, a Ray node or a side runtime: the protocol, the
+child (worker), the backends, lockstep blocks, the watchdog, the device sides of the remote runners and the
+machine fingerprint. Standard library, numpy and the backend's runtime only; nothing of the harness outside this
+folder but harness/__init__.py (a test holds that)."""
 
 
 def die_with_parent() -> None:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     request = Request.from_json(sys.stdin.read())
     import numpy as np
 
-    from harness.backends import backend_module, import_runtime
+    from harness.measure.backends import backend_module, import_runtime
 
     backend = backend_module(request.backend)
     if not hasattr(backend, "profile"):

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, fields
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.measure.figures import figure_of
 
 # 2: the child's scalar figures travel in `figures`, by the names harness.measure.figures declares.
@@ -57,7 +57,7 @@ class Request(_Message):
     reference_options: dict = dataclasses.field(default_factory=dict)  # the default backend's options, for it
     report_machine: bool = False  # also send the fingerprint of the machine (one child per variant is enough)
     block_s: float = 0.25  # lockstep: the timed length of one block (after its one untimed re-warm call)
-    backend: str = DEFAULT_BACKEND  # harness.backends: the runtime the child times the model under
+    backend: str = DEFAULT_BACKEND  # harness.measure.backends: the runtime the child times the model under
     precision: str = ""  # the backend's inference precision where it has one (OpenVINO: "f32", "bf16"); "" its default
     backend_options: dict = dataclasses.field(default_factory=dict)  # what load() is given: ORT's session options, a [table]
     version: int = PROTOCOL_VERSION

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from harness.backends import BackendRefused, import_runtime, load_model
+from harness.measure.backends import BackendRefused, import_runtime, load_model
 from harness.measure import die_with_parent
 from harness.measure.contention import cpu_busy_s, other_cpu_pct, own_cpu_s
 from harness.measure.protocol import Reply, Request
@@ -168,7 +168,7 @@ def _reference_ms(request: Request) -> float:
     import numpy as np
     import onnxruntime as ort
 
-    from harness.backends.onnxruntime_cpu import session_options
+    from harness.measure.backends.onnxruntime_cpu import session_options
 
     settings = dataclasses.replace(request, backend_options=request.reference_options)
     session = ort.InferenceSession(request.reference_path, session_options(ort, settings), providers=["CPUExecutionProvider"])

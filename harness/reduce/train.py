@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.models.checkpoint import write_checkpoint
 from harness.data import normalize
 from harness.errors import HarnessError
-from harness.metrics import confusion_matrix
+from harness.measure.evaluate import confusion_matrix
 from harness.models import create_model, get_model_info
 from harness.spec import ModelSpec
 from harness.tasks import get_task

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends import run_name
+from harness.measure.backends import run_name
 from harness.results import ResultRow
 from harness.targets import TargetProfile
 

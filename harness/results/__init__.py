@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.errors import HarnessError
 from harness.files import locked, write_text_atomic
 from harness.results.row import CELL_FIELDS, COLUMNS, READABLE_SCHEMAS, SCHEMA_VERSION, ResultRow, RowKey, serving_mode_of

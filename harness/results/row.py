@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 
 # The row's shape, written beside every CSV row; what each version added:
 # 2: quality_metric/quality_pct/quality_drop_pts/per_class_pct replace miou_pct/miou_drop_pts.
@@ -20,7 +20,7 @@ from harness.backends import DEFAULT_BACKEND
 # 4: measured_on, where the child ran (local, an ssh device, a Ray node).
 # 5: mem_pattern, the last session option a row lacked: the gate A/Bs any change of configuration.
 # 6: served rows (serving "http"): the load, its errors, the held rate, the server's split and memory.
-# 7: the backend that ran the row (harness.backends), its own version and the precision it says it ran.
+# 7: the backend that ran the row (harness.measure.backends), its own version and the precision it says it ran.
 # 8: cpu_ms_per_call (the child's CPU time per call, every thread); serving_mode, the row's identity (`serving` is its
 #    label; an older record's is read back to its mode); backend_options, the [backend] table it ran with (JSON).
 SCHEMA_VERSION = 8
@@ -81,7 +81,7 @@ class Identity:
     variant: str
     serving: str  # how images reach the model, in words: "1 per call", "batch of 10" (one call), "10 in flight"
     serving_mode: str = ""  # "batched", "concurrent", "http-burst", ...: the key; "" before schema 8 (read the label)
-    backend: str = DEFAULT_BACKEND  # the runtime that measured the row (harness.backends); "" in older records: ORT
+    backend: str = DEFAULT_BACKEND  # the runtime that measured the row (harness.measure.backends); "" in older records: ORT
 
     @property
     def mode(self) -> str:  # an older record's, read back from its label

@@ -4,7 +4,7 @@ Each node that may measure offers one unit of the custom resource `harness_measu
 --resources '{"harness_measure": 1}'`); every measurement asks for that unit, so a node never runs two
 measurements at once. The bench gives each model (with its A/B partner) one node for all its variants
 and rounds (`place`), so ratios within a model compare like with like, and runs the models' groups side
-by side. Nodes need numpy, onnxruntime and ray; the few harness modules the child imports travel with
+by side. Nodes need numpy, onnxruntime and ray; the child's package (harness/measure/) travels with
 the job (`runtime_env` py_modules). Export, quantization and calibration stay on the controller: they
 need torch and the data, and their results are cached there; only the ONNX files travel.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.measure.protocol import Reply, Request
-from harness.runners.local import RemoteLockstep, copy_child_modules
+from harness.measure.ray_node import STAGED, measure_on_node, measure_together_on_node
+from harness.runners import RemoteLockstep, copy_child_package
 
 RESOURCE = "harness_measure"
 
@@ -64,7 +65,7 @@ class RayRunner:
         ray = self._ray
         package = Path(self._package_dir) / "harness"
         package.mkdir(exist_ok=True)
-        copy_child_modules(package, ("runners/ray_cluster.py", "errors.py"))
+        copy_child_package(package)
         if self.address != "auto":
             _check_reachable(self.address)
         try:  # an existing cluster only: a fresh local Ray would have no node offering RESOURCE
@@ -145,55 +146,3 @@ class PinnedRayRunner(RemoteLockstep):
 
     def close(self) -> None:
         pass
-
-
-STAGED = ("onnx_path", "sample_path", "eval_path", "reference_path")  # the files a request names, sent by object store
-
-
-def measure_on_node(request_json: str, files: dict, memory_cap_mb: float | None, timeout_s: float):
-    """Runs on the node: write the files to a scratch folder, measure with a local child, say where."""
-    return measure_together_on_node([request_json], [files], memory_cap_mb, timeout_s, together=False)[0]
-
-
-def measure_together_on_node(requests_json: list[str], files: list[dict], memory_cap_mb: float | None, timeout_s: float,
-                             together: bool = True):
-    """Runs on the node: the requests' files to a scratch folder, lockstep children (or one child), replies."""
-    import platform
-
-    from harness.runners.local import LocalRunner
-
-    import ray
-
-    folder = Path(tempfile.mkdtemp(prefix="harness-node-"))
-    try:
-        requests = []
-        for index, (request_json, refs) in enumerate(zip(requests_json, files)):
-            request, local = Request.from_json(request_json), {}
-            for field, ref in refs.items():  # refs inside a dict are not resolved by Ray: fetch each file here
-                path = folder / f"{index}_{field}_{Path(getattr(request, field)).name}"
-                if not path.exists():
-                    path.write_bytes(ray.get(ref))
-                local[field] = str(path)
-            if request.predictions_path:
-                local["predictions_path"] = str(folder / f"predictions_{index}.npy")
-            requests.append(dataclasses.replace(request, **local))
-        runner = LocalRunner()
-        replies = runner.run_together(requests, memory_cap_mb, timeout_s) if together \
-            else [runner.run(requests[0], memory_cap_mb, timeout_s)]
-        where = f"ray node {_node_id()[:12]} ({platform.node()})"
-        out = []
-        for request, reply in zip(requests, replies):
-            predictions = None
-            if reply.ok and request.predictions_path and os.path.isfile(request.predictions_path):
-                predictions = Path(request.predictions_path).read_bytes()
-            out.append((dataclasses.replace(reply, measured_on=where).to_json(), predictions))
-        return out
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _node_id() -> str:
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-

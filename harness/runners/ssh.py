@@ -1,7 +1,7 @@
 """Measure on a device over SSH, with the system OpenSSH client (the user's ~/.ssh/config, keys, agent, jump hosts).
 
 The runner copies the few modules the measuring child needs into a temporary folder on the device, stages
-each model and data file there once, and runs `python -m harness.runners.remote` per measurement: the memory
+each model and data file there once, and runs `python -m harness.measure.remote` per measurement: the memory
 cap and the timeout are enforced on the device; the controller waits at most the timeout plus a margin.
 A dead connection is a failed measurement with ssh's own words, never a hang. One multiplexed
 connection (ControlMaster) carries every call of a run.
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import HarnessError
 from harness.measure.protocol import Reply, Request
-from harness.runners.local import CHILD_MODULES, PACKAGE_ROOT, RemoteLockstep
+from harness.runners import PACKAGE_ROOT, RemoteLockstep, child_package_files
 CONNECT_TIMEOUT_S = 10
 ALIVE_INTERVAL_S = 5  # a silent connection is declared dead after ALIVE_INTERVAL_S * ALIVE_COUNT
 ALIVE_COUNT = 3
@@ -33,7 +33,7 @@ SSH_FAILED = 255  # ssh's exit status for its own errors (no route, refused, clo
 
 
 class SshRunner(RemoteLockstep):
-    """`python -m harness.runners.remote` on the device a target's `runner = "ssh://[user@]host[:port]"` names."""
+    """`python -m harness.measure.remote` on the device a target's `runner = "ssh://[user@]host[:port]"` names."""
 
     name = "ssh"
 
@@ -75,7 +75,7 @@ class SshRunner(RemoteLockstep):
         if unpacked.returncode != 0:
             raise HarnessError(f"{target.where}: could not copy the measuring child to {self.destination}:"
                                f"{self._folder} ({_last_line(unpacked.stderr)})")
-        probed = self._ssh(f"{self._in_folder()} {shlex.quote(self.python)} -m harness.runners.remote --probe")
+        probed = self._ssh(f"{self._in_folder()} {shlex.quote(self.python)} -m harness.measure.remote --probe")
         if probed.returncode == 127 or b"not found" in probed.stderr or b"No such file" in probed.stderr:
             raise HarnessError(f"{target.where}: no '{self.python}' on {self.destination}; install Python 3 there or "
                                f"set python = \"/path/to/python3\" in the target")
@@ -120,7 +120,7 @@ class SshRunner(RemoteLockstep):
                 predictions_path=f"{self._folder}/predictions_{i}.npy" if request.predictions_path else None)
                 for i, request in enumerate(requests)]
             stdin = json.dumps([r.to_json() for r in on_device]) if together else on_device[0].to_json()
-            done = self._ssh(f"{self._in_folder()} {shlex.quote(self.python)} -m harness.runners.remote "
+            done = self._ssh(f"{self._in_folder()} {shlex.quote(self.python)} -m harness.measure.remote "
                              f"--memory-cap-mb {memory_cap_mb or 0} --timeout-s {timeout_s}{' --together' * together}",
                              stdin=stdin, timeout_s=timeout_s + REPLY_MARGIN_S)
         except ConnectionError as e:
@@ -172,7 +172,7 @@ def _child_modules_tar() -> bytes:
     """The harness modules the measuring child imports, as a tar stream (standard library, numpy, onnxruntime)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name in (*CHILD_MODULES, "runners/remote.py"):
+        for name in child_package_files():
             tar.add(PACKAGE_ROOT / name, arcname=f"harness/{name}")
     return buffer.getvalue()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.backends import DEFAULT_BACKEND  # the service runs the reference runtime
+from harness.measure.backends import DEFAULT_BACKEND  # the service runs the reference runtime
 from harness.serve import codec
 from harness.serve.codec import BadImage
 from harness.serve.config import ServerConfig
@@ -32,7 +32,7 @@ class SegmentationModel:
     def __init__(self, config: ServerConfig):
         import onnxruntime as ort
 
-        from harness.backends.onnxruntime_cpu import session_options
+        from harness.measure.backends.onnxruntime_cpu import session_options
 
         self.config = config
         started = time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.measure.measurement import Measurement, failed
+from harness.results.measurement import Measurement, failed
 from harness.serve.codec import target_memory_mb
 from harness.serve.config import ServerConfig
 from harness.serve.process import ServerProcess, cgroup_figures
@@ -57,7 +57,7 @@ def load_plan(target: TargetProfile, port: int, image_dir: Path, masks_out: Path
 def measure_served(config: ServerConfig, target: TargetProfile, image_dir: Path, targets_path: Path, workdir: Path,
                    ignore_index: int, masks_out: Path) -> dict[str, Measurement]:
     """{"http-burst" | "http-closed" | "http-open": Measurement} for one variant; every one failed alike if the service broke."""
-    from harness.metrics import confusion_matrix
+    from harness.measure.evaluate import confusion_matrix
 
     cap = target.budgets.memory_cap_mb or None
     if not config.memory_mb:  # the largest image the service takes is derived from the memory it has

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.measure.measurement import LatencyStats, Measurement, failed
+from harness.results.measurement import LatencyStats, Measurement, failed
 from harness.serve.app import TIMING_PARTS, parse_server_timing
 from harness.targets import TargetProfile
 

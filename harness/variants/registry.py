@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.backends import DEFAULT_BACKEND, backends_reading
+from harness.measure.backends import DEFAULT_BACKEND, backends_reading
 from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, VariantError
 from harness.export import ExportedModel
@@ -46,7 +46,7 @@ class Variant:
     make: Callable[[VariantJob], str] | None  # None: the export itself, unchanged
     needs_calibration: bool = False
     supports_fallback: bool = False  # the accuracy fallback can leave nodes of it in float
-    runs_under: tuple[str, ...] | None = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.backends)
+    runs_under: tuple[str, ...] | None = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.measure.backends)
     precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
     suffix: str = ".onnx"  # the made file's: another runtime's format (".tflite") keeps its own
 

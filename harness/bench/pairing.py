@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.measure.measurement import Measurement
+from harness.results.measurement import Measurement
 
 
 def _blocks(latencies: tuple[float, ...], sizes: tuple[int, ...]) -> list[tuple[float, ...]]:

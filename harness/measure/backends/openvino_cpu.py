@@ -11,7 +11,7 @@ import collections
 import threading
 import time
 
-from harness.backends import NOT_ON_THIS_CPU, BackendRefused
+from harness.measure.backends import NOT_ON_THIS_CPU, BackendRefused
 
 PACKAGE = "openvino"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".onnx"  # the files it runs as they are

@@ -1,4 +1,4 @@
-"""The device side of a remote runner: `python -m harness.runners.remote` measures one Request with a local child
+"""The device side of a remote runner: `python -m harness.measure.remote` measures one Request with a local child
 (or, with `--together`, a list of them in lockstep children).
 
 Staged by the ssh runner into a temporary folder on the device with the few modules the child needs
@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 
-from harness.backends import BACKENDS, DEFAULT_BACKEND
+from harness.measure.backends import BACKENDS, DEFAULT_BACKEND
 from harness.measure.protocol import ProtocolError, Reply, Request
 
 NEEDED_MODULES = ("numpy", BACKENDS[DEFAULT_BACKEND][1])
@@ -31,24 +31,24 @@ def probe() -> dict:
 
 
 def measure(text: str, memory_cap_mb: float | None, timeout_s: float) -> dict:
-    from harness.runners.local import LocalRunner
+    from harness.measure.local import ChildProcesses
 
     try:
         request = Request.from_json(text)
     except ProtocolError as e:
         return {"reply": Reply.failed(f"device could not read the request: {e}").to_json()}
-    return _envelope(request, LocalRunner().run(request, memory_cap_mb, timeout_s))
+    return _envelope(request, ChildProcesses().run(request, memory_cap_mb, timeout_s))
 
 
 def measure_together(text: str, memory_cap_mb: float | None, timeout_s: float) -> list[dict]:
     """Several requests in lockstep children on the device (harness.measure.lockstep); one envelope each."""
-    from harness.runners.local import LocalRunner
+    from harness.measure.local import ChildProcesses
 
     try:
         requests = [Request.from_json(one) for one in json.loads(text)]
     except (ProtocolError, ValueError, TypeError) as e:
         return [{"reply": Reply.failed(f"device could not read the requests: {e}").to_json()}]
-    replies = LocalRunner().run_together(requests, memory_cap_mb, timeout_s)
+    replies = ChildProcesses().run_together(requests, memory_cap_mb, timeout_s)
     return [_envelope(request, reply) for request, reply in zip(requests, replies)]
 
 
@@ -61,7 +61,7 @@ def _envelope(request: Request, reply: Reply) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.runners.remote")
+    parser = argparse.ArgumentParser(prog="python -m harness.measure.remote")
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--memory-cap-mb", type=float, default=0.0)
     parser.add_argument("--timeout-s", type=float, default=900.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.backends import DEFAULT_BACKEND
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.measure.figures import combine_figures, figure_of
 from harness.measure.protocol import Reply, Request
 from harness.targets import TargetProfile

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from harness.backends import BackendRefused
+from harness.measure.backends import BackendRefused
 
 PACKAGE = "ai-edge-litert"  # the distribution that installs the runtime: what a side environment pins for a runtime A/B
 FILE_SUFFIX = ".tflite"  # the files it runs as they are

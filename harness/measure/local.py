@@ -1,9 +1,9 @@
-"""Where a measurement runs. `LocalRunner`: a fresh worker process on this machine, blocked on its pipe.
+"""Measuring children on this machine: a fresh worker process on this machine, blocked on its pipe (or lockstep children).
 
 Like pyperf, each measurement is a new interpreter (nothing warm leaks between variants), the reply
 comes back as one JSON document on its own pipe, and the child is killed on timeout. A watchdog thread
 ends a child whose resident memory passes the cap; the kernel's VmHWM is read for the peak either way.
-Other runners (a device over SSH, a cluster) take the same Request and give back the same Reply.
+It lives in the child's package because a device (ssh, a Ray node) runs it too, on its side.
 """
 
 from __future__ import annotations
@@ -15,57 +15,12 @@ import platform
 import subprocess
 import sys
 import threading
-from pathlib import Path
-from typing import Protocol
 
 from harness.measure.lockstep import run_lockstep
-from harness.measure.watchdog import MemoryWatchdog
 from harness.measure.protocol import ProtocolError, Reply, Request
+from harness.measure.watchdog import MemoryWatchdog
 
 WORKER_TIMEOUT_S = 900
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-# What a remote or side environment gets (paths under the package): the measuring child's two folders whole, so a
-# module added to either travels without a list to keep, and the few modules outside them it imports.
-CHILD_MODULES = (*(str(p.relative_to(PACKAGE_ROOT)) for folder in ("backends", "measure")
-                   for p in sorted((PACKAGE_ROOT / folder).glob("*.py"))),
-                 "__init__.py", "metrics.py", "runners/__init__.py", "runners/local.py")
-
-
-def copy_child_modules(package: Path, extra: tuple[str, ...] = ()) -> None:
-    """The child's modules (and `extra` ones) into `package`, a folder named harness, keeping their sub-folders."""
-    import shutil
-
-    for name in (*CHILD_MODULES, *extra):
-        (package / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PACKAGE_ROOT / name, package / name)
-
-
-class Runner(Protocol):
-    name: str
-
-    def check_target(self, target) -> None:
-        """Refuse (HarnessError) a target this runner's machine cannot honour, before anything is measured."""
-
-    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
-        """Measure `request` somewhere; never raise for a failed measurement: return `Reply.failed`."""
-
-    def close(self) -> None:
-        """Remove what the runner staged or started (remote folders, connections)."""
-
-
-class RemoteLockstep:
-    """run / run_together for a runner whose `_measure(requests, cap, timeout, together)` sends requests elsewhere.
-
-    A side runtime (a `pythons` entry) lives on the controller and cannot travel: those run one at a time."""
-
-    def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
-        return self._measure([request], memory_cap_mb, timeout_s, together=False)[0]
-
-    def run_together(self, requests: list[Request], memory_cap_mb: float | None = None,
-                     timeout_s: float = WORKER_TIMEOUT_S, pythons: list[str | None] | None = None) -> list[Reply]:
-        if any(pythons or ()):
-            return [self.run(r, memory_cap_mb, timeout_s) for r in requests]
-        return self._measure(requests, memory_cap_mb, timeout_s * len(requests), together=True)
 
 
 class _ReplyReader(threading.Thread):
@@ -84,13 +39,11 @@ class _ReplyReader(threading.Thread):
         return b"".join(self.chunks).decode()
 
 
-class LocalRunner:
-    """`python -m harness.measure.worker` on this machine."""
+class ChildProcesses:
+    """`python -m harness.measure.worker` on this machine: one child, or several in lockstep (the local runner's and
+    a device's measuring side)."""
 
     name = "local"
-
-    def check_target(self, target) -> None:
-        check_fits_this_machine(target)
 
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
         request = self._placed(request)  # empty affinity: the first `threads` CPUs this process may use here
@@ -158,21 +111,6 @@ class LocalRunner:
             return Reply.failed(f"worker reply unreadable: {e}")
 
 
-def check_fits_this_machine(target) -> None:
-    """Threads and affinity against the CPUs this process may use: a local measurement needs them here."""
-    from harness.errors import HarnessError  # imported here: the device side ships without it
-
-    allowed = os.sched_getaffinity(0)
-    device = target.device
-    if device.threads > len(allowed):
-        raise HarnessError(f"{target.where}: threads = {device.threads} but this machine lets the harness use "
-                           f"{len(allowed)} cores; set threads <= {len(allowed)}")
-    outside = sorted(set(device.cpu_affinity or ()) - allowed)
-    if outside:
-        raise HarnessError(f"{target.where}: cpu_affinity names CPU {outside[0]}, not available here "
-                           f"(available: {sorted(allowed)})")
-
-
 @contextlib.contextmanager
 def _off_cpus(child_cpus):
     """Keep this thread (and the watchdog and reader it starts) off the child's CPUs while it measures, where
@@ -187,10 +125,3 @@ def _off_cpus(child_cpus):
         yield
     finally:
         os.sched_setaffinity(0, allowed)
-
-
-def run_worker(request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S):
-    """One local measurement as a Measurement (the figures the bench combines)."""
-    from harness.measure.measurement import Measurement
-
-    return Measurement.from_reply(LocalRunner().run(request, memory_cap_mb, timeout_s))

@@ -13,11 +13,11 @@ import importlib
 import importlib.util
 
 DEFAULT_BACKEND = "onnxruntime"
-# backend -> (its module under harness.backends, the Python module it needs, the extra that installs it)
+# backend -> (its module under harness.measure.backends, the Python module it needs, the extra that installs it)
 BACKENDS = {
-    "onnxruntime": ("harness.backends.onnxruntime_cpu", "onnxruntime", ""),
-    "openvino": ("harness.backends.openvino_cpu", "openvino", "openvino"),
-    "litert": ("harness.backends.litert_cpu", "ai_edge_litert", "litert"),
+    "onnxruntime": ("harness.measure.backends.onnxruntime_cpu", "onnxruntime", ""),
+    "openvino": ("harness.measure.backends.openvino_cpu", "openvino", "openvino"),
+    "litert": ("harness.measure.backends.litert_cpu", "ai_edge_litert", "litert"),
 }
 # Another package adds a backend as an entry point of this group: `name = "module"`, where the module offers
 # what the built-in ones do (load, FILE_SUFFIX; optionally RUNTIME, INSTALL, PACKAGE, VARIANTS, profile). See docs/backends.md.
