@@ -42,11 +42,18 @@ class CacheEntry:
     cached: bool  # True: found, not built now
 
 
+def cached_entry_if_present(kind: str, parts: dict) -> CacheEntry | None:
+    """The entry for `parts` if it was built before; nothing is built."""
+    folder = cache_dir() / kind / cache_key(parts)
+    return CacheEntry(folder, json.loads((folder / META).read_text()), True) if (folder / META).is_file() else None
+
+
 def cached_entry(kind: str, parts: dict, build: Callable[[Path], dict]) -> CacheEntry:
     """The entry for `parts`, or `build(staging_folder) -> meta` run now and committed by rename."""
+    found = cached_entry_if_present(kind, parts)
+    if found is not None:
+        return found
     folder = cache_dir() / kind / cache_key(parts)
-    if (folder / META).is_file():
-        return CacheEntry(folder, json.loads((folder / META).read_text()), True)
     from harness.files import disk_error
 
     staging = None

@@ -19,6 +19,7 @@ MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runt
 # One call of N images; N one-image requests in flight inside one process; or an HTTP service under load.
 SERVING_MODES = ("batched", "concurrent", "http")
 HTTP_LOADS = ("http-burst", "http-closed", "http-open")  # the rows one "http" entry gives (harness.serve)
+RECIPES = ("until-decided", "fixed")  # how long rows are measured: until their question is answered, or a fixed recipe
 BUILTIN_TARGETS_DIR = Path(__file__).parent / "assets" / "targets"
 
 
@@ -26,8 +27,7 @@ def _non_negative(part, names: tuple[str, ...]) -> None:
     for name in names:
         if getattr(part, name) < 0:
             flat = _RENAMED.get((next(k for k, cls in PARTS.items() if isinstance(part, cls)), name), name)
-            raise HarnessError(f"{flat} = {getattr(part, name)} is negative; "
-                               f"use 0 for no budget or a positive number")
+            raise HarnessError(f"{flat} = {getattr(part, name)} is negative; use 0 for no budget or a positive number")
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,8 @@ class Device:
         if self.runner != "local" and not (self.runner.startswith("ssh://") and len(self.runner) > len("ssh://")):
             raise HarnessError(f"runner = '{self.runner}'; use \"local\" or \"ssh://[user@]host[:port]\" "
                                f"(a Ray cluster is chosen with harness bench --cluster)")
-        if self.threads < 1:
-            raise HarnessError(f"threads = {self.threads}; set threads to 1 or more")
-        if self.inter_op_threads < 1:
-            raise HarnessError("inter_op_threads must be at least 1")
+        if self.threads < 1 or self.inter_op_threads < 1:
+            raise HarnessError(f"threads = {self.threads}, inter_op_threads = {self.inter_op_threads}; set each to 1 or more")
         if self.cpu_affinity is not None and len(self.cpu_affinity) < self.threads:
             raise HarnessError(f"cpu_affinity lists {len(self.cpu_affinity)} CPUs for {self.threads} threads; "
                                f"list at least {self.threads}")
@@ -67,8 +65,9 @@ class Scenario:
     min_runs: int = 50
     min_duration_s: float = 2.0
     processes: int = 3  # child processes per variant, run in alternation (pyperf-style); latencies pooled
-    # serving "http": how long each load runs (harness.serve.loadgen)
-    http_bursts: int = 100  # bursts of images_at_once requests
+    recipe: str = "until-decided"  # or "fixed": every row processes x min_duration_s (docs/measurement.md)
+    table_duration_s: float = 0.5  # until-decided: timed seconds per child of a row no A/B judges (table, budgets)
+    http_bursts: int = 100  # serving "http" (harness.serve.loadgen): bursts of images_at_once requests
     http_burst_idle_s: float = 0.2  # pause after each burst is answered
     http_closed_s: float = 10.0  # closed loop: images_at_once clients for this long
     http_open_s: float = 8.0  # open loop: each rate of the sweep for this long
@@ -87,7 +86,9 @@ class Scenario:
         if set(self.backends + self.backends_if_installed) - set(known_backends()) or DEFAULT_BACKEND not in self.backends:
             raise HarnessError(f"backends {list(self.backends)}; list onnxruntime (every ratio's reference) and any of "
                                f"{', '.join(known_backends())}")
-        _non_negative(self, ("min_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))
+        _non_negative(self, ("min_duration_s", "table_duration_s", "http_burst_idle_s", "http_closed_s", "http_open_s"))
+        if self.recipe not in RECIPES:
+            raise HarnessError(f"recipe = '{self.recipe}'; use one of {', '.join(RECIPES)}")
         if self.http_bursts < 1 or self.http_max_connections < 1 or self.http_timeout_s <= 0:
             raise HarnessError("http_bursts and http_max_connections must be at least 1, http_timeout_s above 0")
         if self.warmup_runs < 0 or self.min_runs < 1 or self.processes < 1:
@@ -223,8 +224,7 @@ class TargetProfile:
         return cls(name=name, description=description, source=source, **parts)
 
 
-def to_flat(target: TargetProfile) -> dict:
-    """The flat keys of a profile, as its TOML file would spell them."""
+def to_flat(target: TargetProfile) -> dict:  # the flat keys of a profile, as its TOML file would spell them
     return {key: getattr(getattr(target, part), attr) for key, (part, attr, _) in FLAT_KEYS.items()}
 
 

@@ -66,7 +66,8 @@ def test_bench_prints_table_and_writes_csv(tmp_path, tiny_suite, fast_target):
     results = tmp_path / "results"
     tiny_suite.write_text(tiny_suite.read_text() + '\n[[model]]\nname = "narrow_unet"\narch = "unet_small"\n'
                           'num_classes = 11\ninput_size = [184, 240]\nkwargs = { width = 0.0625 }\n')
-    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    proc = run_cli("bench", "--target", str(fast_target), "--suite", str(tiny_suite), "--results-dir", str(results),
+                   "--verbose")  # every table; the default one-screen output is tests/test_screen.py's
     assert proc.returncode == 0, proc.stderr
     assert "tiny_unet" in proc.stdout and "model MB" in proc.stdout
     assert "reduction ladder — every change is against tiny_unet" in proc.stdout  # two models: the ladder
@@ -212,7 +213,8 @@ def test_tight_model_budget_is_reported_over_memory(tmp_path, baseline_suite):
     assert proc.returncode == 1, proc.stderr
     row = (tmp_path / "results" / "tiny_watch.csv").read_text().splitlines()[1]
     assert row.startswith("tiny_watch,pspnet_resnet18,fp32,1 per call,ok,over memory (model ")
-    assert "target tiny_watch: 0 of 1 rows fit every budget, 1 over a budget" in proc.stdout
+    assert "gate tiny_watch: FAILED — 1 of 1 rows failed" in proc.stdout
+    assert "FAIL pspnet_resnet18 fp32" in proc.stdout and "why: budget: over memory (model " in proc.stdout
 
 
 @pytest.mark.slow
@@ -221,7 +223,7 @@ def test_cap_below_the_floor_ends_the_child_and_the_run_finishes(tmp_path, tiny_
     target.write_text("threads = 1\nmemory_cap_mb = 20\nmin_runs = 5\nmin_duration_s = 0.0\n")
     proc = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(tmp_path / "r"))
     assert proc.returncode == 1, proc.stderr
-    assert "budgets of capped: 1 row(s) over a budget or not measured" in proc.stdout
+    assert "gate capped: FAILED — 1 of 1 rows failed" in proc.stdout and "exceeded memory cap" in proc.stdout
     assert not (tmp_path / "r" / "capped.csv").exists() and "not recorded: every row failed" in proc.stdout
     row = (tmp_path / "r" / "latest" / "capped.csv").read_text().splitlines()[1]
     forced = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(tmp_path / "r"),

@@ -100,3 +100,74 @@ def test_a_plugin_backend_registered_in_this_process_is_planned_measured_and_com
     assert plugin.status == "ok" and plugin.precision == "f32 (numpy)" and plugin.agreement_with_fp32_pct > 99.9
     assert plugin.key.backend == "numpy-reference" and 0 < plugin.speedup_vs_fp32 < 1  # numpy's kernels: slower
     assert "numpy-reference" not in harness.measure.backends.known_backends()  # gone with the path: nothing global was left
+
+
+def _timed(runner) -> list:
+    return [r for r in runner.requests if "floor" not in os.path.basename(r.onnx_path)]
+
+
+def test_until_decided_times_rows_no_ab_judges_for_table_duration_and_the_fixed_recipe_for_min_duration(tiny_suite):
+    suite = load_suite(tiny_suite)
+    inputs = BenchInputs(suite.data_dir, None, default_options())
+    for recipe, expected_s in (("until-decided", 0.05), ("fixed", 0.3)):
+        target = TargetProfile.from_flat("inproc", threads=1, variants=("fp32",), min_runs=3, min_duration_s=0.3,
+                                         table_duration_s=0.05, warmup_runs=1, processes=2, recipe=recipe)
+        runner = InProcessRunner()
+        run = run_bench(suite, target, inputs, runner=runner)
+        assert run.rows[0].status == "ok"
+        assert {r.min_duration_s for r in _timed(runner)} == {expected_s}, recipe
+        assert len(_timed(runner)) == 2  # `processes` rounds: the budget (none) decides nothing more
+
+
+def test_a_shipped_row_near_its_budget_gets_more_rounds_and_one_far_from_it_does_not(tiny_suite):
+    from harness.bench.rounds import _straddles
+
+    assert not _straddles([5.0, 5.2, 5.1], 500.0) and not _straddles([11.4, 11.6, 11.5], 15.0)
+    assert _straddles([9.0, 11.0], 10.0) and _straddles([14.9, 15.1], 15.0) and _straddles([14.8, 14.9], 15.0)
+    assert not _straddles([], 10.0) and not _straddles([9.9, 10.1], 0.0)  # no figure, or no budget: nothing to decide
+    suite = load_suite(tiny_suite)
+    inputs = BenchInputs(suite.data_dir, None, default_options())
+    common = dict(threads=1, variants=("fp32",), min_runs=3, min_duration_s=0.0, warmup_runs=1, processes=2,
+                  gate_ab_max_processes=4)
+    first = InProcessRunner()
+    row = run_bench(suite, TargetProfile.from_flat("inproc", **common), inputs, runner=first).rows[0]
+    assert len(_timed(first)) == 2
+    # The whole process's peak is steady from run to run (latency is not): a budget at it is one the processes
+    # cannot settle, and one at 10 times it is decided at once.
+    at_peak = dict(memory_quantity="process", memory_budget_mb=row.peak_rss_mb, **common)
+    near = InProcessRunner()
+    run_bench(suite, TargetProfile.from_flat("inproc", **at_peak), inputs, runner=near)
+    assert len(_timed(near)) == 4  # up to gate_ab_max_processes rounds while its processes straddle the budget
+    far = InProcessRunner()
+    run_bench(suite, TargetProfile.from_flat("inproc", **{**at_peak, "memory_budget_mb": 10 * row.peak_rss_mb}), inputs,
+              runner=far)
+    assert len(_timed(far)) == 2
+    fixed = InProcessRunner()
+    run_bench(suite, TargetProfile.from_flat("inproc", recipe="fixed", **at_peak), inputs, runner=fixed)
+    assert len(_timed(fixed)) == 2
+
+
+class LanedRunner(InProcessRunner):
+    """Two lanes, as a 2-core machine gives a 1-thread target: groups measured side by side, each on its own lane."""
+
+    def __init__(self):
+        super().__init__()
+        self.lane_runners = [InProcessRunner(), InProcessRunner()]
+
+    def lanes(self, target):
+        return self.lane_runners
+
+
+def test_models_without_an_ab_are_measured_side_by_side_in_lanes_with_the_floors_measured_once(tiny_suite):
+    tiny_suite.write_text(tiny_suite.read_text() + '\n[[model]]\nname = "second_unet"\narch = "unet_small"\n'
+                          'num_classes = 11\ninput_size = [184, 240]\nkwargs = { width = 0.0625 }\n')
+    suite = load_suite(tiny_suite)
+    target = TargetProfile.from_flat("inproc", threads=1, variants=("fp32", "int8-dynamic"), min_runs=3,
+                                     min_duration_s=0.0, warmup_runs=1, processes=2)
+    runner = LanedRunner()
+    run = run_bench(suite, target, BenchInputs(suite.data_dir, None, default_options()), runner=runner)
+    assert sorted((r.model, r.variant) for r in run.rows if r.status == "ok") == [
+        ("second_unet", "fp32"), ("second_unet", "int8-dynamic"), ("tiny_unet", "fp32"), ("tiny_unet", "int8-dynamic")]
+    assert all(r.floor_rss_mb is not None and r.model_mb is not None for r in run.rows)
+    assert len(runner.requests) == 2 and all("floor" in os.path.basename(r.onnx_path) for r in runner.requests)
+    assert sum(len(lane.requests) for lane in runner.lane_runners) == 2 * 2 * 2  # models x variants x processes

@@ -302,6 +302,7 @@ def test_bench_serves_every_variant_end_to_end_and_the_gate_compares_served_rows
     # A changed session option is A/B'd against the recorded one in the children; the served rows are judged by their
     # budgets (an A/B partner once had served rows looked up that were never measured: an internal error).
     target.write_text(target.read_text() + "enable_mem_pattern = false\n")
-    changed = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results))
+    changed = run_cli("bench", "--target", str(target), "--suite", str(tiny_suite), "--results-dir", str(results),
+                      "--verbose")  # the gate's notes for every row
     assert changed.returncode in (0, 1) and "internal error" not in changed.stderr, changed.stdout + changed.stderr
     assert "session options changed since the record" in changed.stdout

@@ -48,6 +48,7 @@ class BenchRun:
     evidence: Evidence = field(default_factory=Evidence)  # the A/B partners and their paired ratios, for the gate
     notes: tuple[str, ...] = ()  # what the plan left out and why (an optional backend not installed)
     files: dict = field(default_factory=dict)  # (model, run name) -> the measured file (in the cache): for --profile
+    calibrations: dict = field(default_factory=dict)  # model -> what its int8 ranges follow from (the book's settings)
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
@@ -113,7 +114,9 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
                 paired[RowKey(p.ab_partner_of, plain, serving, backend)] = ratios
     files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
              if split_run(r)[1] in m.made}
-    return BenchRun(rows, raw, Evidence(partner_rows, ab_notes, paired, host_noise(references), explained), plan.notes, files)
+    calibrations = {m.spec.name: v.calibration for m in measurable for v in m.made.values() if v.calibration}
+    return BenchRun(rows, raw, Evidence(partner_rows, ab_notes, paired, host_noise(references), explained), plan.notes, files,
+                    calibrations)
 
 
 def host_noise(references_ms: list[float]) -> str:

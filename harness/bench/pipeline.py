@@ -59,6 +59,10 @@ class BenchPipeline:
 
     def __post_init__(self):
         self.record = self.read_record()
+        if self.results_dir is not None and self.inputs.calibration_book is None:
+            from harness.variants.book import FOLDER
+
+            self.inputs = dataclasses.replace(self.inputs, calibration_book=Path(self.results_dir) / FOLDER)
 
     @property
     def comparing(self) -> bool:
@@ -107,9 +111,25 @@ class BenchPipeline:
                           f"gate against; fix the failures above and rerun, or pass --force to record them anyway")
             return latest
         self.narrowing.update_record(path, run.rows, on_wait=console.print)
+        self._record_calibrations(run.calibrations)
         console.print(f"{'updated' if self.record.rows is not None else 'recorded'} {escape(str(path))}"
                       f"{'' if self.record.rows is not None else ' (first record: nothing to compare with)'}")
         return latest
+
+    def _record_calibrations(self, calibrations: dict) -> None:
+        """The ranges each recorded int8 file was made from, into the book beside the record (results/calibration)."""
+        from rich.markup import escape
+
+        from harness.variants.book import CalibrationBook
+        from harness.variants.quantize import measured_ranges
+
+        book = CalibrationBook(self.inputs.calibration_book)
+        for model, settings in calibrations.items():
+            if book.lookup(model, settings) is not None:
+                continue  # made from the book's own ranges
+            ranges = measured_ranges(settings)
+            if ranges is not None and book.record(model, settings, ranges):
+                self._console().print(f"calibration ranges of {escape(model)} written to {escape(str(book.file(model, settings)))}")
 
     def gate(self, run, latest: Path | None = None):
         """The gate's decisions on this run: budgets always, the record's rows when there is one to compare with."""

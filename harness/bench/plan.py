@@ -25,6 +25,7 @@ class BenchInputs:
     quantize: QuantizeOptions
     max_miou_drop: float | None = None  # set: int8-static leaves the fewest nodes in float to stay within it
     backends_only: tuple[str, ...] = ()  # bench --backend: only these backends' rows, plus ONNX Runtime's fp32 reference
+    calibration_book: Path | None = None  # results/calibration: int8-static from its committed ranges where they match
 
 
 @dataclass(frozen=True)

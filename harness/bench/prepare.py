@@ -14,6 +14,7 @@ from harness.errors import ExportError, ParityError, VariantError
 from harness.export import ExportedModel, check_output_shape, export_spec, onnx_batch_dim
 from harness.spec import ModelSpec
 from harness.variants import VariantModel, get_variant, variant_of
+from harness.variants.book import CalibrationBook
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,10 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
                               inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"),
                               task=plan.task.name)
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
+    book = CalibrationBook(inputs.calibration_book) if inputs.calibration_book else None
     made = variant_of(exported, name, options, images_u8,
                       on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")),
-                      spec=spec)
+                      spec=spec, book=book)
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
 
 

@@ -37,10 +37,13 @@ def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
 def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
     """{model name: its measurements}. Each model with its A/B partner is one group kept on one place (a Ray
     node); where the runner has several places the groups run side by side, else all alternate in one loop."""
+    lanes = runner.lanes(plan.target) if _until_decided(plan) and hasattr(runner, "lanes") else [runner]
+    if len(lanes) > 1 and "http" not in plan.target.scenario.serving:  # a service takes the cores it needs itself
+        return measure_in_lanes(plan, models, runner, lanes, workdir, say, advance)
     if getattr(runner, "places", 1) <= 1:
         measured = measure_alternating(plan, models, runner, workdir, say, advance)
         return {model.spec.name: measured for model in models}
-    groups = [[m, *(p for p in models if p.ab_partner_of == m.spec.name)] for m in models if not m.ab_partner_of]
+    groups = _groups(models)
 
     def measure_group(index: int):
         folder = workdir / f"group_{index}"  # each group times its own floor and reference on its own node
@@ -52,7 +55,66 @@ def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner,
     return {model.spec.name: measured for group, measured in zip(groups, results) for model in group}
 
 
-def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
+def measure_in_lanes(plan: BenchPlan, models: list[PreparedModel], runner: Runner, lanes: list, workdir: Path, say,
+                     advance) -> dict:
+    """The floors first; then the models without an A/B side by side, one group per lane of cores at a time (each group
+    still in lockstep on its own cores, so its ratios stay paired); then the A/B groups one at a time on every core."""
+    import threading
+
+    floors = _measure_floors(plan, models, runner, workdir, say, advance)  # {key: (Measurement, None)}
+    groups = _groups(models)
+    pending, lock, out = [g for g in groups if len(g) == 1], threading.Lock(), {}
+
+    def lane_work(lane) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                group = pending.pop(0)
+            folder = workdir / f"lane_{group[0].spec.name}"
+            folder.mkdir()
+            measured = measure_alternating(plan, group, lane, folder, say, advance, floors)
+            with lock:
+                out[group[0].spec.name] = measured
+
+    with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        list(pool.map(lane_work, lanes))
+    ab = [m for g in groups if len(g) > 1 for m in g]
+    if ab:
+        (workdir / "ab").mkdir()
+        measured = measure_alternating(plan, ab, runner, workdir / "ab", say, advance, floors)
+        out.update({m.spec.name: measured for m in ab})
+    return out
+
+
+def _groups(models: list[PreparedModel]) -> list[list[PreparedModel]]:
+    """Each model with its A/B partner (the recorded version measured beside it), if any."""
+    return [[m, *(p for p in models if p.ab_partner_of == m.spec.name)] for m in models if not m.ab_partner_of]
+
+
+def _until_decided(plan: BenchPlan) -> bool:
+    return plan.target.scenario.recipe == "until-decided"
+
+
+def _measure_floors(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance,
+                    rounds: range | None = None, children: dict | None = None) -> dict:
+    """Each input size's runtime floor under each backend, once per round: {key: (Measurement, None)}."""
+    children = {} if children is None else children
+    samples = {model.spec.input_hw: model.eval_set.sample_path for model in models}
+    for round_index in rounds if rounds is not None else range(plan.target.scenario.processes):
+        for hw in sorted(samples):
+            for backend in plan.backends:  # each runtime's own floor: what it costs with a trivial model
+                say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == DEFAULT_BACKEND else ' ' + backend} (round {round_index + 1})")
+                request = dataclasses.replace(_untimed(build_request(floor_model(workdir, hw, backend), plan.target,
+                                                                     samples[hw])), backend=backend)
+                children.setdefault(floor_key(hw, backend), []).append(Measurement.from_reply(runner.run(request,
+                                                                       plan.target.budgets.memory_cap_mb or None)))
+                advance()
+    return {key: (combine(ms), None) for key, ms in children.items()}
+
+
+def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: Runner, workdir: Path, say, advance,
+                        floors: dict | None = None):
     """Every (model, variant, serving) and each input size's floor, in `processes` rounds; {key: (Measurement, predictions)}.
 
     Each round measures the floor, then each model group (a model, with its A/B partner) in lockstep: all
@@ -60,42 +122,37 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
     ratio against fp32 or against the recorded version cancels a shared host's drift (harness.measure.lockstep).
     A/B groups get `gate_ab_processes` rounds, then more (up to `gate_ab_max_processes`) while a shipped
     row's comparison is still undecided: Triton's perf_analyzer also measures until its windows agree.
-    A runner without `run_together` measures them one after another instead (unpaired).
-    Accuracy and predictions come from the first round's children.
+    A runner without `run_together` measures them one after another instead (unpaired). Until decided (the
+    default recipe), a group without an A/B is timed `table_duration_s` per child, and gets more rounds only
+    while a shipped row's figure is too near its budget for its processes to agree on the side it falls.
+    Accuracy and predictions come from the first round's children. `floors`: measured already (lanes).
     """
     target = plan.target
     processes = target.scenario.processes
-    ab_names = {m.spec.name for m in prepared if m.ab_partner_of} | {m.ab_partner_of for m in prepared if m.ab_partner_of}
-    rounds = max(processes, target.gate.ab_processes) if ab_names else processes
-    cap = target.budgets.memory_cap_mb or None
+    groups = _groups(prepared)
+    extra = [g for g in groups if len(g) > 1]  # measured past `processes` rounds: the A/B groups, then the open ones
+    rounds = max(processes, target.gate.ab_processes) if extra else processes
     children: dict[tuple, list[Measurement]] = {}
     predictions: dict[tuple, Path | None] = {}
     reference = reference_model(workdir / "reference.onnx")
-    sizes = sorted({model.spec.input_hw for model in prepared})  # a model whose export failed needs no floor
-    floors = {(hw, backend): floor_model(workdir, hw, backend) for hw in sizes for backend in plan.backends}
-    samples = {model.spec.input_hw: model.eval_set.sample_path for model in prepared}
-    groups = [[m, *(p for p in prepared if p.ab_partner_of == m.spec.name)] for m in prepared if not m.ab_partner_of]
-    ab_groups = [g for g in groups if len(g) > 1]
+    floor_children: dict = {}
     round_index = 0
-    while round_index < rounds or (round_index < target.gate.ab_max_processes and ab_groups):
-        progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra A/B round {round_index + 1}"
-        for hw in sizes if round_index < processes else ():  # the floor needs no extra A/B rounds
-            for backend in plan.backends:  # each runtime's own floor: what it costs with a trivial model
-                say(f"runtime floor {hw[0]}x{hw[1]}{'' if backend == DEFAULT_BACKEND else ' ' + backend} ({progress})")
-                request = dataclasses.replace(_untimed(build_request(floors[(hw, backend)], target, samples[hw])),
-                                              backend=backend)
-                key = floor_key(hw, backend)
-                children.setdefault(key, []).append(Measurement.from_reply(runner.run(request, cap)))
-                predictions[key] = None
-                advance()
-        for group in groups if round_index < processes else ab_groups:
+    while round_index < rounds or (round_index < target.gate.ab_max_processes and extra):
+        progress = f"round {round_index + 1}/{rounds}" if round_index < rounds else f"extra round {round_index + 1}"
+        if floors is None and round_index < processes:  # the floor needs no extra rounds
+            _measure_floors(plan, prepared, runner, workdir, say, advance, range(round_index, round_index + 1),
+                            floor_children)
+        for group in groups if round_index < processes else extra:
             _measure_group(plan, group, runner, workdir, round_index, children, predictions, reference, say, progress)
             for _ in range(len(group) * len(plan.runs) * len(target.scenario.in_children) * (round_index < rounds)):
                 advance()
         round_index += 1
         if round_index >= rounds:
-            ab_groups = [g for g in ab_groups if _undecided(plan, g, children)]
+            known = floors or {key: (combine(ms), None) for key, ms in floor_children.items()}
+            extra = [g for g in (groups if round_index == rounds else extra)
+                     if (_undecided(plan, g, children) if len(g) > 1 else _near_budget(plan, g[0], children, known))]
     measured = {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
+    measured.update(floors or {key: (combine(ms), None) for key, ms in floor_children.items()})
     if "http" in target.scenario.serving:
         measured.update(measure_services(plan, [m for m in prepared if not m.ab_partner_of], runner, workdir, say, advance))
     return measured
@@ -143,7 +200,8 @@ def _measure_group(plan: BenchPlan, group: list[PreparedModel], runner: Runner, 
                    children: dict, predictions: dict, reference: Path, say, progress: str) -> None:
     """One round of one group: its children in lockstep where the runner can, else one after another."""
     target, cap = plan.target, plan.target.budgets.memory_cap_mb or None
-    jobs = [job for model in group for job in _jobs(plan, model, workdir, round_index, children, reference)]
+    quick = _until_decided(plan) and len(group) == 1  # no A/B judges these rows: their table figures and budgets
+    jobs = [job for model in group for job in _jobs(plan, model, workdir, round_index, children, reference, quick)]
     together = getattr(runner, "run_together", None)
     if together is not None:
         say(f"measure {' + '.join(m.spec.name for m in group)}: {len(jobs)} children in lockstep ({progress})")
@@ -177,12 +235,38 @@ def _undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) -> b
     return False
 
 
+def _near_budget(plan: BenchPlan, model: PreparedModel, children: dict, floors: dict) -> bool:
+    """Until decided: whether a shipped row's p95 or memory is so near its budget that its processes' own spread
+    (or 2 % of the budget) could carry it across: then it gets another round."""
+    target, budgets = plan.target, plan.target.budgets
+    if not _until_decided(plan):
+        return False
+    floor = floors.get(floor_key(model.spec.input_hw, DEFAULT_BACKEND), (None,))[0]
+    for run in (r for r in plan.runs if budgets.ships(split_run(r)[1])):
+        for serving in target.scenario.in_children:
+            measured = [m for m in children.get((model.spec.name, run, serving), ()) if not m.error and m.latency]
+            floor_mb = (floor.peak_rss_mb or 0.0) if floor is not None and budgets.memory_quantity == "model" else 0.0
+            memory = [m.peak_rss_mb - floor_mb for m in measured if m.peak_rss_mb is not None]
+            if _straddles([m.latency.p95_ms for m in measured], budgets.p95_budget_ms) or \
+                    _straddles(memory, budgets.memory_budget_mb):
+                return True
+    return False
+
+
+def _straddles(values: list[float], budget: float) -> bool:
+    if not budget or not values:
+        return False
+    margin = max(values) - min(values) + 0.02 * budget
+    return min(values) - margin <= budget <= max(values) + margin
+
+
 def _untimed(request):
     """The floor's peak needs no timing: one warm-up and one run."""
     return dataclasses.replace(request, warmup_runs=1, min_runs=1, min_duration_s=0.0)
 
 
-def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int, children: dict, reference: Path):
+def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int, children: dict, reference: Path,
+          quick: bool = False):
     """(key, request, interpreter) for each variant and serving of one model still worth measuring."""
     target, spec, eval_set = plan.target, model.spec, model.eval_set
     first = round_index == 0
@@ -200,6 +284,9 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
             options = model.recorded_backend_options.get(backend, target.runtime.options_for(backend))
+            if quick:
+                request = dataclasses.replace(request, min_duration_s=min(request.min_duration_s,
+                                                                          target.scenario.table_duration_s))
             request = dataclasses.replace(request, report_machine=first, backend=backend,
                                           precision=requested_precision(backend, get_variant(variant).precision),
                                           backend_options=options, **model.request_changes)

@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
                         help="only this backend's rows of the target's, e.g. openvino (ONNX Runtime's fp32 is "
                              "measured too: every ratio is against it)")
     out = p.add_argument_group("output for scripts and CI")
+    out.add_argument("--verbose", action="store_true", help="print every table (results, ladder, recipes, the gate's "
+                                                            "notes for every row) instead of the one-screen summary")
     out.add_argument("--json", action="store_true", help="print the rows and the gate's decisions as JSON on stdout "
                                                          "(the tables go to stderr)")
     out.add_argument("--profile", action="store_true", help="also profile each measured variant operator by operator "
@@ -69,7 +71,9 @@ def run(args) -> int:
     pipeline = BenchPipeline(suite, target, inputs, Path(args.results_dir), args.update, args.against, args.strict,
                              args.force, narrowing, full_target, args.cluster, console)
     run = pipeline.measure()
-    _print_tables(console, target, run.rows, suite.models[0].name)
+    if args.verbose:
+        _print_tables(console, target, run.rows, suite.models[0].name)
+    _print_not_measured(console, run.rows)
     for note in run.notes:
         console.print(f"[yellow]note[/yellow]: {escape(note)}")
     if args.profile:
@@ -79,7 +83,7 @@ def run(args) -> int:
     latest = pipeline.write(run)
     try:
         report = pipeline.gate(run, latest)
-        _print_gate(console, pipeline, report)
+        _print_gate(console, pipeline, report, run.rows, latest, args)
     except KeyboardInterrupt:
         written = pipeline.record.path if args.update or pipeline.record.rows is None else latest
         raise Interrupted(f"interrupted after this run was written to {written}") from None
@@ -108,11 +112,23 @@ def _outputs(args, console, pipeline, rows, report, latest: Path) -> None:
         console.print(f"report written: {escape(str(files.html))} ({len(files.pngs)} PNG figures beside it)")
 
 
-def _print_gate(console, pipeline, report) -> None:
+def _print_gate(console, pipeline, report, rows, latest: Path | None, args) -> None:
     from harness.report.render import gate_table
+    from harness.report.screen import bench_screen
 
     target = pipeline.target
-    if pipeline.comparing:
+    if not args.verbose:
+        from harness.report.render import served_table
+
+        served = served_table(rows)  # a service's own figures (held rate, server memory) are what its rows are for
+        if served is not None:
+            console.print(served)
+        record = pipeline.record.path if pipeline.comparing else None
+        from harness.cli.options import DEFAULT_SUITE
+
+        suite = None if args.suite == str(DEFAULT_SUITE) else args.suite  # the next command names a suite of the user's
+        console.print(bench_screen(target, rows, report, record, latest, suite))
+    elif pipeline.comparing:
         console.print(gate_table(report, pipeline.record.path))
         console.print(report.summary(target.name))
     else:
@@ -144,5 +160,9 @@ def _print_tables(console, target, rows, baseline_model: str) -> None:
         console.print(ladder_table(rows, baseline_model))
     console.print(recipes_table(rows))
     console.print(summarize(rows).line(target))
+
+
+def _print_not_measured(console, rows) -> None:
+    """One line per model and reason a row could not be measured, on every output: no row fails silently."""
     for model, why in dict.fromkeys((r.model, r.status) for r in rows if r.status != "ok" and r.verdict == "not measured"):
-        console.print(f"[red]not measured[/red]: {model}: {escape(why)}", soft_wrap=True)
+        console.print(f"[red]not measured[/red]: {escape(model)}: {escape(why)}", soft_wrap=True)

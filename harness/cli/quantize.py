@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from harness.cli.options import (add_data_options, add_model_options, bench_inputs, copy_out, parity_images,
                                  resolve_spec, writable_file)
 from harness.errors import EXIT_OK
@@ -29,9 +31,11 @@ def run(args) -> int:
 
     from harness.bench import calibration_bar, make_variant, plan_bench
     from harness.export import export_spec
+    from harness.files import project_root
     from harness.report.render import make_console
     from harness.spec import load_suite
     from harness.targets import TargetProfile
+    from harness.variants.book import FOLDER
 
     writable_file(args.out, "--out")
     suite = load_suite(args.suite)
@@ -42,7 +46,8 @@ def run(args) -> int:
     with console.status(f"exporting {escape(spec.name)}"):
         exported = export_spec(spec, images_u8)
     one_variant = TargetProfile.from_flat("quantize", threads=1, variants=(variant,))
-    plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
+    book = project_root() / "results" / FOLDER  # the project's committed ranges: the file harness bench makes
+    plan = plan_bench(suite, one_variant, dataclasses.replace(bench_inputs(args, suite), calibration_book=book))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"make {variant}", total=None)
         made = make_variant(plan, spec, exported, variant, say=lambda message: progress.update(bar, description=escape(message)),

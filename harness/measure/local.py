@@ -45,6 +45,9 @@ class ChildProcesses:
 
     name = "local"
 
+    def __init__(self, cpus: tuple[int, ...] = ()):
+        self.cpus = cpus  # a lane: children without an affinity of their own go on these CPUs (else the first ones)
+
     def run(self, request: Request, memory_cap_mb: float | None = None, timeout_s: float = WORKER_TIMEOUT_S) -> Reply:
         request = self._placed(request)  # empty affinity: the first `threads` CPUs this process may use here
         with _off_cpus(request.cpu_affinity):
@@ -60,11 +63,11 @@ class ChildProcesses:
             replies = run_lockstep(requests, memory_cap_mb, timeout_s, pythons)
         return [dataclasses.replace(reply, measured_on=f"local ({platform.node()})") for reply in replies]
 
-    @staticmethod
-    def _placed(request: Request) -> Request:
+    def _placed(self, request: Request) -> Request:
         if request.cpu_affinity:
             return request
-        return dataclasses.replace(request, cpu_affinity=tuple(sorted(os.sched_getaffinity(0))[: request.threads]))
+        cpus = self.cpus or tuple(sorted(os.sched_getaffinity(0)))
+        return dataclasses.replace(request, cpu_affinity=tuple(cpus[: request.threads]))
 
     def close(self) -> None:
         pass

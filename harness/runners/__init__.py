@@ -63,6 +63,15 @@ class LocalRunner(ChildProcesses):
     def check_target(self, target) -> None:
         check_fits_this_machine(target)
 
+    def lanes(self, target) -> list["LocalRunner"]:
+        """Runners on disjoint sets of `threads` CPUs, one per set this machine holds: groups of children measured
+        side by side, each in lockstep on its own cores. One (this) where the target pins its CPUs or they do not
+        divide."""
+        cpus, threads = sorted(os.sched_getaffinity(0)), target.device.threads
+        if target.device.cpu_affinity or len(cpus) < 2 * threads:
+            return [self]
+        return [LocalRunner(tuple(cpus[i:i + threads])) for i in range(0, len(cpus) - threads + 1, threads)]
+
 
 def check_fits_this_machine(target) -> None:
     """Threads and affinity against the CPUs this process may use: a local measurement needs them here."""

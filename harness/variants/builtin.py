@@ -14,10 +14,12 @@ register_variant("fp32", "the export, unchanged", backends=None)(None)
                   supports_fallback=True, backends=None)
 def make_int8_static(job: VariantJob) -> str:
     pre, pre_note = preprocess(job.exported.path, job.workdir)
-    ranges = calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)
+    ranges = job.committed.write_for_quantizer(job.workdir) if job.committed else \
+        calibrate(pre, job.calibration_images, job.options, job.exported.sha256, job.on_progress)
     quantize_static_with(pre, job.out, ranges, job.options)
     fallbacks = describe_fallbacks(calibration_fallbacks(ranges), job.options.calibration_method)
-    return f"{job.options.describe()}; {pre_note}" + (f"; {fallbacks}" if fallbacks else "")
+    book = f"; ranges from the calibration book ({job.committed.path.name})" if job.committed else ""
+    return f"{job.options.describe()}{book}; {pre_note}" + (f"; {fallbacks}" if fallbacks else "")
 
 
 @register_variant("int8-dynamic", "int8 weights (uint8), activations quantized per call")

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.cache import cached_entry
+from harness.cache import cached_entry, cached_entry_if_present
 from harness.errors import HarnessError, VariantError
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -98,17 +98,36 @@ def preprocess(source: Path, workdir: Path) -> tuple[Path, str]:
     raise VariantError(f"quant_pre_process failed on {source}: {errors[-1]}")
 
 
+def calibration_settings(images_u8: np.ndarray, options: QuantizeOptions, model_sha: str) -> dict:
+    """What a calibration's ranges follow from: the method, the images, the fp32 export (its cache key)."""
+    return {"method": options.calibration_method, "bins": options.entropy_bins, "pct": options.percentile,
+            "images": hashlib.sha256(np.ascontiguousarray(images_u8).tobytes()).hexdigest()[:16], "model": model_sha}
+
+
+def book_settings(settings: dict) -> dict:
+    """A calibration's settings as a committed book entry names them: with ONNX Runtime's release, whose
+    pre-processing names the tensors the ranges are for."""
+    from onnxruntime import __version__ as ort_version
+
+    return {**settings, "ort": ort_version}
+
+
 def calibrate(pre: Path, images_u8: np.ndarray, options: QuantizeOptions, model_sha: str,
               on_progress: Callable[[int, int], None] | None) -> Path:
     """Tensor ranges for `pre` from the calibration images, cached as ORT's JSON calibration file."""
-    settings = {"method": options.calibration_method, "bins": options.entropy_bins, "pct": options.percentile,
-                "images": hashlib.sha256(np.ascontiguousarray(images_u8).tobytes()).hexdigest()[:16], "model": model_sha}
+    settings = calibration_settings(images_u8, options, model_sha)
 
     def build(staging: Path) -> dict:
         _collect_ranges(pre, images_u8, options, on_progress, staging / "ranges.json")
         return settings
 
     return cached_entry("calibration", settings, build).folder / "ranges.json"
+
+
+def measured_ranges(settings: dict) -> Path | None:
+    """The ranges this machine measured for a book entry's `settings`, if its cache holds them (nothing is computed)."""
+    found = cached_entry_if_present("calibration", {k: v for k, v in settings.items() if k != "ort"})
+    return found.folder / "ranges.json" if found else None
 
 
 def calibration_fallbacks(ranges: Path) -> list[tuple[str, str]]:

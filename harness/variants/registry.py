@@ -24,6 +24,7 @@ from harness.cache import cached_entry, file_sha256
 from harness.errors import HarnessError, VariantError
 from harness.export import ExportedModel
 from harness.registry import Registry
+from harness.variants.quantize import book_settings, calibration_settings
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class VariantJob:
     calibration_images: np.ndarray | None  # uint8 NHWC, only for variants that need calibration
     on_progress: Callable[[int, int], None] | None = None
     spec: object | None = None  # the suite's ModelSpec: a converter that starts from the PyTorch model needs it
+    committed: object | None = None  # harness.variants.book.CommittedRanges: calibrate from these, not from the images
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class VariantModel:
     nodes_in_float: tuple[str, ...]
     cached: bool
     sha256: str = ""  # of the variant's ONNX file
+    calibration: dict | None = None  # a calibrated variant: what its ranges follow from (a book entry's settings)
 
 
 VARIANTS: Registry[Variant] = Registry("variant", " (a target's variants must be registered names)")
@@ -96,22 +99,27 @@ def get_variant(name: str) -> Variant:
 
 
 def variant_of(exported: ExportedModel, name: str, options, calibration_images: np.ndarray | None,
-               on_progress: Callable[[int, int], None] | None = None, spec=None) -> VariantModel:
-    """The variant's ONNX file, made now or taken from the cache."""
+               on_progress: Callable[[int, int], None] | None = None, spec=None, book=None) -> VariantModel:
+    """The variant's ONNX file, made now or taken from the cache; a calibrated one from the ranges committed in `book`
+    (harness.variants.book.CalibrationBook) when it holds them for exactly this export and these images."""
     variant = get_variant(name)
     if variant.make is None:
         how = f" ({exported.how})" if exported.how else ""
         return VariantModel(name, exported.path, exported.file_mb, f"the export, unchanged{how}", (), True, exported.sha256)
     parts = {"sha": exported.sha256, "variant": name}
     nodes_in_float: tuple[str, ...] = ()
+    settings, committed = None, None
     if variant.needs_calibration:
         calibration_images = _checked_calibration(calibration_images, options.calibration_images)
         nodes_in_float = tuple(options.nodes_to_exclude)
         parts.update(asdict(options), calib=_array_digest(calibration_images))
+        settings = book_settings(calibration_settings(calibration_images, options, exported.sha256))
+        committed = book.lookup(spec.name, settings) if book is not None and spec is not None else None
+        parts["ranges"] = committed.digest if committed else "calibrated here"
 
     def build(staging: Path) -> dict:
         job = VariantJob(exported, staging / f"model{variant.suffix}", staging, options, calibration_images, on_progress,
-                         spec)
+                         spec, committed)
         try:
             recipe = variant.make(job)
         except HarnessError:
@@ -123,13 +131,13 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
             if leftover.name != job.out.name and leftover.is_file():
                 leftover.unlink()
         return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float),
-                "sha256": file_sha256(job.out)}
+                "sha256": file_sha256(job.out), "calibration": settings}
 
     entry = cached_entry("variants", parts, build)
     meta = entry.meta
     path = entry.folder / f"model{variant.suffix}"
     return VariantModel(name, path, meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), entry.cached,
-                        meta.get("sha256") or file_sha256(path))
+                        meta.get("sha256") or file_sha256(path), meta.get("calibration"))
 
 
 def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:
