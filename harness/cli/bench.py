@@ -127,7 +127,7 @@ def _print_gate(console, pipeline, report, rows, latest: Path | None, args) -> N
         from harness.cli.options import DEFAULT_SUITE
 
         suite = None if args.suite == str(DEFAULT_SUITE) else args.suite  # the next command names a suite of the user's
-        console.print(bench_screen(target, rows, report, record, latest, suite))
+        console.print(bench_screen(target, rows, report, record, latest, suite, updated=args.update))
     elif pipeline.comparing:
         console.print(gate_table(report, pipeline.record.path))
         console.print(report.summary(target.name))

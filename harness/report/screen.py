@@ -28,10 +28,10 @@ COMPARISON_ONLY = "·"
 
 
 def bench_screen(target: TargetProfile, rows: list[ResultRow], report: GateReport, record: Path | None,
-                 latest: Path | None, suite: str | None = None) -> Group:
+                 latest: Path | None, suite: str | None = None, updated: bool = False) -> Group:
     """The table, the verdict, what did not pass (with its evidence and next command), host noise and the files."""
     checks = {c.key: c for c in report.checks}
-    parts = [FiguresTable(target, rows, checks), _verdict(target, report, record, rows)]
+    parts = [FiguresTable(target, rows, checks), _verdict(target, report, record, rows, updated)]
     for check in report.checks:
         if check.outcome == FAIL or (check.latency is not None and check.latency.undecided):
             parts.append(_explained(check, target, record, latest, suite))
@@ -115,7 +115,7 @@ def _gate_cell(row: ResultRow, check: RowCheck | None, target: TargetProfile) ->
     return "[green]pass[/green]"
 
 
-def _verdict(target: TargetProfile, report: GateReport, record: Path | None, report_rows) -> Text:
+def _verdict(target: TargetProfile, report: GateReport, record: Path | None, report_rows, updated: bool) -> Text:
     budgets, shipped = target.budgets, [c for c in report.checks if target.budgets.ships(c.key.variant)]
     limits = [f"p95 ≤ {budgets.p95_budget_ms:g} ms"] if budgets.p95_budget_ms else []
     if budgets.memory_budget_mb:
@@ -126,7 +126,7 @@ def _verdict(target: TargetProfile, report: GateReport, record: Path | None, rep
     text = Text(head, style="bold red" if failed else "bold green")
     if budgets.ship is not None:
         text.append(f"; ships {', '.join(budgets.ship)} ({len(shipped)} rows)")
-    text.append(f"; {', '.join(limits)}\n{_against(report, record)}")
+    text.append(f"; {', '.join(limits)}\n{_against(report, record, updated)}")
     if budgets.ship is not None:
         text.append(f"; {COMPARISON_ONLY} = comparison only (never fails)")
     return text
@@ -150,10 +150,11 @@ def _precision(rows: list[ResultRow]) -> Text:
                 f"range of {processes} processes' medians", style="dim")
 
 
-def _against(report: GateReport, record: Path | None) -> str:
+def _against(report: GateReport, record: Path | None, updated: bool) -> str:
     counts = report.latency_counts()
     if record is None:
-        return "no record to compare with"
+        return "--update: this run is the record now (budgets judged, nothing compared)" if updated else \
+            "no record to compare with (this run is the first record)"
     text = f"against {_shown_path(record)}: latency {counts[AB]} by A/B, {counts[UNCHANGED]} unchanged (not gated)"
     if counts[NOT_GATED]:
         text += f", {counts[NOT_GATED]} not gated"
