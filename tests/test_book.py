@@ -67,14 +67,21 @@ def test_a_second_machine_makes_the_same_file_from_the_book_without_calibrating(
     assert "ranges from the calibration book (tiny.minmax.json)" in second.recipe
 
 
-def test_the_file_is_made_from_the_books_ranges(tmp_path, images, fresh_cache):
+def _recorded(tmp_path, images, fresh_cache):
+    """A first machine's int8-static of the tiny export, its ranges written to a book."""
     book = CalibrationBook(tmp_path / "calibration")
     fresh_cache("first")
     spec, exported = _export(tmp_path, images, 0)
     first = variant_of(exported, "int8-static", OPTIONS, images, spec=spec, book=book)
     book.record("tiny", first.calibration, measured_ranges(first.calibration))
+    return book, spec, exported, first
+
+
+def test_the_file_is_made_from_the_books_ranges(tmp_path, images, fresh_cache):
+    book, spec, exported, first = _recorded(tmp_path, images, fresh_cache)
     path = book.file("tiny", first.calibration)
     entry = json.loads(path.read_text())
+
     def wider(value):  # a float, or numpy's JSON form of one (a scalar or a list): other scales in the file
         if isinstance(value, dict):
             return {**value, "data": wider(value["data"])}
@@ -88,11 +95,7 @@ def test_the_file_is_made_from_the_books_ranges(tmp_path, images, fresh_cache):
 
 
 def test_ranges_of_another_export_are_not_used(tmp_path, images, fresh_cache, monkeypatch):
-    book = CalibrationBook(tmp_path / "calibration")
-    fresh_cache("first")
-    spec, exported = _export(tmp_path, images, 0)
-    first = variant_of(exported, "int8-static", OPTIONS, images, spec=spec, book=book)
-    book.record("tiny", first.calibration, measured_ranges(first.calibration))
+    book, spec, exported, first = _recorded(tmp_path, images, fresh_cache)
     fresh_cache("second")
     spec, retrained = _export(tmp_path, images, 1)  # other weights: another export, other ranges
     assert retrained.sha256 != exported.sha256
@@ -103,11 +106,7 @@ def test_ranges_of_another_export_are_not_used(tmp_path, images, fresh_cache, mo
 
 
 def test_a_damaged_entry_is_refused_with_what_to_do(tmp_path, images, fresh_cache):
-    book = CalibrationBook(tmp_path / "calibration")
-    fresh_cache("first")
-    spec, exported = _export(tmp_path, images, 0)
-    first = variant_of(exported, "int8-static", OPTIONS, images, spec=spec, book=book)
-    book.record("tiny", first.calibration, measured_ranges(first.calibration))
+    book, spec, exported, first = _recorded(tmp_path, images, fresh_cache)
     path = book.file("tiny", first.calibration)
     path.write_text(path.read_text()[: os.path.getsize(path) // 2])  # cut short
     with pytest.raises(HarnessError, match="calibration book entry .* is damaged .*git checkout"):

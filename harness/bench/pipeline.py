@@ -127,9 +127,12 @@ class BenchPipeline:
         for model, settings in calibrations.items():
             if book.lookup(model, settings) is not None:
                 continue  # made from the book's own ranges
-            ranges = measured_ranges(settings)
-            if ranges is not None and book.record(model, settings, ranges):
-                self._console().print(f"calibration ranges of {escape(model)} written to {escape(str(book.file(model, settings)))}")
+            ranges, path = measured_ranges(settings), escape(str(book.file(model, settings)))
+            if ranges is None:  # its int8 file came from the cache, its ranges' entry since removed
+                self._console().print(f"[yellow]note[/yellow]: calibration ranges of {escape(model)} not written to {path}: "
+                                      f"the cache holds the int8 file but not them (rerun --update with an empty HARNESS_CACHE_DIR)")
+            elif book.record(model, settings, ranges):
+                self._console().print(f"calibration ranges of {escape(model)} written to {path}")
 
     def gate(self, run, latest: Path | None = None):
         """The gate's decisions on this run: budgets always, the record's rows when there is one to compare with."""

@@ -148,11 +148,11 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
                 advance()
         round_index += 1
         if round_index >= rounds:
-            known = floors or {key: (combine(ms), None) for key, ms in floor_children.items()}
+            floors = floors or {key: (combine(ms), None) for key, ms in floor_children.items()}  # all floor rounds done
             extra = [g for g in (groups if round_index == rounds else extra)
-                     if (_undecided(plan, g, children) if len(g) > 1 else _near_budget(plan, g[0], children, known))]
+                     if (_undecided(plan, g, children) if len(g) > 1 else _near_budget(plan, g[0], children, floors))]
     measured = {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
-    measured.update(floors or {key: (combine(ms), None) for key, ms in floor_children.items()})
+    measured.update(floors)
     if "http" in target.scenario.serving:
         measured.update(measure_services(plan, [m for m in prepared if not m.ab_partner_of], runner, workdir, say, advance))
     return measured
@@ -241,11 +241,11 @@ def _near_budget(plan: BenchPlan, model: PreparedModel, children: dict, floors: 
     target, budgets = plan.target, plan.target.budgets
     if not _until_decided(plan):
         return False
-    floor = floors.get(floor_key(model.spec.input_hw, DEFAULT_BACKEND), (None,))[0]
     for run in (r for r in plan.runs if budgets.ships(split_run(r)[1])):
+        floor = floors.get(floor_key(model.spec.input_hw, split_run(run)[0]), (None,))[0]  # this backend's own floor
+        floor_mb = (floor.peak_rss_mb or 0.0) if floor is not None and budgets.memory_quantity == "model" else 0.0
         for serving in target.scenario.in_children:
             measured = [m for m in children.get((model.spec.name, run, serving), ()) if not m.error and m.latency]
-            floor_mb = (floor.peak_rss_mb or 0.0) if floor is not None and budgets.memory_quantity == "model" else 0.0
             memory = [m.peak_rss_mb - floor_mb for m in measured if m.peak_rss_mb is not None]
             if _straddles([m.latency.p95_ms for m in measured], budgets.p95_budget_ms) or \
                     _straddles(memory, budgets.memory_budget_mb):

@@ -1,4 +1,4 @@
-"""Measuring children on this machine: a fresh worker process on this machine, blocked on its pipe (or lockstep children).
+"""Measuring children on this machine: a fresh worker process blocked on its pipe, or several in lockstep.
 
 Like pyperf, each measurement is a new interpreter (nothing warm leaks between variants), the reply
 comes back as one JSON document on its own pipe, and the child is killed on timeout. A watchdog thread

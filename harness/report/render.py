@@ -23,7 +23,7 @@ def _num(value, digits: int = 1) -> str:
     return NOT_MEASURED if value is None else f"{value:.{digits}f}"
 
 
-def _metric(rows) -> str:
+def metric_name(rows) -> str:
     """The quality column's name: mIoU or top-1 when all rows share it."""
     metrics = {r.quality_metric for r in rows}
     return metrics.pop() if len(metrics) == 1 else "quality"
@@ -57,7 +57,7 @@ def _notes(row: ResultRow, target: TargetProfile) -> str:
 
 
 def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
-    metric = _metric(rows)
+    metric = metric_name(rows)
     title = _results_title(target, metric)
     table = Table(title=title, title_justify="left")
     backends = sorted({r.runtime for r in rows})
@@ -102,7 +102,7 @@ def _backend_cell(row: ResultRow) -> str:
 
 def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
     """Each model's rows beside the baseline model's row of the same variant and serving, same run."""
-    metric = _metric(rows)
+    metric = metric_name(rows)
     reference = {(r.variant, r.serving): r for r in rows if r.model == baseline and r.status == "ok"}
     table = Table(title=f"reduction ladder — every change is against {escape(baseline)}, same variant and serving, same run",
                   title_justify="left")

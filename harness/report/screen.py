@@ -20,10 +20,10 @@ from harness.gate import FAIL, NEW, GateReport, RowCheck
 from harness.gate.latency import AB, NOT_GATED, UNCHANGED
 from harness.gate.budget import FITS, memory_figure
 from harness.measure.backends import DEFAULT_BACKEND
+from harness.report.render import NOT_MEASURED, metric_name
 from harness.results import ResultRow, RowKey, split_floats
 from harness.targets import TargetProfile
 
-NOT_MEASURED = "[dim]n/a[/dim]"
 COMPARISON_ONLY = "·"
 
 
@@ -65,7 +65,7 @@ class FiguresTable:
 def figures_table(target: TargetProfile, rows: list[ResultRow], checks: dict[RowKey, RowCheck],
                   numbers: dict[str, str] | None = None) -> Table:
     """One line per row, grouped under its model (named once; by its number in `numbers` when given)."""
-    metric = _metric(rows)
+    metric = metric_name(rows)
     backends, servings = {r.runtime for r in rows}, {r.serving for r in rows}
     memory = "model MB" if target.budgets.memory_quantity == "model" else "peak RSS MB"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left",
@@ -120,7 +120,7 @@ def _verdict(target: TargetProfile, report: GateReport, record: Path | None, rep
     limits = [f"p95 ≤ {budgets.p95_budget_ms:g} ms"] if budgets.p95_budget_ms else []
     if budgets.memory_budget_mb:
         limits.append(f"{'model' if budgets.memory_quantity == 'model' else 'peak RSS'} MB ≤ {budgets.memory_budget_mb:g}")
-    limits.append(f"{_metric(report_rows)} drop ≤ {budgets.max_miou_drop:g} pt")
+    limits.append(f"{metric_name(report_rows)} drop ≤ {budgets.max_miou_drop:g} pt")
     failed = len(report.failed)
     head = f"gate {target.name}: {'FAILED' if failed else 'passed'} — {failed} of {len(report.checks)} rows failed"
     text = Text(head, style="bold red" if failed else "bold green")
@@ -218,11 +218,6 @@ def _target_arg(target: TargetProfile) -> str:
     if target.source is None or by_name == Path(target.source).resolve():
         return shlex.quote(target.name)
     return shlex.quote(str(target.source))
-
-
-def _metric(rows) -> str:
-    metrics = {r.quality_metric for r in rows}
-    return metrics.pop() if len(metrics) == 1 else "quality"
 
 
 def _num(value, digits: int = 1) -> str:

@@ -112,8 +112,8 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
     if variant.needs_calibration:
         calibration_images = _checked_calibration(calibration_images, options.calibration_images)
         nodes_in_float = tuple(options.nodes_to_exclude)
-        parts.update(asdict(options), calib=_array_digest(calibration_images))
         settings = book_settings(calibration_settings(calibration_images, options, exported.sha256))
+        parts.update(asdict(options), calib=settings["images"])  # the images' digest, hashed once
         committed = book.lookup(spec.name, settings) if book is not None and spec is not None else None
         parts["ranges"] = committed.digest if committed else "calibrated here"
 
@@ -131,13 +131,13 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
             if leftover.name != job.out.name and leftover.is_file():
                 leftover.unlink()
         return {"file_mb": os.path.getsize(job.out) / 1e6, "recipe": recipe, "nodes_in_float": list(nodes_in_float),
-                "sha256": file_sha256(job.out), "calibration": settings}
+                "sha256": file_sha256(job.out)}
 
     entry = cached_entry("variants", parts, build)
     meta = entry.meta
     path = entry.folder / f"model{variant.suffix}"
     return VariantModel(name, path, meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), entry.cached,
-                        meta.get("sha256") or file_sha256(path), meta.get("calibration"))
+                        meta.get("sha256") or file_sha256(path), settings)
 
 
 def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:
@@ -147,9 +147,3 @@ def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:
         raise HarnessError(f"{wanted} calibration images asked for, {len(images)} available; "
                            f"lower --calibration-images or add images")
     return images[:wanted]
-
-
-def _array_digest(array: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
