@@ -66,7 +66,7 @@ class Scenario:
     min_duration_s: float = 2.0
     processes: int = 3  # child processes per variant, run in alternation (pyperf-style); latencies pooled
     recipe: str = "until-decided"  # or "fixed": every row processes x min_duration_s (docs/measurement.md)
-    table_duration_s: float = 2.0  # until-decided: timed s per child of a row no A/B judges; 0.5 biased memory
+    table_duration_s: float = 0.5  # until-decided: timed s per child of a row no A/B judges
     http_bursts: int = 100  # serving "http" (harness.serve.loadgen): bursts of images_at_once requests
     http_burst_idle_s: float = 0.2  # pause after each burst is answered
     http_closed_s: float = 10.0  # closed loop: images_at_once clients for this long

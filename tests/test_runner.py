@@ -74,6 +74,8 @@ def test_thread_and_cpu_caps_are_applied_in_the_child(tmp_path, sample):
     two = run_worker(build_request(floor, _target(threads=2), sample, None, 1, 0))
     assert two.cpu_affinity == (0, 1)
     assert two.threads_in_process > one.threads_in_process  # ORT's intra-op pool spawns the extra thread
+    # One thread in all: no pool, and no telemetry thread (ORT's starts upload threads 9 s in: +0.6 MB of VmHWM)
+    assert one.threads_in_process == 1
 
 
 def test_child_over_its_memory_cap_is_ended_and_reported(tmp_path, sample):

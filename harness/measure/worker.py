@@ -14,7 +14,7 @@ import sys
 import time
 
 from harness.measure.backends import BackendRefused, import_runtime, load_model
-from harness.measure import die_with_parent
+from harness.measure import die_with_parent, runtime_environment
 from harness.measure.contention import cpu_busy_s, other_cpu_pct, own_cpu_s
 from harness.measure.protocol import Reply, Request
 
@@ -37,8 +37,7 @@ class _Session:
     """One loaded model with its input, ready to be timed: one-shot or block by block (lockstep)."""
 
     def __init__(self, request: Request):
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(request.threads)
+        runtime_environment(request.threads)
 
         import numpy as np
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 
+from harness.measure import runtime_environment
 from harness.serve.config import ServerConfig
 from harness.serve.process import status_mb
 
@@ -85,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: ServerConfig, ready_fd: int | None, serving: dict) -> int:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(config.threads)
+    runtime_environment(config.threads)
     try:
         sock = bind(config.host, config.port)
     except SystemExit as e:
