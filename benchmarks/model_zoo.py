@@ -72,8 +72,8 @@ def main() -> int:
         took_s = time.monotonic() - started
     by = {(r["model"], r["variant"]): r for r in rows}
     failed = [r for r in rows if r["status"] != "ok"]
-    print(f"| model | input | export path | fp32 p50 ms | int8-static p50 ms | int8 speed-up (paired) | agreement with fp32 % | "
-          f"calibration |")
+    print("| model | input | export path | fp32 p50 ms | int8-static p50 ms | int8 speed-up (paired) | agreement with fp32 % | "
+          "calibration |")
     print("|---|---|---|---|---|---|---|---|")
     for name in models:
         fp32, int8 = by.get((name, "fp32")), by.get((name, "int8-static"))

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.measure import runtime_environment
 from harness.measure.protocol import Request
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args(argv)
     request = Request.from_json(sys.stdin.read())
+    runtime_environment(request.threads)  # as the measuring child: thread pools sized, telemetry off
     import numpy as np
 
     from harness.measure.backends import backend_module, import_runtime
