@@ -50,7 +50,7 @@ def _budget_figures(latest: Path) -> dict:
     """Each row's figures that meet a budget: (memory figure, p95), for the near-budget rule."""
     target = tomllib.loads((REPO / "harness" / "assets" / "targets" / "watch.toml").read_text())
     memory = "model_mb" if target.get("memory_quantity", "model") == "model" else "peak_rss_mb"
-    return {(r["model"], r["variant"], r["serving"], r["backend"] or "onnxruntime"):
+    return {(r["model"], r["variant"], r["serving_mode"], r["backend"] or "onnxruntime"):
             tuple(float(r[c]) if r[c] else None for c in (memory, "p95_ms"))
             for r in csv.DictReader((latest / "watch.csv").open())}
 
@@ -129,16 +129,18 @@ def main() -> int:
                   f"{len(decisions)} rows", flush=True)
         reference, undecided = _reference(full_runs, full_figures)
         seen = {key: [run.get(key) for run in full_runs] for key in undecided}
+        figures_seen = {key: [figures.get(key) for figures in full_figures] for key in undecided}
         summary = {}
         for mode in args.modes.split(","):
             walls, codes, lines, differing = [], [], [], 0
             for i in range(args.runs):
                 cache = tmp / f"cold-{i}" if mode == "cold" else warm_cache
-                code, wall, decisions, printed, _ = _bench(clone, cache)
+                code, wall, decisions, printed, figures = _bench(clone, cache)
                 different = _differences(reference, decisions, undecided)
                 differing += bool(different)
                 for key in undecided:
                     seen[key].append(decisions.get(key))
+                    figures_seen[key].append(figures.get(key))
                 walls.append(wall), codes.append(code), lines.append(printed)
                 print(f"  {mode} {i + 1}/{args.runs}: exit {code} in {wall:.1f} s, {printed} lines printed; "
                       f"decisions {'as the full recipe' if not different else 'DIFFER: ' + '; '.join(different)}",
@@ -151,6 +153,9 @@ def main() -> int:
         for key in sorted(undecided):
             full, rest = seen[key][:args.full_runs], seen[key][args.full_runs:]
             print(f"not decided by the full recipe itself: {' '.join(key)}: full {_tally(full)}; until-decided {_tally(rest)}")
+            memory = [f"{f[0]:.2f}" if f and f[0] is not None else "?" for f in figures_seen[key]]
+            print(f"  its memory figure, MB: full {', '.join(memory[:args.full_runs])}; "
+                  f"until-decided {', '.join(memory[args.full_runs:])}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The isolated measurement: a real child process, real ONNX Runtime, memory from the kernel."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness.results.measurement import LatencyStats, build_request
 from harness.onnx_graph import save_graph
-from harness.runners import run_worker
+from harness.runners import LocalRunner, lane_cpus, physical_cores, run_worker
 from harness.targets import TargetProfile
 from harness.bench.yardsticks import trivial_model
 
@@ -144,3 +145,31 @@ def test_every_child_reports_its_cold_start(tmp_path, sample):
     assert 0 < small.load_ms < big.load_ms and small.first_call_ms > 0 and big.first_call_ms > 0
     none = run_worker(build_request(_conv_stack(tmp_path / "convs.onnx"), _target(warmup_runs=0), sample, None, 1, 0))
     assert none.load_ms > 0 and none.first_call_ms is None  # no warm-up call asked for: none is made or timed
+
+
+def _sysfs(root: Path, siblings: dict[int, str]) -> Path:
+    """A sysfs CPU tree as the kernel writes it: each CPU's thread_siblings_list."""
+    for cpu, text in siblings.items():
+        topology = root / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(text + "\n")
+    return root
+
+
+def test_lanes_never_split_a_physical_core_between_two_lanes(tmp_path):
+    smt = _sysfs(tmp_path / "smt", {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"})  # 2 cores, 2 threads each
+    assert physical_cores({0, 1, 2, 3}, smt) == [(0, 2), (1, 3)]
+    assert lane_cpus({0, 1, 2, 3}, 1, smt) == [(0,), (1,)]  # one thread per core: the siblings stay idle
+    assert lane_cpus({0, 1, 2, 3}, 2, smt) == [(0, 2), (1, 3)]
+    assert lane_cpus({0, 2}, 1, smt) == [(0,)]  # two vCPUs of one core: one lane, so nothing side by side
+    separate = _sysfs(tmp_path / "separate", {0: "0", 1: "1", 2: "2-3", 3: "2-3"})
+    assert lane_cpus({0, 1, 2, 3}, 1, separate) == [(0,), (1,), (2,)]
+    assert physical_cores({0, 7}, separate) == [(0,), (7,)]  # siblings unreadable: a core of its own
+
+
+def test_a_target_gets_lanes_only_where_two_sets_of_its_threads_fit_on_separate_cores():
+    cpus = sorted(os.sched_getaffinity(0))
+    one_thread = LocalRunner().lanes(_target(threads=1))
+    assert [lane.cpus for lane in one_thread] == (lane_cpus(cpus, 1) if len(lane_cpus(cpus, 1)) > 1 else [()])
+    assert [lane.cpus for lane in LocalRunner().lanes(_target(threads=1, cpu_affinity=(cpus[0],)))] == [()]
+    assert [lane.cpus for lane in LocalRunner().lanes(_target(threads=len(cpus)))] == [()]

@@ -64,13 +64,50 @@ class LocalRunner(ChildProcesses):
         check_fits_this_machine(target)
 
     def lanes(self, target) -> list["LocalRunner"]:
-        """Runners on disjoint sets of `threads` CPUs, one per set this machine holds: groups of children measured
-        side by side, each in lockstep on its own cores. One (this) where the target pins its CPUs or they do not
-        divide."""
-        cpus, threads = sorted(os.sched_getaffinity(0)), target.device.threads
-        if target.device.cpu_affinity or len(cpus) < 2 * threads:
+        """Runners on disjoint sets of `threads` CPUs on separate physical cores, one per set this machine holds:
+        groups of children measured side by side, each in lockstep on its own cores. One (this) where the target
+        pins its CPUs or fewer than two sets fit."""
+        lanes = lane_cpus(os.sched_getaffinity(0), target.device.threads)
+        if target.device.cpu_affinity or len(lanes) < 2:
             return [self]
-        return [LocalRunner(tuple(cpus[i:i + threads])) for i in range(0, len(cpus) - threads + 1, threads)]
+        return [LocalRunner(cpus) for cpus in lanes]
+
+
+SYSFS_CPUS = Path("/sys/devices/system/cpu")
+
+
+def lane_cpus(cpus, threads: int, sysfs: Path = SYSFS_CPUS) -> list[tuple[int, ...]]:
+    """Disjoint sets of `threads` CPUs that share no physical core: two SMT siblings in two lanes would slow each
+    other, so a lane takes whole cores and leaves a sibling it does not need idle."""
+    lanes, lane = [], []
+    for core in physical_cores(cpus, sysfs):
+        lane += core
+        if len(lane) >= threads:
+            lanes.append(tuple(lane[:threads]))
+            lane = []
+    return lanes
+
+
+def physical_cores(cpus, sysfs: Path = SYSFS_CPUS) -> list[tuple[int, ...]]:
+    """`cpus` grouped by the core they run on (SMT siblings together, from sysfs's thread_siblings_list), in order;
+    a CPU whose siblings cannot be read is a core of its own."""
+    cores: dict[frozenset, list[int]] = {}
+    for cpu in sorted(cpus):
+        try:
+            siblings = frozenset(_cpu_list((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text()))
+        except (OSError, ValueError):
+            siblings = frozenset({cpu})
+        cores.setdefault(siblings, []).append(cpu)
+    return [tuple(core) for core in cores.values()]
+
+
+def _cpu_list(text: str) -> set[int]:
+    """The kernel's CPU list format: "0-3,8" is {0, 1, 2, 3, 8}."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
 
 
 def check_fits_this_machine(target) -> None:
