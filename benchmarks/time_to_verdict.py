@@ -40,6 +40,7 @@ def _bench(clone: Path, cache: Path, target: str = "watch") -> tuple[int, float,
     proc = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", target], cwd=clone, capture_output=True,
                           text=True, env={**os.environ, "HARNESS_CACHE_DIR": str(cache), "COLUMNS": "120"})
     wall = time.monotonic() - started
+    (clone.parent / "last-stdout.txt").write_text(proc.stdout)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"bench failed (exit {proc.returncode}): {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     latest = clone / "results" / "latest"
@@ -125,8 +126,10 @@ def main() -> int:
         for i in range(args.full_runs):
             code, wall, decisions, _, figures = _bench(clone, warm_cache, _fixed_target(tmp))
             full_runs.append(decisions), full_figures.append(figures)
+            against = next((line for line in (tmp / "last-stdout.txt").read_text().splitlines()
+                            if line.startswith("against")), "")
             print(f"commit {commit}; full fixed recipe (warm) {i + 1}/{args.full_runs}: exit {code} in {wall:.0f} s, "
-                  f"{len(decisions)} rows", flush=True)
+                  f"{len(decisions)} rows; {against}", flush=True)
         reference, undecided = _reference(full_runs, full_figures)
         seen = {key: [run.get(key) for run in full_runs] for key in undecided}
         figures_seen = {key: [figures.get(key) for figures in full_figures] for key in undecided}
