@@ -144,3 +144,10 @@ def test_bench_records_the_ranges_beside_the_record_and_every_machine_uses_them(
     changed = bench("third", "--no-gate")
     assert changed["int8-static"].onnx_sha256 != recorded["int8-static"].onnx_sha256
     assert changed["fp32"].onnx_sha256 == recorded["fp32"].onnx_sha256
+
+    # `harness quantize` in that project reads the same book: the file it writes is the one bench made from it
+    out = tmp_path / "quantized.onnx"
+    proc = run_cli("quantize", "tiny_unet", "--suite", str(tiny_suite), "--method", "static", "--out", str(out),
+                   cwd=tmp_path, env={"HARNESS_CACHE_DIR": str(tmp_path / "fourth")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert file_sha256(out) == changed["int8-static"].onnx_sha256  # the edited ranges: calibrated afresh it differs
