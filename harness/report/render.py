@@ -19,8 +19,9 @@ def plain(*texts) -> list[str]:
     return [escape(str(text)) for text in texts]
 
 
-def _num(value, digits: int = 1) -> str:
-    return NOT_MEASURED if value is None else f"{value:.{digits}f}"
+def number_cell(value, digits: int = 1) -> str:
+    """A figure as a table shows it: NOT_MEASURED for none, and never "-0.00"."""
+    return NOT_MEASURED if value is None else f"{value:.{digits}f}".replace(f"-{0:.{digits}f}", f"{0:.{digits}f}")
 
 
 def metric_name(rows) -> str:
@@ -75,10 +76,10 @@ def results_table(target: TargetProfile, rows: list[ResultRow]) -> Table:
             speed = f"[red]{speed}[/red]"
         verdict = f"[green]{r.verdict}[/green]" if r.verdict == "fits" else f"[red]{escape(r.verdict)}[/red]"
         table.add_row(
-            *plain(r.model, r.variant), *((escape(_backend_cell(r)),) if several else ()), escape(r.serving), _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2), speed,
-            _num(r.images_per_s), runs, _num(r.peak_rss_mb), _num(r.floor_rss_mb), _num(r.model_mb), _cold(r),
-            _num(r.quality_pct, 2),
-            _num(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), _num(r.agreement_with_fp32_pct, 2),
+            *plain(r.model, r.variant), *((escape(_backend_cell(r)),) if several else ()), escape(r.serving), number_cell(r.file_mb, 2), number_cell(r.p50_ms, 2), number_cell(r.p95_ms, 2), speed,
+            number_cell(r.images_per_s), runs, number_cell(r.peak_rss_mb), number_cell(r.floor_rss_mb), number_cell(r.model_mb), _cold(r),
+            number_cell(r.quality_pct, 2),
+            number_cell(-r.quality_drop_pts if r.quality_drop_pts is not None else None, 2), number_cell(r.agreement_with_fp32_pct, 2),
             verdict, _notes(r, target),
         )
     table.caption = ("peak RSS = the child's kernel high-water mark (VmHWM) after the timed runs; floor = the same for a "
@@ -122,8 +123,8 @@ def ladder_table(rows: list[ResultRow], baseline: str) -> Table:
                 NOT_MEASURED if r.quality_pct is None or base.quality_pct is None else f"{r.quality_pct - base.quality_pct:+.2f}",
             ]
         params = NOT_MEASURED if r.params_in_graph is None else f"{r.params_in_graph:,}"
-        table.add_row(*plain(r.model, r.variant, r.serving), params, _num(r.file_mb, 2), _num(r.p50_ms, 2), _num(r.p95_ms, 2),
-                      _num(r.model_mb), _num(r.quality_pct, 2), *changes)
+        table.add_row(*plain(r.model, r.variant, r.serving), params, number_cell(r.file_mb, 2), number_cell(r.p50_ms, 2), number_cell(r.p95_ms, 2),
+                      number_cell(r.model_mb), number_cell(r.quality_pct, 2), *changes)
     table.caption = ("params = weights in the ONNX graph; file = size change; speed = baseline p50 / this p50 "
                      "(above 1x: faster); model MB = peak RSS − runtime floor. All models were measured in rounds of this "
                      "one run, each model's variants side by side in lockstep; speed across models is not paired.")
@@ -141,9 +142,9 @@ def served_table(rows: list[ResultRow]) -> Table | None:
                    "late", "held req/s", "server split ms (median)", "server RSS MB"):
         table.add_column(header, justify="left" if header in ("model", "variant", "load", "server split ms (median)") else "right")
     for r in served:
-        table.add_row(*plain(r.model, r.variant), escape(r.load) if r.load else f"[red]{escape(r.status)}[/red]", _num(r.images_per_s), _num(r.p99_ms),
-                      _num(r.max_ms), _num(r.within_budget_pct), _count(r.errors), _count(r.timeouts), _count(r.late_sends),
-                      _num(r.held_rate_per_s, 2), escape(r.server_split_ms) if r.server_split_ms else NOT_MEASURED, _num(r.server_rss_mb))
+        table.add_row(*plain(r.model, r.variant), escape(r.load) if r.load else f"[red]{escape(r.status)}[/red]", number_cell(r.images_per_s), number_cell(r.p99_ms),
+                      number_cell(r.max_ms), number_cell(r.within_budget_pct), _count(r.errors), _count(r.timeouts), _count(r.late_sends),
+                      number_cell(r.held_rate_per_s, 2), escape(r.server_split_ms) if r.server_split_ms else NOT_MEASURED, number_cell(r.server_rss_mb))
     memory = next((r.memory_cap_by for r in served if r.memory_cap_by), "")
     table.caption = ("burst: latency until a burst's last answer; clients: from each send; open loop: from each request's "
                      "scheduled time, at the highest rate that held (p95 in budget, none lost, answers keeping up).\n"
@@ -250,7 +251,7 @@ def rule_table(old: dict, new: dict, old_name: str, new_name: str, min_effect_pc
                   title_justify="left")
     for key in sorted(set(old) & set(new)):
         d = decide(old[key], new[key], min_effect_pct)
-        cells = ([_num(v, 3) for v in (d.ratio, d.p_slower, d.p_faster)] if d.ratio is not None else [NOT_MEASURED] * 3)
+        cells = ([number_cell(v, 3) for v in (d.ratio, d.p_slower, d.p_faster)] if d.ratio is not None else [NOT_MEASURED] * 3)
         medians = [f"{sorted(v)[len(v) // 2]:.2f} ({len(v)})" if v else NOT_MEASURED for v in (old[key], new[key])]
         table.add_row(*plain(*key), *medians, *cells, d.outcome)
     for key in sorted(set(old) ^ set(new)):

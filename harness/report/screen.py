@@ -20,7 +20,7 @@ from harness.gate import FAIL, NEW, GateReport, RowCheck
 from harness.gate.latency import AB, NOT_GATED, UNCHANGED
 from harness.gate.budget import FITS, memory_figure
 from harness.measure.backends import DEFAULT_BACKEND
-from harness.report.render import NOT_MEASURED, metric_name
+from harness.report.render import NOT_MEASURED, metric_name, number_cell
 from harness.results import ResultRow, RowKey, split_floats
 from harness.targets import TargetProfile
 
@@ -90,8 +90,8 @@ def figures_table(target: TargetProfile, rows: list[ResultRow], checks: dict[Row
             cells.append(escape(r.serving))
         speed = NOT_MEASURED if r.speedup_vs_fp32 is None else f"{r.speedup_vs_fp32:.2f}x"
         drop = None if r.quality_drop_pts is None else -r.quality_drop_pts
-        cells += [_num(r.p50_ms, 2), _num(r.p95_ms, 2), speed, _num(memory_figure(r, target)), _num(r.quality_pct, 2),
-                  _num(drop, 2), _gate_cell(r, checks.get(r.key), target)]
+        cells += [number_cell(r.p50_ms, 2), number_cell(r.p95_ms, 2), speed, number_cell(memory_figure(r, target)), number_cell(r.quality_pct, 2),
+                  number_cell(drop, 2), _gate_cell(r, checks.get(r.key), target)]
         table.add_row(*cells)
     return table
 
@@ -218,7 +218,3 @@ def _target_arg(target: TargetProfile) -> str:
     if target.source is None or by_name == Path(target.source).resolve():
         return shlex.quote(target.name)
     return shlex.quote(str(target.source))
-
-
-def _num(value, digits: int = 1) -> str:
-    return NOT_MEASURED if value is None else f"{value:.{digits}f}".replace(f"-{0:.{digits}f}", f"{0:.{digits}f}")
