@@ -157,17 +157,17 @@ class GateRules:
     model_mb_tolerance: float = 4.0
     latency_tolerance_pct: float = 10.0  # p50: the smallest slowdown the rank test may call "slower"
     p95_tolerance_pct: float = 20.0  # p95 is noisier: a larger minimum effect
-    # Against the record, runs minutes or days apart: an unchanged model drifted +16 % here (pspnet_mobilenet_v2,
-    # p50, reference workload +6 %), so the record is only trusted for changes of at least this much.
+    # The record (runs minutes or days apart; an unchanged model drifted +16 % here) is trusted for this much only.
     record_tolerance_pct: float = 25.0
     ab_processes: int = 5  # child processes per side when a changed model is measured against its recorded version
     ab_max_processes: int = 10  # more rounds, up to this many, while a shipped row's A/B is still undecided
     # Figures from another run fail latency only where a profile opts in (dedicated, quiet hardware); on a
     # shared host an unchanged model ran x1.3-2.0 its record, so the built-in targets judge latency by A/B alone.
     latency_against_record: bool = False
+    baseline: str = ""  # a revision (e.g. the last release's tag) every shipped row is also A/B'd against: drift
 
     def __post_init__(self):
-        _non_negative(self, tuple(f.name for f in fields(self) if f.type != "bool"))
+        _non_negative(self, tuple(f.name for f in fields(self) if f.type in ("float", "int")))
         if self.ab_processes < 3:
             raise HarnessError(f"gate_ab_processes = {self.ab_processes}; the rank test needs at least 3 per side")
 

@@ -24,6 +24,7 @@ from harness.gate.ab import Baselines
 from harness.gate.latency import configuration_now
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
+from harness.bench.drift import baseline_partners, drift_evidence
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
 from harness.cache import file_sha256
@@ -91,12 +92,16 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
         measurable = [model for model in prepared if model.exported is not None]
         partners, ab_notes, explained = _partners(plan, measurable, baselines, workdir, say, progress) if baselines \
             else ([], {}, {})
-        by_model = measure_groups(plan, measurable + partners, runner, workdir, say, advance)
+        drift, drift_notes = baseline_partners(plan, measurable, baselines, workdir, say, calibration_bar(
+            progress, "gate_baseline")) if baselines and plan.target.gate.baseline else ([], {})
+        by_model = measure_groups(plan, measurable + partners + drift, runner, workdir, say, advance)
         rows: list[ResultRow] = []
         for model in prepared:
             rows += model_rows(plan, model, by_model.get(model.spec.name, {}))
         partner_rows = {r.key._replace(model=p.ab_partner_of): r for p in partners
                         for r in model_rows(plan, p, by_model[p.spec.name])}
+        baseline_rows = {r.key._replace(model=p.ab_partner_of): r for p in drift
+                         for r in model_rows(plan, p, by_model[p.spec.name])}
     raw, references = {}, []
     for measured in {id(m): m for m in by_model.values()}.values():  # groups share one dict: each child counted once
         for key, (measurement, _) in measured.items():
@@ -115,8 +120,9 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
     files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
              if split_run(r)[1] in m.made}
     calibrations = {m.spec.name: v.calibration for m in measurable for v in m.made.values() if v.calibration}
-    return BenchRun(rows, raw, Evidence(partner_rows, ab_notes, paired, host_noise(references), explained), plan.notes, files,
-                    calibrations)
+    evidence = Evidence(partner_rows, ab_notes, paired, host_noise(references), explained,
+                        drift_evidence(drift, by_model, baseline_rows), drift_notes)
+    return BenchRun(rows, raw, evidence, plan.notes, files, calibrations)
 
 
 def host_noise(references_ms: list[float]) -> str:

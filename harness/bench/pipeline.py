@@ -59,6 +59,10 @@ class BenchPipeline:
 
     def __post_init__(self):
         self.record = self.read_record()
+        if self.guards_drift:  # a baseline the repository lacks fails now, not after minutes of measuring
+            from harness.bench.drift import baseline_commit
+
+            baseline_commit(self.suite.path, self.target.gate.baseline, self.target.where)
         if self.results_dir is not None and self.inputs.calibration_book is None:
             from harness.variants.book import FOLDER
 
@@ -67,6 +71,11 @@ class BenchPipeline:
     @property
     def comparing(self) -> bool:
         return bool(self.record.rows is not None or self.against) and not self.update
+
+    @property
+    def guards_drift(self) -> bool:
+        """The target names a gate_baseline: every model is also A/B'd against it (not when recording)."""
+        return bool(self.target.gate.baseline) and not self.update
 
     def read_record(self) -> Record:
         """The record's rows now, not after minutes of measuring: an unreadable one fails first."""
@@ -87,7 +96,8 @@ class BenchPipeline:
         from harness.bench import run_bench
         from harness.gate.ab import Baselines
 
-        baselines = Baselines(self.suite.path, self.record.rows or [], self.against) if self.comparing else None
+        baselines = Baselines(self.suite.path, self.record.rows or [], self.against) \
+            if self.comparing or self.guards_drift else None
         return run_bench(self.suite, self.target, self.inputs, console=self._console(), baselines=baselines,
                          cluster=self.cluster)
 

@@ -130,13 +130,13 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
     if strict and latency.undecided:
         reasons.append("latency undecided (--strict): the host was too noisy to tell the minimum effect apart")
     if old is not None and explained:
-        notes += [explained, *(f"against the record (not a change): {r}" for r in _deterministic_regressions(new, old, target))]
+        notes += [explained, *(f"against the record (not a change): {r}" for r in deterministic_regressions(new, old, target))]
     elif partner is not None and partner.status == "ok":  # the recorded configuration, measured here and now
-        reasons += [f"{r} (against {partner.model}, this run)" for r in _deterministic_regressions(new, partner, target)]
+        reasons += [f"{r} (against {partner.model}, this run)" for r in deterministic_regressions(new, partner, target)]
         if old is not None:
-            notes += [f"against the record, for reference: {r}" for r in _deterministic_regressions(new, old, target)]
+            notes += [f"against the record, for reference: {r}" for r in deterministic_regressions(new, old, target)]
     elif old is not None:
-        reasons += _deterministic_regressions(new, old, target)
+        reasons += deterministic_regressions(new, old, target)
     if not target.budgets.ships(new.variant):  # measured beside the shipped variants, for comparison: never fails
         notes = ["comparison only (not in the target's ship list): never fails the gate",
                  *(f"would fail a shipped row: {r}" for r in reasons), *notes]
@@ -147,7 +147,7 @@ def check_row(new: ResultRow, old: ResultRow | None, target: TargetProfile, part
     return RowCheck(new.key, FAIL if reasons else PASS, tuple(reasons), tuple(notes), latency, new.serving)
 
 
-def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
+def deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetProfile) -> list[str]:
     """File size, parameters, model memory, quality and parity against the record, each as its part compares it."""
     rules = target.gate
     reasons = new.artifact.regressions(old.artifact, rules.file_tolerance_pct)
@@ -155,6 +155,20 @@ def _deterministic_regressions(new: ResultRow, old: ResultRow, target: TargetPro
     if not new.served and old.images_at_once == new.images_at_once:
         reasons += new.memory.regressions(old.memory, rules.model_mb_tolerance)
     return reasons + new.quality.regressions(old.quality, rules.quality_tolerance_pts)
+
+
+def _with_drift(check: RowCheck, new: ResultRow, target: TargetProfile, baseline: ResultRow, paired) -> RowCheck:
+    """A shipped row slower than its gate_baseline version by the minimum effect fails, with both figures."""
+    drift = judge(new, None, baseline, target.gate, paired)
+    p50 = check.latency.decisions.get("p50") if check.latency else None
+    record = (f"x{p50['ratio']:.3f} against the record, {p50['outcome']}" if p50 and p50.get("ratio") else
+              f"against the record: {check.latency.method if check.latency else 'not gated'}")
+    reasons = tuple(f"drift since gate_baseline {target.gate.baseline}: {r} ({record})" for r in drift.reasons)
+    notes = tuple(f"drift guard ({target.gate.baseline}): {n}" for n in drift.notes)
+    if not target.budgets.ships(new.variant):
+        reasons, notes = (), notes + tuple(f"would fail a shipped row: {r}" for r in reasons)
+    return dataclasses.replace(check, outcome=FAIL if reasons else check.outcome, reasons=check.reasons + reasons,
+                               notes=check.notes + notes)
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,8 @@ class Evidence:
     paired: dict = field(default_factory=dict)  # RowKey -> PairedRatios against its A/B partner
     host_noise: str = ""  # how much the host wandered during the run, in words
     explained: dict = field(default_factory=dict)  # (model, variant) -> why its file's difference is not a change
+    drift: dict = field(default_factory=dict)  # RowKey -> (the gate_baseline version's row, PairedRatios against it)
+    drift_notes: dict = field(default_factory=dict)  # model -> how the gate_baseline was measured, or why not
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,10 @@ def run_gate(new_rows: list[ResultRow], recorded: list[ResultRow], target: Targe
                           evidence.explained.get((r.model, r.variant), ""))
         if r.model in model_notes:
             check = dataclasses.replace(check, notes=check.notes + (f"A/B: {model_notes[r.model]}",))
+        if r.key in evidence.drift:
+            check = _with_drift(check, r, target, *evidence.drift[r.key])
+        if r.model in evidence.drift_notes:
+            check = dataclasses.replace(check, notes=check.notes + (f"drift guard: {evidence.drift_notes[r.model]}",))
         if r.key in lost and r.key not in by_key:  # a damaged record must not turn its rows into "new" ones
             check = dataclasses.replace(check, outcome=FAIL, reasons=check.reasons + (
                 "this row is in the committed record (git HEAD) but missing from the record file: restore the file "

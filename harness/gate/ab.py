@@ -25,7 +25,8 @@ from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
+def git(args: list[str], cwd: Path) -> str | None:
+    """git's output, stripped; None when git fails or is missing."""
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -33,18 +34,25 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else None
 
 
+def resolve_commit(root: Path, rev: str) -> str | None:
+    """The full hash of the commit `rev` (a hash, tag or branch) names in the repository at `root`, or None."""
+    if not rev or rev.startswith("-"):
+        return None
+    return git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root) or None
+
+
 def repo_root(path: Path) -> Path | None:
-    top = _git(["rev-parse", "--show-toplevel"], Path(path).resolve().parent)
+    top = git(["rev-parse", "--show-toplevel"], Path(path).resolve().parent)
     return Path(top) if top else None
 
 
 def current_commit(suite_path: Path) -> str:
     """The commit the suite's files are at, '-dirty' when the suite's folder has uncommitted changes; '' outside git."""
     folder = Path(suite_path).resolve().parent
-    head = _git(["rev-parse", "HEAD"], folder)
+    head = git(["rev-parse", "HEAD"], folder)
     if not head:
         return ""
-    dirty = _git(["status", "--porcelain", "--", "."], folder)
+    dirty = git(["status", "--porcelain", "--", "."], folder)
     return head + ("-dirty" if dirty else "")
 
 
@@ -57,7 +65,7 @@ def committed_keys(record_path: Path) -> set[RowKey]:
     if root is None:
         return set()
     relative = Path(record_path).resolve().relative_to(root)
-    text = _git(["show", f"HEAD:{relative.as_posix()}"], root)
+    text = git(["show", f"HEAD:{relative.as_posix()}"], root)
     if not text:
         return set()
     return {record_key(r) for r in csv.DictReader(io.StringIO(text))}
@@ -151,8 +159,9 @@ class Baselines:
                   "allow_spinning": row.allow_spinning}
         return {k: v for k, v in fields.items() if v is not None}
 
-    def partner(self, name: str, workdir: Path) -> Partner:
-        rev = self.against or (self.recorded[name].git_commit or "").removesuffix("-dirty")
+    def partner(self, name: str, workdir: Path, rev: str | None = None) -> Partner:
+        """`name` as the suite had it at `rev` (default: --against, else the record's commit), renamed name@rev."""
+        rev = rev or self.against or (self.recorded[name].git_commit or "").removesuffix("-dirty")
         if self.root is None:
             return Partner(None, rev, f"{self.suite_path} is not in a git checkout: no A/B, the record's figures are used")
         if not rev:
@@ -201,15 +210,20 @@ class Baselines:
             return None
 
     def _tree(self, rev: str, workdir: Path) -> Path | None:
-        tree = workdir / f"rev-{rev[:12]}"
-        if tree.is_dir():
-            return tree
-        try:
-            proc = subprocess.run(["git", "archive", "--format=tar", rev], cwd=self.root, capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if proc.returncode != 0:
-            return None
-        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
-            archive.extractall(tree, filter="data")
+        return tree_at(self.root, rev, workdir)
+
+
+def tree_at(root: Path, rev: str, workdir: Path) -> Path | None:
+    """The files of commit `rev` of the repository at `root`, unpacked once under `workdir`; None if unreadable."""
+    tree = workdir / f"rev-{rev[:12]}"
+    if tree.is_dir():
         return tree
+    try:
+        proc = subprocess.run(["git", "archive", "--format=tar", rev], cwd=root, capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+        archive.extractall(tree, filter="data")
+    return tree

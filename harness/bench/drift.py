@@ -1,0 +1,72 @@
+"""The drift guard: every model also measured beside its version at the target's `gate_baseline` revision.
+
+Each step can stay under the gate's minimum effect while the steps add up (five +8 % steps ship +47 %);
+the record always agrees with yesterday. A target that names a baseline revision (the last release's tag)
+gets every model rebuilt there and measured in the same lockstep group, so the sum is a paired ratio too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.bench.pairing import paired_ratios
+from harness.bench.plan import BenchPlan, split_run
+from harness.bench.prepare import PreparedModel, prepare_model
+from harness.errors import HarnessError
+from harness.gate.ab import Baselines, repo_root, resolve_commit
+from harness.results import RowKey
+
+
+def baseline_commit(suite_path: Path, rev: str, where: str) -> str:
+    """The commit a target's gate_baseline names, or one line saying why it cannot be used."""
+    root = repo_root(Path(suite_path))
+    if root is None:
+        raise HarnessError(f"{where}: gate_baseline = \"{rev}\", but {suite_path} is not in a git checkout: run from a "
+                           f"clone of the repository, or drop gate_baseline")
+    sha = resolve_commit(root, rev)
+    if sha is None:
+        raise HarnessError(f"{where}: gate_baseline = \"{rev}\" is not a commit of the repository at {root} (a shallow "
+                           f"clone may lack it: fetch it, e.g. git fetch --tags, or fix the name)")
+    return sha
+
+
+def baseline_partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines, workdir: Path, say,
+                      on_calibration) -> tuple[list[PreparedModel], dict[str, str]]:
+    """Each model as the gate_baseline revision makes it, to measure beside today's; notes on those without one."""
+    rev = plan.target.gate.baseline
+    sha = baseline_commit(plan.suite.path, rev, plan.target.where)
+    partners, notes = [], {}
+    for model in models:
+        name = model.spec.name
+        say(f"rebuild {name} at gate_baseline {rev}")
+        found = baselines.partner(name, workdir, sha)
+        if found.spec is None or found.spec.input_hw != model.spec.input_hw:
+            notes[name] = f"gate_baseline {rev}: {found.reason or 'its input size differs'}: no drift guard"
+            continue
+        old = prepare_model(plan, dataclasses.replace(found.spec, name=f"{name}@baseline"), model.eval_set, say,
+                            lambda: None, on_calibration)
+        if old.exported is None:
+            notes[name] = f"gate_baseline {rev}: its export failed there: no drift guard"
+        elif {v: m.sha256 for v, m in old.made.items()} == {v: m.sha256 for v, m in model.made.items()}:
+            notes[name] = f"gate_baseline {rev} ({sha[:12]}) makes the same files: no drift since it"
+        else:
+            partners.append(dataclasses.replace(old, ab_partner_of=name, drift_baseline=True))
+            notes[name] = f"measured beside its version at gate_baseline {rev} ({sha[:12]}) in lockstep children"
+    return partners, notes
+
+
+def drift_evidence(partners: list[PreparedModel], by_model: dict, partner_rows: dict) -> dict:
+    """RowKey -> (the baseline version's row, its paired ratios: today's / the baseline's)."""
+    out = {}
+    for p in partners:
+        for (name, run, serving), (measurement, _) in by_model[p.spec.name].items():
+            mine = by_model[p.ab_partner_of].get((p.ab_partner_of, run, serving)) if name == p.spec.name else None
+            if mine is None or measurement.error or mine[0].error:
+                continue
+            backend, variant = split_run(run)
+            key = RowKey(p.ab_partner_of, variant, serving, backend)
+            ratios = paired_ratios(measurement, mine[0])
+            if ratios is not None and key in partner_rows:
+                out[key] = (partner_rows[key], ratios)
+    return out
