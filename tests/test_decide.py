@@ -34,3 +34,17 @@ def test_a_noisy_new_run_does_not_widen_its_own_tolerance():
 
 def test_too_few_processes_are_not_decided():
     assert decide([10.0, 10.1], [20.0, 20.1], 10).outcome == UNKNOWN
+
+
+def test_a_chained_ratio_is_the_product_with_an_interval_wider_than_either_side():
+    from harness.gate.decide import decide_chained, decide_paired
+
+    a_b, b_c = (0.93, 0.94, 0.935), (0.92, 0.93, 0.925)  # two runs: a/b, then b/c
+    chained = decide_chained(a_b, b_c, 10)
+    assert chained.ratio == pytest.approx(0.935 * 0.925, rel=0.002) and chained.outcome == FASTER
+    for side in (decide_paired(a_b, 10), decide_paired(b_c, 10)):
+        assert chained.high / chained.low > side.high / side.low  # never narrower than a side alone
+    assert "3 + 3 paired rounds of two runs, chained" in chained.describe("p50")
+    assert decide_chained((1.01, 0.99, 1.0), (1.0, 1.01, 0.995), 10).outcome == NO_CHANGE
+    assert decide_chained((1.2, 1.3), (0.7, 0.9), 10).outcome == "undecided"  # two wide sides: no verdict
+    assert decide_chained((1.1,), (1.0, 1.0), 10).outcome == UNKNOWN

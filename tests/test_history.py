@@ -33,8 +33,9 @@ def repo(tmp_path_factory):
     return root / "repo", shas
 
 
-def _cli(repo, command, *args):
-    return run_cli(command, "--target", "fast.toml", "--suite", "suite.toml", "--results-dir", "results", *args, cwd=repo)
+def _cli(repo, command, *args, env=None):
+    return run_cli(command, "--target", "fast.toml", "--suite", "suite.toml", "--results-dir", "results", *args, cwd=repo,
+                   env=env)
 
 
 def _history_rows(repo) -> list[dict]:
@@ -74,12 +75,37 @@ def test_identical_files_are_one_version_today_last():
     assert versions[0].label == revs[0].short + " (+1)" and versions[1].label == f"today (= {revs[1].short})"
 
 
+def test_the_search_finds_the_first_worse_revision_and_stops_when_undecided():
+    from harness.history.bisect import WORSE, Step, search
+    from harness.history.revisions import Revision
+
+    revs = [Revision(f"{i:040x}", f"c{i}", "") for i in range(2, 11)]  # after --good c1, up to --bad c10
+    for first in range(9):
+        looked = []
+
+        def look(rev, first=first):
+            looked.append(rev)
+            return Step(rev, WORSE if revs.index(rev) >= first else "no change", "", True)
+
+        steps, index, verdict = search(revs, Revision("0" * 40, "c1", ""), look)
+        assert index == first and verdict.startswith(f"first worse revision: {revs[first].short}")
+        assert len(looked) <= 4  # ceil(log2(9)): with the check of --bad itself, at most 5 A/Bs
+
+    def noisy(rev):
+        return Step(rev, "undecided", "p50 x1.08 (1.01-1.15): undecided", True)
+
+    steps, index, verdict = search(revs, Revision("0" * 40, "c1", ""), noisy)
+    assert index is None and len(steps) == 1 and verdict.startswith(f"undecided at {revs[3].short}")
+    assert f"after {'0' * 8} and at or before {revs[-1].short}" in verdict
+
+
 @pytest.mark.slow
 def test_history_shows_five_small_steps_in_order_and_each_version_once(repo):
     path, shas = repo
-    proc = _cli(path, "history", "--model", "drift", "--last", "10")
+    proc = _cli(path, "history", "--model", "drift", "--last", "10", "--group-size", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = _history_rows(path)
+    assert [r["group"] for r in rows] == ["0", "0", "1", "1", "2", "0"]  # three groups, each with today's as anchor
     # c1-c2, c3-c4, c5-c6, c7, c8-c9 and today (c10): ten revisions, six distinct sets of files, each measured once
     assert [r["first_commit"] for r in rows] == [shas[0], shas[2], shas[4], shas[6], shas[7], shas[9]]
     assert [len(r["revisions"].split()) for r in rows] == [2, 2, 2, 1, 2, 1]
@@ -113,6 +139,31 @@ def test_bisect_names_the_commit_that_made_the_model_slower(repo):
     assert 1 <= measured <= 5, proc.stdout
     same = _cli(path, "bisect", "--model", "jump", "--good", shas[6], "--bad", shas[7])  # new weights, same compute
     assert same.returncode == 1 and "not worse" in same.stdout, same.stdout
+
+
+@pytest.mark.slow
+def test_a_rerun_after_one_new_commit_measures_what_changed_and_its_anchor(repo, tmp_path):
+    path, shas = repo
+    work, env = tmp_path / "work", {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}  # a book of its own
+    git(path, "worktree", "add", "-q", str(work), shas[8])
+    first = _cli(work, "history", "--model", "drift", "--last", "3", env=env)  # c7, c8 and today (c9 = c8's files)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert [r["how"] for r in _history_rows(work)] == ["measured in this run"] * 2
+    git(work, "checkout", "-q", shas[9])  # one new commit: c10, one more step
+    second = _cli(work, "history", "--model", "drift", "--last", "4", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    rows = _history_rows(work)
+    assert [r["first_commit"] for r in rows] == [shas[6], shas[7], shas[9]]
+    # c7 was measured beside c8's files (the old today): kept, chained through c8, which is measured beside c10 now
+    assert rows[0]["how"].startswith("chained") and rows[0]["group"] == "-1", rows[0]
+    assert [r["how"] for r in rows[1:]] == ["measured in this run"] * 2
+    assert "2 version(s) measured in this run" in second.stdout
+    chained, direct = float(rows[0]["p50_vs_today"]), float(rows[1]["p50_vs_today"])
+    assert chained < direct < 1.0 and 1.03 < direct / chained < 1.12, (chained, direct)  # c7 → c8 is one step
+    again = _cli(work, "history", "--model", "drift", "--last", "4", env=env)  # nothing new: every pair kept
+    assert again.returncode == 0 and "1 version(s) measured in this run" in again.stdout, again.stdout
+    fresh = _cli(work, "history", "--model", "drift", "--last", "4", "--fresh", env=env)
+    assert fresh.returncode == 0 and "3 version(s) measured in this run" in fresh.stdout, fresh.stdout
 
 
 def test_bad_revisions_are_one_line_and_exit_2(repo, tmp_path):

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--group-size", type=int, default=6, metavar="K",
                    help="versions per lockstep group, today's included (default 6); more versions: several groups, "
                         "each with today's")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure every version in this run (default: reuse the paired ratios an earlier history run "
+                        "on this machine kept for the same files, and measure only what changed plus the anchors)")
     p.set_defaults(run=run)
 
 
@@ -75,7 +78,8 @@ def run(args) -> int:
     histories = []
     for name in names:
         suite, target, inputs = prepared(args, name, console)
-        history = run_history(suite, target, inputs, None if args.since else args.last, args.since, args.group_size, console)
+        history = run_history(suite, target, inputs, None if args.since else args.last, args.since, args.group_size, console,
+                              args.fresh)
         histories.append(history)
         console.print(history_table(history, target.name))
         for line in history_summary(history):

@@ -109,6 +109,7 @@ class PairedDecision:
     high: float | None
     min_effect_pct: float
     rounds: tuple[float, ...]
+    chained_at: int = 0  # a chained ratio (decide_chained): rounds[:chained_at] are a / b's, the rest b / c's
 
     @property
     def noise_pct(self) -> float | None:
@@ -118,8 +119,10 @@ class PairedDecision:
     def describe(self, quantity: str) -> str:
         if self.outcome == UNKNOWN:
             return f"{quantity}: not decided ({len(self.rounds)} paired rounds; need 2)"
-        text = (f"{quantity} x{self.ratio:.3f} (95 % interval x{self.low:.3f}-x{self.high:.3f}, {len(self.rounds)} "
-                f"paired rounds, minimum effect {self.min_effect_pct:g} %)")
+        rounds = (f"{self.chained_at} + {len(self.rounds) - self.chained_at} paired rounds of two runs, chained"
+                  if self.chained_at else f"{len(self.rounds)} paired rounds")
+        text = (f"{quantity} x{self.ratio:.3f} (95 % interval x{self.low:.3f}-x{self.high:.3f}, {rounds}, minimum "
+                f"effect {self.min_effect_pct:g} %)")
         if self.outcome == UNDECIDED:
             return f"{text}: undecided: host too noisy (±{self.noise_pct:.1f} %)"
         return f"{text}: {self.outcome}"
@@ -136,8 +139,23 @@ def decide_paired(ratios, min_effect_pct: float) -> PairedDecision:
     if len(ratios) < 2:
         return PairedDecision(UNKNOWN, None, None, None, min_effect_pct, ratios)
     logs = [math.log(r) for r in ratios]
-    centre = statistics.fmean(logs)
     half = _T975[min(len(logs) - 1, len(_T975)) - 1] * statistics.stdev(logs) / math.sqrt(len(logs))
+    return _outcome(statistics.fmean(logs), half, min_effect_pct, ratios)
+
+
+def decide_chained(first, second, min_effect_pct: float) -> PairedDecision:
+    """a / c from the paired rounds of a / b and of b / c (two runs): the product of their geometric means, its
+    interval from both rounds' variances, with the fewer rounds' degrees of freedom (the wider, never narrower)."""
+    sides = [[math.log(r) for r in rounds if r and r > 0] for rounds in (first, second)]
+    if min(len(s) for s in sides) < 2:
+        return PairedDecision(UNKNOWN, None, None, None, min_effect_pct, ())
+    error = math.sqrt(sum(statistics.variance(s) / len(s) for s in sides))
+    half = _T975[min(min(len(s) for s in sides) - 1, len(_T975)) - 1] * error
+    rounds = tuple(math.exp(v) for s in sides for v in s)
+    return _outcome(sum(statistics.fmean(s) for s in sides), half, min_effect_pct, rounds, len(sides[0]))
+
+
+def _outcome(centre: float, half: float, min_effect_pct: float, ratios: tuple, chained_at: int = 0) -> PairedDecision:
     ratio, low, high = math.exp(centre), math.exp(centre - half), math.exp(centre + half)
     threshold = 1 + min_effect_pct / 100
     if low > 1 and ratio >= threshold:
@@ -148,4 +166,4 @@ def decide_paired(ratios, min_effect_pct: float) -> PairedDecision:
         outcome = NO_CHANGE
     else:
         outcome = UNDECIDED
-    return PairedDecision(outcome, ratio, low, high, min_effect_pct, ratios)
+    return PairedDecision(outcome, ratio, low, high, min_effect_pct, ratios, chained_at)

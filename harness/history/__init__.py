@@ -22,7 +22,8 @@ from harness.bench.narrow import Narrowing
 from harness.bench.plan import BenchInputs, BenchPlan, plan_bench
 from harness.bench.prepare import PreparedModel, prepare_eval_sets, prepare_model
 from harness.errors import HarnessError
-from harness.history.measure import VersionFigures, groups_of, measure_versions
+from harness.history.measure import VersionFigures, measure_versions
+from harness.history.pairs import PairBook
 from harness.history.revisions import Revision, input_paths, repository, resolve, touching
 from harness.history.versions import Version, VersionBuilder, distinct
 from harness.runners import make_runner
@@ -41,7 +42,11 @@ class History:
     looked_at: list[Revision]  # the revisions that touched the model's inputs
     versions: int  # distinct sets of files among them and today's
     skipped: list[tuple[Revision, str]] = field(default_factory=list)  # not built, and why
-    groups: int = 1
+
+    @property
+    def measured_now(self) -> int:
+        """Versions measured in this run, today's included."""
+        return len({f.label for f in self.figures if f.group >= 0})
 
 
 @dataclass
@@ -97,8 +102,9 @@ def session(suite: Suite, target: TargetProfile, inputs: BenchInputs, console) -
 
 
 def run_history(suite: Suite, target: TargetProfile, inputs: BenchInputs, last: int | None = None,
-                since: str | None = None, group_size: int = GROUP_SIZE, console=None) -> History:
-    """The one model of `suite` at its last `last` revisions (or those since `since`), measured beside today's."""
+                since: str | None = None, group_size: int = GROUP_SIZE, console=None, fresh: bool = False) -> History:
+    """The one model of `suite` at its last `last` revisions (or those since `since`), beside today's: measured in
+    this run, or (unless `fresh`) from pairs an earlier run on this machine kept (history/pairs.py)."""
     name = suite.models[0].name
     with session(suite, target, inputs, console) as s:
         start = resolve(s.root, since) if since else None
@@ -117,13 +123,11 @@ def run_history(suite: Suite, target: TargetProfile, inputs: BenchInputs, last: 
                 built.append(Version(model, [rev]))
             s.advance()
         versions = distinct([*built, Version(s.today, [], today=True)])
-        groups = groups_of(versions, group_size)
-        processes = max(target.scenario.processes, target.gate.ab_processes) if len(versions) > 1 else target.scenario.processes
-        per_round = sum(len(g) for g in groups) * len(s.plan.runs) * len(target.scenario.in_children)
-        s.progress.update(s.bar, total=processes * per_round, completed=0)
+        s.progress.update(s.bar, total=None, completed=0)  # children: how many depends on what the book kept
         runner = make_runner(s.plan.target, None)
         try:
-            figures = measure_versions(s.plan, versions, runner, s.workdir, s.say, s.advance, group_size)
+            figures = measure_versions(s.plan, versions, runner, s.workdir, s.say, s.advance, group_size,
+                                       None if fresh else PairBook(s.plan))
         finally:
             runner.close()
-    return History(name, figures, looked_at, len(versions), skipped, len(groups))
+    return History(name, figures, looked_at, len(versions), skipped)

@@ -9,6 +9,7 @@ A revision whose files are byte-identical to the good or the bad version's is de
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.bench.plan import BenchInputs
@@ -52,7 +53,6 @@ class Bisection:
 
 def judge(s: Session, good: Version, other: Version, runner) -> tuple[str, str]:
     """(worse / no change / undecided, why) for `other` measured beside `good` in lockstep, by the gate's rules."""
-    rules = s.plan.target.gate
     figures = measure_versions(s.plan, [other, dataclasses.replace(good, today=True)], runner, s.workdir / _fresh(s),
                                s.say, s.advance, 2)
     anchor = {f.run: f.row for f in figures if f.today}
@@ -81,6 +81,24 @@ def _fresh(s: Session) -> str:
     return f"ab_{index}"
 
 
+def search(candidates: list[Revision], good: Revision,
+           look: Callable[[Revision], Step]) -> tuple[list[Step], int | None, str]:
+    """Binary search for the first worse candidate, the last one known worse: (steps, its index or None, verdict)."""
+    steps: list[Step] = []
+    low, high = -1, len(candidates) - 1  # candidates[high] is worse; low: the last known good (-1: good itself)
+    while high - low > 1:
+        mid = (low + high) // 2
+        step = look(candidates[mid])
+        steps.append(step)
+        if step.outcome == UNDECIDED:
+            after = good.short if low < 0 else candidates[low].short
+            return steps, None, (f"undecided at {candidates[mid].short} ({step.why}): the first worse revision is after "
+                                 f"{after} and at or before {candidates[high].short}; rerun on a quieter machine")
+        high, low = (mid, low) if step.outcome == WORSE else (high, mid)
+    first = candidates[high]
+    return steps, high, f"first worse revision: {first.short} {first.subject}"
+
+
 def run_bisect(suite: Suite, target: TargetProfile, inputs: BenchInputs, good: str, bad: str, console=None) -> Bisection:
     name = suite.models[0].name
     with session(suite, target, inputs, console) as s:
@@ -95,40 +113,23 @@ def run_bisect(suite: Suite, target: TargetProfile, inputs: BenchInputs, good: s
                 raise HarnessError(f"{flag} {rev.short}: {model}")
             built[rev.sha] = Version(model, [rev])
         good_version, bad_version = built[good_rev.sha], built[bad_rev.sha]
+        if good_version.files == bad_version.files:
+            return Bisection(name, good_rev, bad_rev, [], None, f"{good_rev.short} and {bad_rev.short} make identical "
+                             f"files: nothing changed {name} between them")
         runner = make_runner(s.plan.target, None)
-        steps: list[Step] = []
         try:
-            if good_version.files == bad_version.files:
-                return Bisection(name, good_rev, bad_rev, [], None, f"{good_rev.short} and {bad_rev.short} make identical "
-                                 f"files: nothing changed {name} between them")
             outcome, why = judge(s, good_version, bad_version, runner)
-            steps.append(Step(bad_rev, outcome, why, True))
+            first = Step(bad_rev, outcome, why, True)
             if outcome != WORSE:
                 said = "undecided: the host was too noisy" if outcome == UNDECIDED else "not worse"
-                return Bisection(name, good_rev, bad_rev, steps, None, f"--bad {bad_rev.short} is {said} against --good "
-                                 f"{good_rev.short} ({why}): nothing to bisect")
-            low, high = -1, len(candidates) - 1  # candidates[high] is worse; low: the last known good (-1: good itself)
-            known = {good_version.files: (NO_CHANGE, f"--good {good_rev.short}"), bad_version.files: (WORSE, f"--bad {bad_rev.short}")}
-            while high - low > 1:
-                mid = (low + high) // 2
-                step = _step(s, candidates[mid], good_version, known, runner)
-                steps.append(step)
-                if step.outcome == UNDECIDED:
-                    return Bisection(name, good_rev, bad_rev, steps, None, f"undecided at {candidates[mid].short}: the "
-                                     f"host was too noisy to tell it from {good_rev.short}; the first worse revision is "
-                                     f"after {_name(candidates, low, good_rev)} and at or before {candidates[high].short}")
-                if step.outcome == WORSE:
-                    high = mid
-                else:
-                    low = mid
+                return Bisection(name, good_rev, bad_rev, [first], None, f"--bad {bad_rev.short} is {said} against "
+                                 f"--good {good_rev.short} ({why}): nothing to bisect")
+            known = {good_version.files: (NO_CHANGE, f"--good {good_rev.short}"),
+                     bad_version.files: (WORSE, f"--bad {bad_rev.short}")}
+            steps, index, verdict = search(candidates, good_rev, lambda rev: _step(s, rev, good_version, known, runner))
         finally:
             runner.close()
-    first = candidates[high]
-    return Bisection(name, good_rev, bad_rev, steps, first, f"first worse revision: {first.short} {first.subject}")
-
-
-def _name(candidates: list[Revision], index: int, good: Revision) -> str:
-    return good.short if index < 0 else candidates[index].short
+    return Bisection(name, good_rev, bad_rev, [first, *steps], None if index is None else candidates[index], verdict)
 
 
 def _step(s: Session, rev: Revision, good: Version, known: dict, runner) -> Step:

@@ -16,7 +16,7 @@ from harness.report.render import number_cell
 CSV_COLUMNS = ("model", "version", "revisions", "first_commit", "subject", "today", "variant", "serving", "backend",
                "status", "p50_ms", "p95_ms", "file_mb", "model_mb", "quality_metric", "quality_pct", "p50_vs_today",
                "p50_vs_today_low", "p50_vs_today_high", "p50_decision", "p95_vs_today", "p95_decision", "group",
-               "onnx_sha256")
+               "how", "onnx_sha256")
 
 
 def _ratio(decision) -> str:
@@ -36,6 +36,7 @@ def history_table(history, target_name: str) -> Table:
         r, first = f.row, (f.revisions[0] if f.revisions else None)
         subject = escape(first.subject[:40]) if first is not None else "working tree"
         decision = "today" if f.today else (f.p50.outcome if f.p50 else escape(r.status))
+        decision += "" if f.group >= 0 else " [dim](kept)[/dim]" if f.how.startswith("kept") else " [dim](chained)[/dim]"
         quality = number_cell(r.quality_pct, 2) if r.quality_pct is not None else "n/a"
         table.add_row(escape(f.label), subject, escape(r.variant), number_cell(r.p50_ms, 2),
                       "x1 (anchor)" if f.today else _ratio(f.p50), decision,
@@ -53,6 +54,9 @@ def history_summary(history) -> list[str]:
                      f"(95 % interval x{1 / first.p50.high:.3f}-x{1 / first.p50.low:.3f}), measured beside it in this run")
     elif history.versions == 1:
         lines.append("every revision looked at makes today's very files: one version, nothing changed")
+    kept = len({f.label for f in history.figures if f.group < 0})
+    lines.append(f"{history.measured_now} version(s) measured in this run (today's included)"
+                 + (f", {kept} from paired ratios an earlier run on this machine kept (see the CSV's how)" if kept else ""))
     for rev, why in history.skipped:
         lines.append(f"{rev.short} not built: {why}")
     return lines
@@ -72,7 +76,7 @@ def history_csv(histories, target_name: str) -> str:
                                  r.p50_ms, r.p95_ms, r.file_mb, r.model_mb)), r.quality_metric, _cell(r.quality_pct),
                              *(_cell(getattr(p50, k, None)) for k in ("ratio", "low", "high")),
                              p50.outcome if p50 else "", _cell(getattr(p95, "ratio", None)), p95.outcome if p95 else "",
-                             f.group, r.onnx_sha256))
+                             f.group, f.how, r.onnx_sha256))
     return out.getvalue()
 
 
