@@ -1,10 +1,8 @@
-"""harness history, bisect and the gate's drift guard, on a git repository the test writes (tests/fixtures/history_repo.py)."""
+"""harness history: a model's versions measured in one run, on a git repository the test writes (tests/fixtures/history_repo.py)."""
 
 import csv
 import json
-import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,29 +11,13 @@ from harness.errors import HarnessError
 from harness.history.revisions import between, input_paths, resolve, touching
 from harness.history.versions import Version, distinct
 
-from conftest import run_cli
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from history_repo import build_repo, git  # noqa: E402
+from conftest import HISTORY_TARGET_EXTRA, history_cli as _cli
+from history_repo import TARGET, git
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    from conftest import SAMPLE_DIR
-
-    root = tmp_path_factory.mktemp("history")
-    data = root / "split"
-    for sub in ("images", "masks"):
-        (data / sub).mkdir(parents=True)
-        for path in sorted((SAMPLE_DIR / sub).iterdir())[:6]:
-            shutil.copy(path, data / sub / path.name)
-    shas = build_repo(root / "repo", data)
-    return root / "repo", shas
-
-
-def _cli(repo, command, *args, env=None):
-    return run_cli(command, "--target", "fast.toml", "--suite", "suite.toml", "--results-dir", "results", *args, cwd=repo,
-                   env=env)
+def repo(history_repo):
+    return history_repo
 
 
 def _history_rows(repo) -> list[dict]:
@@ -75,32 +57,8 @@ def test_identical_files_are_one_version_today_last():
     assert versions[0].label == revs[0].short + " (+1)" and versions[1].label == f"today (= {revs[1].short})"
 
 
-def test_the_search_finds_the_first_worse_revision_and_stops_when_undecided():
-    from harness.history.bisect import WORSE, Step, search
-    from harness.history.revisions import Revision
-
-    revs = [Revision(f"{i:040x}", f"c{i}", "") for i in range(2, 11)]  # after --good c1, up to --bad c10
-    for first in range(9):
-        looked = []
-
-        def look(rev, first=first):
-            looked.append(rev)
-            return Step(rev, WORSE if revs.index(rev) >= first else "no change", "", True)
-
-        steps, index, verdict = search(revs, Revision("0" * 40, "c1", ""), look)
-        assert index == first and verdict.startswith(f"first worse revision: {revs[first].short}")
-        assert len(looked) <= 4  # ceil(log2(9)): with the check of --bad itself, at most 5 A/Bs
-
-    def noisy(rev):
-        return Step(rev, "undecided", "p50 x1.08 (1.01-1.15): undecided", True)
-
-    steps, index, verdict = search(revs, Revision("0" * 40, "c1", ""), noisy)
-    assert index is None and len(steps) == 1 and verdict.startswith(f"undecided at {revs[3].short}")
-    assert f"after {'0' * 8} and at or before {revs[-1].short}" in verdict
-
-
 @pytest.mark.slow
-def test_history_shows_five_small_steps_in_order_and_each_version_once(repo):
+def test_history_shows_five_steps_in_order_and_each_version_once(repo):
     path, shas = repo
     proc = _cli(path, "history", "--model", "drift", "--last", "10", "--group-size", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -110,11 +68,9 @@ def test_history_shows_five_small_steps_in_order_and_each_version_once(repo):
     assert [r["first_commit"] for r in rows] == [shas[0], shas[2], shas[4], shas[6], shas[7], shas[9]]
     assert [len(r["revisions"].split()) for r in rows] == [2, 2, 2, 1, 2, 1]
     ratios = [float(r["p50_vs_today"]) for r in rows[:-1]] + [1.0]
-    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios  # every step slower than the one before
-    steps = [b / a for a, b in zip(ratios, ratios[1:])]
-    assert all(1.02 < s < 1.10 for s in steps), steps  # each step under the gate's minimum effect
-    assert ratios[0] < 1 / 1.3, ratios  # together: today is over 30 % slower than c1
-    assert "today's fp32 p50 is x1." in proc.stdout
+    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios  # the steps in order
+    assert ratios[0] < 1 / 1.8, ratios  # together: over x1.8 (five steps of 4 passes; x2.3-2.7 on a quiet host)
+    assert "today's fp32 p50 is x" in proc.stdout
     assert (path / "results" / "latest" / "history-fast.html").read_text().count("data:image/png;base64,") == 1
 
 
@@ -125,20 +81,8 @@ def test_an_unchanged_history_reports_no_change(repo):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = _history_rows(path)
     assert [r["first_commit"] for r in rows] == [shas[5], shas[7], shas[8]] and rows[-1]["today"] == "True"
-    assert [r["p50_decision"] for r in rows[:-1]] == ["no change", "no change"], rows
-    assert all(0.95 < float(r["p50_vs_today"]) < 1.05 for r in rows[:-1]), rows
-
-
-@pytest.mark.slow
-def test_bisect_names_the_commit_that_made_the_model_slower(repo):
-    path, shas = repo
-    proc = _cli(path, "bisect", "--model", "jump", "--good", shas[0], "--bad", shas[9])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"first worse revision: {shas[5][:8]} c6" in proc.stdout
-    measured = int(re.search(r"\((\d+) A/B\(s\) measured\)", proc.stdout).group(1))
-    assert 1 <= measured <= 5, proc.stdout
-    same = _cli(path, "bisect", "--model", "jump", "--good", shas[6], "--bad", shas[7])  # new weights, same compute
-    assert same.returncode == 1 and "not worse" in same.stdout, same.stdout
+    # never a change: "no change", or "undecided" when the other test worker made the host too noisy to say
+    assert {r["p50_decision"] for r in rows[:-1]} <= {"no change", "undecided"}, rows
 
 
 @pytest.mark.slow
@@ -159,7 +103,7 @@ def test_a_rerun_after_one_new_commit_measures_what_changed_and_its_anchor(repo,
     assert [r["how"] for r in rows[1:]] == ["measured in this run"] * 2
     assert "2 version(s) measured in this run" in second.stdout
     chained, direct = float(rows[0]["p50_vs_today"]), float(rows[1]["p50_vs_today"])
-    assert chained < direct < 1.0 and 1.03 < direct / chained < 1.12, (chained, direct)  # c7 → c8 is one step
+    assert chained < direct < 1.0 and 1.05 < direct / chained < 1.6, (chained, direct)  # c7 → c8 is one step
     again = _cli(work, "history", "--model", "drift", "--last", "4", env=env)  # nothing new: every pair kept
     assert again.returncode == 0 and "1 version(s) measured in this run" in again.stdout, again.stdout
     fresh = _cli(work, "history", "--model", "drift", "--last", "4", "--fresh", env=env)
@@ -181,30 +125,55 @@ def test_bad_revisions_are_one_line_and_exit_2(repo, tmp_path):
     assert proc.returncode == 2 and "not in a git checkout" in proc.stderr, proc.stderr
 
 
+
+
+OWN_SUITE = """[data]
+dir = "{data}"
+ignore_index = 11
+
+[[model]]
+name = "unet"
+arch = "unet_small"
+num_classes = 11
+input_size = [96, 128]
+kwargs = {{ width = 0.125 }}
+"""
+
+
 @pytest.mark.slow
-def test_drift_guard_fails_what_no_single_step_shows(repo, tmp_path):
-    path, shas = repo
-    work = tmp_path / "work"
-    git(path, "worktree", "add", "-q", str(work), shas[8])  # the record made at c9
-    assert _cli(work, "bench", "--update").returncode == 0
-    git(work, "checkout", "-q", shas[9])  # c10: one more +8 % step
-    step = _cli(work, "bench")
-    assert step.returncode == 0, step.stdout + step.stderr  # the step's own gate passes
-    gate = json.loads((work / "results" / "latest" / "fast.gate.json").read_text())
-    drift_row = next(r for r in gate["rows"] if r["model"] == "drift")
-    assert drift_row["latency"]["method"] == "A/B" and drift_row["latency"]["p50"]["outcome"] != "slower"
+def test_in_the_harness_own_repository_each_revision_makes_its_files_with_its_own_harness(tmp_path, small_split):
+    """A change to a built-in model's code (the harness's own) is a new version, and the drift guard sees it."""
+    import subprocess
 
-    (work / "fast.toml").write_text((work / "fast.toml").read_text() + f'gate_baseline = "{shas[0]}"\n')
-    guarded = _cli(work, "bench")
+    source = Path(__file__).resolve().parent.parent
+    repo = tmp_path / "own"
+    tracked = subprocess.run(["git", "ls-files", "harness", "pyproject.toml"], cwd=source, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for name in (n for n in tracked if not n.startswith("harness/assets/checkpoints/")):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / name, repo / name)
+    (repo / "suite.toml").write_text(OWN_SUITE.format(data=small_split))
+    (repo / "fast.toml").write_text(TARGET + HISTORY_TARGET_EXTRA)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "c1")
+    first = git(repo, "rev-parse", "HEAD")
+    models = repo / "harness" / "models" / "segmentation.py"
+    code = models.read_text()
+    assert "return UNetSmall(num_classes, width=width, **kwargs)" in code
+    models.write_text(code.replace("return UNetSmall(num_classes, width=width, **kwargs)",
+                                   "return UNetSmall(num_classes, width=2 * width, **kwargs)"))  # the harness's code only
+    git(repo, "commit", "-qam", "c2: unet_small twice as wide")
+    env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = _cli(repo, "history", "--model", "unet", "--last", "2", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = _history_rows(repo)
+    assert [r["first_commit"] for r in rows] == [first, git(repo, "rev-parse", "HEAD")], rows
+    assert float(rows[0]["file_mb"]) < float(rows[1]["file_mb"]) / 2 and float(rows[0]["p50_vs_today"]) < 0.7
+    assert list((tmp_path / "cache" / "revision-files").iterdir())  # made by each revision's own harness
+
+    (repo / "fast.toml").write_text((repo / "fast.toml").read_text() + f'gate_baseline = "{first}"\n')
+    guarded = _cli(repo, "bench", env=env)
     assert guarded.returncode == 1, guarded.stdout + guarded.stderr
-    gate = json.loads((work / "results" / "latest" / "fast.gate.json").read_text())
-    rows = {r["model"]: r for r in gate["rows"]}
-    reason = next(r for r in rows["drift"]["reasons"] if r.startswith("drift since gate_baseline"))
-    assert "p50 x1.3" in reason or "p50 x1.4" in reason, reason  # the sum of the five steps
-    assert "against the record" in reason
-    assert rows["jump"]["outcome"] == "fail"  # its +30 % since c1 too; late did not exist at c1: noted, not failed
-    assert rows["late"]["outcome"] == "pass" and any("no drift guard" in n for n in rows["late"]["notes"])
-
-    (work / "fast.toml").write_text((work / "fast.toml").read_text().replace(shas[0], "v0.0-none"))
-    bad = _cli(work, "bench")
-    assert bad.returncode == 2 and "gate_baseline = \"v0.0-none\" is not a commit" in bad.stderr, bad.stderr
+    gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
+    assert any(r.startswith("drift since gate_baseline") for r in gate["rows"][0]["reasons"]), gate["rows"][0]

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.measure.backends import DEFAULT_BACKEND, backend_module, installed_version, options_text, plugin_module
 from harness.gate import Evidence
-from harness.gate.ab import Baselines
+from harness.gate.ab import Baselines, machine_tag
 from harness.gate.latency import configuration_now
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
@@ -192,7 +192,7 @@ def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir:
         return None, f"rebuilt at {partner.rev[:12]}: its export failed, no A/B"
     if {v: m.sha256 for v, m in old.made.items()} != {v: m.sha256 for v, m in model.made.items()}:
         return old, f" (files at {partner.rev[:12]})"
-    machine = f"{plan.machine.cpu_model} {plan.machine.cpu_isa} onnxruntime {plan.machine.ort_version}"
+    machine = machine_tag(plan.machine)
     remade, explained_here = {}, False
     for variant, made in model.made.items():
         if baselines.variant_sha(name, variant) in (None, "", made.sha256):

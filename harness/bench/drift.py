@@ -12,9 +12,10 @@ from pathlib import Path
 
 from harness.bench.pairing import paired_ratios
 from harness.bench.plan import BenchPlan, split_run
-from harness.bench.prepare import PreparedModel, prepare_model
+from harness.bench.prepare import PreparedModel, prepare_model, prepared_from_files
 from harness.errors import HarnessError
-from harness.gate.ab import Baselines, repo_root, resolve_commit
+from harness.gate.ab import (Baselines, holds_harness, machine_tag, made_by_revision, repo_root, resolve_commit,
+                             tree_at)
 from harness.results import RowKey
 
 
@@ -44,9 +45,11 @@ def baseline_partners(plan: BenchPlan, models: list[PreparedModel], baselines: B
         if found.spec is None or found.spec.input_hw != model.spec.input_hw:
             notes[name] = f"gate_baseline {rev}: {found.reason or 'its input size differs'}: no drift guard"
             continue
-        old = prepare_model(plan, dataclasses.replace(found.spec, name=f"{name}@baseline"), model.eval_set, say,
-                            lambda: None, on_calibration)
-        if old.exported is None:
+        old = _build(plan, dataclasses.replace(found.spec, name=f"{name}@baseline"), model, baselines, sha, workdir, say,
+                     on_calibration)
+        if isinstance(old, str):
+            notes[name] = f"gate_baseline {rev}: {old}: no drift guard"
+        elif old.exported is None:
             notes[name] = f"gate_baseline {rev}: its export failed there: no drift guard"
         elif {v: m.sha256 for v, m in old.made.items()} == {v: m.sha256 for v, m in model.made.items()}:
             notes[name] = f"gate_baseline {rev} ({sha[:12]}) makes the same files: no drift since it"
@@ -54,6 +57,24 @@ def baseline_partners(plan: BenchPlan, models: list[PreparedModel], baselines: B
             partners.append(dataclasses.replace(old, ab_partner_of=name, drift_baseline=True))
             notes[name] = f"measured beside its version at gate_baseline {rev} ({sha[:12]}) in lockstep children"
     return partners, notes
+
+
+def _build(plan: BenchPlan, spec, model: PreparedModel, baselines: Baselines, sha: str, workdir: Path, say,
+           on_calibration) -> PreparedModel | str:
+    """The baseline's files: made by that revision's own harness in the harness's own repository (a built-in model's
+    code is the harness's), else its suite entry, checkpoint and factory made with today's harness."""
+    tree = tree_at(baselines.root, sha, workdir)
+    if tree is None or not holds_harness(tree):
+        return prepare_model(plan, spec, model.eval_set, say, lambda: None, on_calibration)
+    relative = Path(plan.suite.path).resolve().relative_to(baselines.root)
+    files = {}
+    for variant in plan.variants:
+        say(f"make {spec.name} {variant} with the harness of {sha[:12]}")
+        made = made_by_revision(tree, sha, model.spec.name, relative, variant, machine_tag(plan.machine))
+        if isinstance(made, str):
+            return f"the harness at {sha[:12]} could not make {variant} ({made})"
+        files[variant] = made
+    return prepared_from_files(spec, files, model.eval_set, f"made by the harness at {sha[:12]}")
 
 
 def drift_evidence(partners: list[PreparedModel], by_model: dict, partner_rows: dict) -> dict:

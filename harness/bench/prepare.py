@@ -43,6 +43,16 @@ class PreparedModel:
     serving_failures: dict[str, str] = dataclasses.field(default_factory=dict)  # serving mode -> why it cannot be fed
 
 
+def prepared_from_files(spec: ModelSpec, files: dict[str, Path], eval_set: EvalSet, how: str) -> PreparedModel:
+    """A model whose files something else made (a revision's own harness): variant -> file, fp32 the export."""
+    from harness.cache import file_sha256
+
+    made = {v: VariantModel(v, p, p.stat().st_size / 1e6, how, (), True, file_sha256(p)) for v, p in files.items()}
+    fp32 = made["fp32"]
+    exported = ExportedModel(spec.name, fp32.path, fp32.sha256, fp32.file_mb, 0, None, True, how)
+    return PreparedModel(spec, exported, made, eval_set, {})
+
+
 def _unfeedable_servings(plan: BenchPlan, exported: ExportedModel) -> dict[str, str]:
     """A file exported with a static batch of 1 (every dynamic-batch path failed) cannot take one batched call."""
     n = plan.target.scenario.images_at_once

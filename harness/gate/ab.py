@@ -178,39 +178,53 @@ class Baselines:
         return Partner(dataclasses.replace(spec, name=f"{name}@{rev[:8]}"), rev)
 
     def variant_by_recorded_harness(self, name: str, variant: str, rev: str, workdir: Path, machine: str) -> Path | None:
-        """`variant` of `name` made by the harness code of commit `rev` itself (its own `harness quantize`), in a
-        child process on this machine; the file, or None when that code cannot make it. Cached per machine."""
-        from harness.cache import cached_entry
-
+        """`variant` of `name` made by the harness code of commit `rev` itself; None when that code cannot make it."""
         tree = self._tree(rev, Path(workdir))
         if tree is None:
             return None
-        relative = self.suite_path.resolve().relative_to(self.root)
-        from harness.export.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
-
-        parts = {"rev": rev, "model": name, "variant": variant, "machine": machine, "stripped": list(SOURCE_LOCATION_KEYS)}
-
-        def build(folder: Path) -> dict:
-            out = folder / "variant.onnx"
-            script = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.cli import main; "
-                      "sys.exit(main(sys.argv[2:]))")
-            proc = subprocess.run([sys.executable, "-c", script, str(tree), "quantize", name, "--suite", str(relative),
-                                   "--method", variant, "--out", str(out)], cwd=tree, capture_output=True, text=True,
-                                  timeout=1800, env={**os.environ, "PYTHONPATH": str(tree)})
-            if proc.returncode != 0 or not out.is_file():
-                last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-                raise RuntimeError(last)
-            # Older commits left torch's stack traces (this tree's paths) in the file; today's exports do not.
-            strip_source_locations(out)
-            return {"rev": rev}
-
-        try:
-            return cached_entry("recorded-variants", parts, build).folder / "variant.onnx"
-        except (RuntimeError, OSError, subprocess.TimeoutExpired):
-            return None
+        made = made_by_revision(tree, rev, name, self.suite_path.resolve().relative_to(self.root), variant, machine)
+        return made if isinstance(made, Path) else None
 
     def _tree(self, rev: str, workdir: Path) -> Path | None:
         return tree_at(self.root, rev, workdir)
+
+
+def holds_harness(tree: Path) -> bool:
+    """Whether a revision's tree is the harness's own repository (its files are then made by its own harness)."""
+    return (tree / "harness" / "cli" / "__init__.py").is_file() and (tree / "pyproject.toml").is_file()
+
+
+def made_by_revision(tree: Path, rev: str, name: str, relative: Path, variant: str, machine: str) -> Path | str:
+    """The file `variant` (fp32: the export) of `name` as the harness code of commit `rev` makes it (its own `harness
+    export` or `harness quantize`, in a child process on this machine, cached per commit and machine); or why not."""
+    from harness.cache import cached_entry
+    from harness.export.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
+
+    parts = {"rev": rev, "model": name, "variant": variant, "suite": relative.as_posix(), "machine": machine,
+             "stripped": list(SOURCE_LOCATION_KEYS)}
+
+    def build(folder: Path) -> dict:
+        out = folder / "model.onnx"
+        command = ["export", name] if variant == "fp32" else ["quantize", name, "--method", variant]
+        script = "import sys; sys.path.insert(0, sys.argv[1]); from harness.cli import main; sys.exit(main(sys.argv[2:]))"
+        proc = subprocess.run([sys.executable, "-c", script, str(tree), *command, "--suite", str(relative), "--out",
+                               str(out)], cwd=tree, capture_output=True, text=True, timeout=1800,
+                              env={**os.environ, "PYTHONPATH": str(tree)})
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError((proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
+        # Older commits left torch's stack traces (this tree's paths) in the file; today's exports do not.
+        strip_source_locations(out)
+        return {"rev": rev}
+
+    try:
+        return cached_entry("revision-files", parts, build).folder / "model.onnx"
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        return str(e) or type(e).__name__
+
+
+def machine_tag(machine) -> str:
+    """What a file made on this machine depends on besides its inputs (int8 calibration differs by CPU)."""
+    return f"{machine.cpu_model} {machine.cpu_isa} onnxruntime {machine.ort_version}"
 
 
 def tree_at(root: Path, rev: str, workdir: Path) -> Path | None:

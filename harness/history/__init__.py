@@ -73,6 +73,9 @@ def narrowed(suite: Suite, target: TargetProfile, model: str, variants: tuple[st
     the serving modes the measuring children run (a service is judged by its budgets, not by history)."""
     shipped = tuple(v for v in target.scenario.variants if target.budgets.ships(v)) if target.budgets.ship else ("fp32",)
     variants = variants or shipped or ("fp32",)
+    if not target.scenario.in_children:
+        raise HarnessError(f"{target.where} serves only over HTTP; history and bisect measure in child processes: use "
+                           f"a target with serving \"batched\" or \"concurrent\"")
     suite, target = Narrowing((model,), variants, target.scenario.in_children).apply(suite, target)
     if len(suite.models) != 1:
         raise HarnessError(f"--model {model} matches {len(suite.models)} models of {suite.path}; name one: "

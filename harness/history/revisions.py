@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.gate.ab import git, repo_root, resolve_commit
+from harness.gate.ab import git, holds_harness, repo_root, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def resolve(root: Path, rev: str) -> Revision:
 def input_paths(root: Path, suite_path: Path, extra: tuple[Path, ...] = ()) -> list[str]:
     """The paths, relative to the repository, whose commits may change a model of this suite."""
     paths = {Path(suite_path).resolve().parent, *(Path(p).resolve() for p in extra)}
-    if (root / "harness" / "__init__.py").is_file() and (root / "pyproject.toml").is_file():
+    if holds_harness(root):
         paths.add(root / "harness")  # the harness's own repository: its export and variant code is an input too
     inside = []
     for path in sorted(paths):

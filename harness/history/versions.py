@@ -9,19 +9,13 @@ Files are cached by content; revisions whose files are byte-identical are one ve
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.bench.prepare import PreparedModel, prepare_model
-from harness.cache import cached_entry, file_sha256
-from harness.export import ExportedModel
-from harness.gate.ab import tree_at
+from harness.bench.prepare import PreparedModel, prepare_model, prepared_from_files
+from harness.gate.ab import holds_harness, machine_tag, made_by_revision, tree_at
 from harness.history.revisions import Revision
 from harness.spec import find_spec, load_suite
-from harness.variants import VariantModel
 
 TODAY = "today"
 
@@ -54,10 +48,6 @@ class VersionBuilder:
         self.plan, self.root, self.workdir, self.say, self.on_calibration = plan, root, workdir, say, on_calibration
         self.relative = Path(plan.suite.path).resolve().relative_to(root)
 
-    def own_harness(self, tree: Path) -> bool:
-        """Whether the suite lives in the harness's own repository (then each revision's harness makes its files)."""
-        return (tree / "harness" / "cli" / "__init__.py").is_file() and (tree / "pyproject.toml").is_file()
-
     def exists(self, name: str, rev: Revision) -> bool:
         tree = tree_at(self.root, rev.sha, self.workdir)
         return tree is not None and (tree / self.relative).is_file() and \
@@ -78,7 +68,7 @@ class VersionBuilder:
             return f"{name}'s input size or classes differ at {rev.short}: not comparable with today's"
         spec = dataclasses.replace(spec, name=f"{name}@{rev.short}")
         self.say(f"build {spec.name}")
-        if self.own_harness(tree):
+        if holds_harness(tree):
             return self._by_own_harness(today, spec, tree, rev)
         built = prepare_model(self.plan, spec, today.eval_set, self.say, lambda: None, self.on_calibration)
         if built.exported is None or built.failures:
@@ -86,42 +76,13 @@ class VersionBuilder:
         return built
 
     def _by_own_harness(self, today: PreparedModel, spec, tree: Path, rev: Revision) -> PreparedModel | str:
-        made = {}
+        files = {}
         for variant in self.plan.variants:
-            path = _made_by_revision(tree, rev.sha, today.spec.name, self.relative, variant)
-            if isinstance(path, str):
-                return f"the harness at {rev.short} could not make {variant}: {path}"
-            made[variant] = VariantModel(variant, path, path.stat().st_size / 1e6, f"made by the harness at {rev.short}",
-                                         (), True, file_sha256(path))
-        fp32 = made["fp32"]
-        exported = ExportedModel(spec.name, fp32.path, fp32.sha256, fp32.file_mb, 0, None, True,
-                                 f"harness export at {rev.short}")
-        return PreparedModel(spec, exported, made, today.eval_set, {})
-
-
-def _made_by_revision(tree: Path, sha: str, name: str, relative: Path, variant: str) -> Path | str:
-    """The file `variant` of `name` as the harness of commit `sha` makes it (cached by commit); or why not."""
-    from harness.export.exporters import SOURCE_LOCATION_KEYS, strip_source_locations
-
-    parts = {"rev": sha, "model": name, "variant": variant, "suite": relative.as_posix(),
-             "stripped": list(SOURCE_LOCATION_KEYS)}
-
-    def build(folder: Path) -> dict:
-        out = folder / "model.onnx"
-        command = ["export", name] if variant == "fp32" else ["quantize", name, "--method", variant]
-        script = "import sys; sys.path.insert(0, sys.argv[1]); from harness.cli import main; sys.exit(main(sys.argv[2:]))"
-        proc = subprocess.run([sys.executable, "-c", script, str(tree), *command, "--suite", str(relative), "--out",
-                               str(out)], cwd=tree, capture_output=True, text=True, timeout=1800,
-                              env={**os.environ, "PYTHONPATH": str(tree)})
-        if proc.returncode != 0 or not out.is_file():
-            raise RuntimeError((proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
-        strip_source_locations(out)  # torch's stack traces name the unpacked tree's paths: not the model's
-        return {"rev": sha}
-
-    try:
-        return cached_entry("revision-files", parts, build).folder / "model.onnx"
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        return str(e)
+            made = made_by_revision(tree, rev.sha, today.spec.name, self.relative, variant, machine_tag(self.plan.machine))
+            if isinstance(made, str):
+                return f"the harness at {rev.short} could not make {variant}: {made}"
+            files[variant] = made
+        return prepared_from_files(spec, files, today.eval_set, f"made by the harness at {rev.short}")
 
 
 def distinct(versions: list[Version]) -> list[Version]:

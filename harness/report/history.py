@@ -52,12 +52,18 @@ def history_summary(history) -> list[str]:
         first = old[0]
         lines.append(f"today's {first.row.variant} p50 is x{1 / first.p50.ratio:.3f} of {first.label}'s "
                      f"(95 % interval x{1 / first.p50.high:.3f}-x{1 / first.p50.low:.3f}), measured beside it in this run")
+    elif not history.looked_at:
+        lines.append("no commit touched the model's inputs: today's version is the only one")
     elif history.versions == 1:
         lines.append("every revision looked at makes today's very files: one version, nothing changed")
     kept = len({f.label for f in history.figures if f.group < 0})
     lines.append(f"{history.measured_now} version(s) measured in this run (today's included)"
                  + (f", {kept} from paired ratios an earlier run on this machine kept (see the CSV's how)" if kept else ""))
-    for rev, why in history.skipped:
+    absent = [rev for rev, why in history.skipped if why.startswith(f"model {history.model} was not in the suite")]
+    if absent:  # the model is younger than the span asked for: one line, not one per commit
+        lines.append(f"{len(absent)} earlier revision(s) ({absent[0].short}-{absent[-1].short}) did not have "
+                     f"{history.model} in the suite")
+    for rev, why in (pair for pair in history.skipped if pair[0] not in absent):
         lines.append(f"{rev.short} not built: {why}")
     return lines
 

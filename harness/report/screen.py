@@ -194,6 +194,9 @@ def _next_command(check: RowCheck, target: TargetProfile, record: Path | None, l
     if check.outcome != FAIL:  # undecided: the host was too noisy to tell; more rounds of this model alone may
         return f"harness bench --target {_target_arg(target)} --model {shlex.quote(check.key.model)}{_suite_arg(suite)}"
     about = " ".join(check.reasons).lower()
+    if check.reasons and all(r.startswith("drift since gate_baseline") for r in check.reasons):
+        return (f"harness bisect --target {_target_arg(target)} --model {shlex.quote(check.key.model)} --good "
+                f"{shlex.quote(target.gate.baseline)} --variant {shlex.quote(check.key.variant)}{_suite_arg(suite)}")
     if record is not None and latest is not None and not any(w in about for w in ("latency", "memory", "slower", "p50", "p95")):
         return f"harness compare {shlex.quote(str(record))} {shlex.quote(str(latest))}"
     key = check.key
