@@ -124,15 +124,16 @@ def results_csv_text(target: str, model: str) -> str:
 # service under load, training) come and go on both cores: a 6 % step measured x1.24 there once. So these tests take
 # larger steps (each +25-35 %, the jump +60 %) and never fail on the tool saying "undecided";
 # benchmarks/history_drift.py measures the issue's own steps (+6-9 %, each passing its own gate) on a quiet host.
-# They measure on the last CPU: other tests pin their children to the first.
+# They measure on the last CPU (other tests pin their children to the first), with shorter children and at most 5
+# rounds of an A/B still undecided (the larger steps decide sooner).
 _CPUS = sorted(os.sched_getaffinity(0))
-HISTORY_TARGET_EXTRA = f"cpu_affinity = [{_CPUS[-1]}]\n" if len(_CPUS) > 1 else ""
+HISTORY_TARGET_EXTRA = ("gate_ab_max_processes = 5\n" + (f"cpu_affinity = [{_CPUS[-1]}]\n" if len(_CPUS) > 1 else ""))
 
 
 @pytest.fixture(scope="module")
 def history_repo(tmp_path_factory):
     """The ten-commit repository (its folder, the commits' hashes oldest first), with the shipped sample's images."""
-    from history_repo import build_repo
+    from history_repo import TARGET, build_repo
 
     root = tmp_path_factory.mktemp("history")
     data = root / "split"
@@ -140,7 +141,8 @@ def history_repo(tmp_path_factory):
         (data / sub).mkdir(parents=True)
         for path in sorted((SAMPLE_DIR / sub).iterdir())[:6]:
             shutil.copy(path, data / sub / path.name)
-    shas = build_repo(root / "repo", data, HISTORY_TARGET_EXTRA, passes_per_step=4, jump_depth=16)
+    target = TARGET.replace("min_duration_s = 0.3", "min_duration_s = 0.15") + HISTORY_TARGET_EXTRA
+    shas = build_repo(root / "repo", data, target, passes_per_step=4, jump_depth=16)
     return root / "repo", shas
 
 
