@@ -1,5 +1,6 @@
 """The report: frontier on a hand-made case, a page that lists every row, PNGs that decode."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,18 @@ def test_report_lists_every_row_and_draws_decodable_pngs(tmp_path):
             image.verify()
         with Image.open(png) as image:
             assert image.width >= 800 and image.height >= 300
+
+
+def test_a_history_page_beside_the_results_is_linked_and_copied(tmp_path):
+    latest = tmp_path / "results" / "latest"
+    latest.mkdir(parents=True)
+    shutil.copy(FIXTURES / "gate_record.csv", latest / "watch.csv")
+    without = render_report([load_target_results(latest / "watch.csv")], tmp_path / "plain").html.read_text()
+    assert "History:" not in without
+    (latest / "history-watch.html").write_text("<html>a history page as harness history writes it</html>")
+    files = render_report([load_target_results(latest / "watch.csv")], tmp_path / "report")
+    assert "<a href='history-watch.html'>" in files.html.read_text()
+    assert (tmp_path / "report" / "history-watch.html").read_text() == (latest / "history-watch.html").read_text()
 
 
 def test_report_with_a_baseline_marks_it(tmp_path):

@@ -99,6 +99,10 @@ def render_report(targets: list[TargetResults], out_dir: Path) -> ReportFiles:
                          f"(0 = no budget)</p>")
         parts.append(f"<img alt='speed against accuracy, target {html.escape(results.name)}' src='{_png_data_uri(trade_off)}'>")
         parts.append(_table_html(results))
+        history = _history_page(results, out_dir)
+        if history is not None:
+            parts.append(f"<p>History: <a href='{html.escape(history.name)}'>{html.escape(history.name)}</a>, this target's "
+                         f"models at their earlier revisions measured beside today's (<code>harness history</code>)</p>")
         for model in sorted({r.model for r in results.rows}):
             figure = variants_figure(results, model, out_dir / f"variants_{_slug(results.name)}_{_slug(model)}.png")
             pngs.append(figure)
@@ -111,6 +115,19 @@ def render_report(targets: list[TargetResults], out_dir: Path) -> ReportFiles:
     index = out_dir / "index.html"
     index.write_text(page)
     return ReportFiles(index, tuple(pngs))
+
+
+def _history_page(results: TargetResults, out_dir: Path) -> Path | None:
+    """`harness history`'s page for this target (beside the latest CSV), copied next to the report; None if none."""
+    import shutil
+
+    name = f"history-{_slug(results.name)}.html"
+    for folder in (results.source.parent, results.source.parent / "latest"):
+        if (folder / name).is_file():
+            if (folder / name).resolve() != (out_dir / name).resolve():
+                shutil.copyfile(folder / name, out_dir / name)
+            return out_dir / name
+    return None
 
 
 def _slug(text: str) -> str:
