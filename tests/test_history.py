@@ -78,3 +78,18 @@ def test_bad_revisions_are_one_line_and_exit_2(repo, tmp_path):
     shutil.copytree(path, outside, ignore=shutil.ignore_patterns(".git", "results"))
     proc = _cli(outside, "history", "--model", "drift")
     assert proc.returncode == 2 and "not in a git checkout" in proc.stderr, proc.stderr
+
+
+def test_history_measures_the_shipped_variants_in_the_children_and_refuses_a_service_only_target(repo):
+    from harness.history import narrowed
+    from harness.spec import load_suite
+    from harness.targets import TargetProfile
+
+    path, _ = repo
+    suite = load_suite(path / "suite.toml")
+    target = TargetProfile.from_flat("t", threads=1, serving=("batched", "http"), variants=("fp32", "fp16"), ship=("fp16",))
+    one, narrow = narrowed(suite, target, "jump", ())
+    assert [m.name for m in one.models] == ["jump"] and narrow.scenario.serving == ("batched",)
+    assert narrow.scenario.variants == ("fp16",) and narrow.budgets.ship == ("fp16",)
+    with pytest.raises(HarnessError, match="serves only over HTTP"):
+        narrowed(suite, TargetProfile.from_flat("web", threads=1, serving=("http",)), "jump", ())

@@ -24,7 +24,7 @@ from harness.gate.ab import Baselines, machine_tag
 from harness.gate.latency import configuration_now
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
-from harness.bench.drift import baseline_partners, drift_evidence
+from harness.bench.drift import baseline_partners
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
 from harness.cache import file_sha256
@@ -109,6 +109,18 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
                 backend, variant = split_run(key[1])
                 raw[RowKey(key[0], variant, key[2], backend)] = measurement.per_process_latencies_ms
                 references += measurement.per_process_reference_ms
+    paired = partner_ratios(partners, by_model)
+    drift_paired = {key: (baseline_rows[key], ratios) for key, ratios in partner_ratios(drift, by_model).items()
+                    if key in baseline_rows}
+    files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
+             if split_run(r)[1] in m.made}
+    calibrations = {m.spec.name: v.calibration for m in measurable for v in m.made.values() if v.calibration}
+    evidence = Evidence(partner_rows, ab_notes, paired, host_noise(references), explained, drift_paired, drift_notes)
+    return BenchRun(rows, raw, evidence, plan.notes, files, calibrations)
+
+
+def partner_ratios(partners: list[PreparedModel], by_model: dict) -> dict:
+    """RowKey of the suite model -> each partner's paired ratios against it (the suite model's / the partner's)."""
     paired = {}
     for p in partners:
         for (name, variant, serving), (measurement, _) in by_model[p.spec.name].items():
@@ -117,12 +129,7 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
             if ratios is not None:
                 backend, plain = split_run(variant)
                 paired[RowKey(p.ab_partner_of, plain, serving, backend)] = ratios
-    files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
-             if split_run(r)[1] in m.made}
-    calibrations = {m.spec.name: v.calibration for m in measurable for v in m.made.values() if v.calibration}
-    evidence = Evidence(partner_rows, ab_notes, paired, host_noise(references), explained,
-                        drift_evidence(drift, by_model, baseline_rows), drift_notes)
-    return BenchRun(rows, raw, evidence, plan.notes, files, calibrations)
+    return paired
 
 
 def host_noise(references_ms: list[float]) -> str:

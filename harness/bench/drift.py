@@ -10,13 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.bench.pairing import paired_ratios
-from harness.bench.plan import BenchPlan, split_run
+from harness.bench.plan import BenchPlan
 from harness.bench.prepare import PreparedModel, prepare_model, prepared_from_files
 from harness.errors import HarnessError
 from harness.gate.ab import (Baselines, holds_harness, machine_tag, made_by_revision, repo_root, resolve_commit,
                              tree_at)
-from harness.results import RowKey
 
 
 def baseline_commit(suite_path: Path, rev: str, where: str) -> str:
@@ -54,7 +52,7 @@ def baseline_partners(plan: BenchPlan, models: list[PreparedModel], baselines: B
         elif {v: m.sha256 for v, m in old.made.items()} == {v: m.sha256 for v, m in model.made.items()}:
             notes[name] = f"gate_baseline {rev} ({sha[:12]}) makes the same files: no drift since it"
         else:
-            partners.append(dataclasses.replace(old, ab_partner_of=name, drift_baseline=True))
+            partners.append(dataclasses.replace(old, ab_partner_of=name))
             notes[name] = f"measured beside its version at gate_baseline {rev} ({sha[:12]}) in lockstep children"
     return partners, notes
 
@@ -75,19 +73,3 @@ def _build(plan: BenchPlan, spec, model: PreparedModel, baselines: Baselines, sh
             return f"the harness at {sha[:12]} could not make {variant} ({made})"
         files[variant] = made
     return prepared_from_files(spec, files, model.eval_set, f"made by the harness at {sha[:12]}")
-
-
-def drift_evidence(partners: list[PreparedModel], by_model: dict, partner_rows: dict) -> dict:
-    """RowKey -> (the baseline version's row, its paired ratios: today's / the baseline's)."""
-    out = {}
-    for p in partners:
-        for (name, run, serving), (measurement, _) in by_model[p.spec.name].items():
-            mine = by_model[p.ab_partner_of].get((p.ab_partner_of, run, serving)) if name == p.spec.name else None
-            if mine is None or measurement.error or mine[0].error:
-                continue
-            backend, variant = split_run(run)
-            key = RowKey(p.ab_partner_of, variant, serving, backend)
-            ratios = paired_ratios(measurement, mine[0])
-            if ratios is not None and key in partner_rows:
-                out[key] = (partner_rows[key], ratios)
-    return out

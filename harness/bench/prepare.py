@@ -36,7 +36,6 @@ class PreparedModel:
     eval_set: EvalSet
     failures: dict[str, str]  # variant -> why it could not be made
     ab_partner_of: str | None = None  # set: the recorded version of this suite model, measured beside it
-    drift_baseline: bool = False  # the partner is the model at the target's gate_baseline revision, not the record's
     python: str | None = None  # the children's interpreter: None is this one; a side environment's for another runtime
     request_changes: dict = dataclasses.field(default_factory=dict)  # Request fields as recorded (threads, images at once)
     recorded_backend_options: dict = dataclasses.field(default_factory=dict)  # backend -> its [backend] table as recorded
