@@ -71,8 +71,8 @@ def test_in_the_harness_own_repository_each_revision_makes_its_files_with_its_ow
     code = models.read_text()
     assert "return UNetSmall(num_classes, width=width, **kwargs)" in code
     models.write_text(code.replace("return UNetSmall(num_classes, width=width, **kwargs)",
-                                   "return UNetSmall(num_classes, width=2 * width, **kwargs)"))  # the harness's code only
-    git(repo, "commit", "-qam", "c2: unet_small twice as wide")
+                                   "return UNetSmall(num_classes, width=4 * width, **kwargs)"))  # the harness's code only
+    git(repo, "commit", "-qam", "c2: unet_small four times as wide")
     env = {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     proc = _cli(repo, "history", "--model", "unet", "--last", "2", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
