@@ -14,6 +14,7 @@ from pathlib import Path
 from harness.measure.backends import DEFAULT_BACKEND, backend_module, known_backends, options_from_tables
 from harness.errors import HarnessError
 from harness.files import check_name, project_root
+from harness.variants.named import NamedVariant, named_from_tables, resolve_variant
 
 MEMORY_QUANTITIES = ("model", "process")  # model = peak RSS minus the same runtime's trivial-session floor
 # One call of N images; N one-image requests in flight inside one process; or an HTTP service under load.
@@ -74,6 +75,7 @@ class Scenario:
     http_max_connections: int = 64  # open loop: requests in flight at most (a send past it waits, and is late)
     http_timeout_s: float = 10.0  # a request unanswered this long counts as a timeout
     http_allow_spinning: bool = False  # the service's ORT pool shares its cores with the event loop: off (docs/serving.md)
+    named_variants: tuple[NamedVariant, ...] = ()  # the [variant.NAME] tables: variants with settings of their own
 
     def __post_init__(self):
         if self.images_at_once < 1:
@@ -94,6 +96,9 @@ class Scenario:
         if self.warmup_runs < 0 or self.min_runs < 1 or self.processes < 1:
             raise HarnessError("warmup_runs must be >= 0, min_runs >= 1 and processes >= 1")
 
+    def variant(self, name: str):  # harness.variants.Variant: a registered one, or one of the named ones
+        return resolve_variant(name, self.named_variants)
+
     @property
     def in_children(self) -> tuple[str, ...]:  # the serving modes the measurement child measures: all but "http"
         return tuple(m for m in self.serving if m != "http")
@@ -103,13 +108,10 @@ class Scenario:
         return tuple(x for m in self.serving for x in (HTTP_LOADS if m == "http" else (m,)))
 
     def serving_label(self, serving: str) -> str:
-        http = {"http-burst": f"http: bursts of {self.images_at_once}", "http-closed": f"http: {self.images_at_once} clients",
-                "http-open": "http: open loop", "http": "http: bursts, clients, open loop"}
-        if serving in http:
-            return http[serving]
-        if serving == "concurrent":
-            return f"{self.images_at_once} in flight"
-        return "1 per call" if self.images_at_once == 1 else f"batch of {self.images_at_once}"
+        n = self.images_at_once
+        return {"http-burst": f"http: bursts of {n}", "http-closed": f"http: {n} clients", "http-open": "http: open loop",
+                "http": "http: bursts, clients, open loop", "concurrent": f"{n} in flight"}.get(
+            serving, "1 per call" if n == 1 else f"batch of {n}")
 
 
 @dataclass(frozen=True)
@@ -242,13 +244,13 @@ def load_target(name_or_path: str) -> TargetProfile:
         raise HarnessError(f"target file {path} is not valid TOML: {e}; fix the syntax") from e
     except (OSError, UnicodeDecodeError) as e:
         raise HarnessError(f"target file {path} cannot be read ({type(e).__name__}); pass a UTF-8 TOML file") from e
-    description = doc.pop("description", "")
+    description, named = doc.pop("description", ""), named_from_tables(doc.pop("variant", {}), f"target file {path}")
     tables = {key: doc.pop(key) for key in list(doc) if isinstance(doc[key], dict) and key in known_backends()}
-    unknown = [key for key in doc if key not in FLAT_KEYS or key == "backend_options"]  # that one is the tables'
+    unknown = [key for key in doc if key not in FLAT_KEYS or key in ("backend_options", "named_variants")]  # tables'
     values = {key: _coerce(path, key, value) for key, value in doc.items() if key not in unknown}
     if unknown:
         raise HarnessError(f"target file {path}: unknown key '{unknown[0]}'; allowed keys: "
-                           f"{', '.join(sorted(['description', *FLAT_KEYS]))}")
+                           f"{', '.join(sorted(['description', 'variant', *FLAT_KEYS]))}")
     for key in ("variants", "ship"):  # names become row labels and file names, like the target's own
         for variant in values.get(key) or ():
             check_name("variant", variant, f"target file {path}: {key}")
@@ -258,21 +260,19 @@ def load_target(name_or_path: str) -> TargetProfile:
         raise HarnessError(f"target file {path}: {e}") from None
     if twice := set(reference) & set(values):
         raise HarnessError(f"target file {path}: {sorted(twice)[0]} is set both flat and in [{DEFAULT_BACKEND}]; set it once")
-    values.update(reference, backend_options=others)
+    values.update(reference, backend_options=others, named_variants=named)
     return TargetProfile.from_flat(check_name("target", path.stem, f"target file {path}"), str(description), path, **values)
 
 
 def _coerce(path: Path, key: str, value):
-    kind = FLAT_KEYS[key][2]
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}
-    base = kind.split(" ")[0]
+    base = FLAT_KEYS[key][2].split(" ")[0]
     if base in ("tuple[int,", "tuple[str,"):
         item = int if "int" in base else str
         if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
             raise HarnessError(f"target file {path}: {key} must be a list of {item.__name__}s, got {value!r}")
         return tuple(value)
-    want = expected[base]
-    if isinstance(value, bool) != (base == "bool") or not isinstance(value, want):
+    if isinstance(value, bool) != (base == "bool") or not isinstance(value, {"int": int, "float": (int, float),
+                                                                               "bool": bool, "str": str}[base]):
         raise HarnessError(f"target file {path}: {key} must be {base}, got {value!r}")
     return float(value) if base == "float" else value
 

@@ -32,7 +32,7 @@ def test_drift_guard_fails_what_the_record_does_not_show(repo, tmp_path):
     assert re.search(r"p50 x(\d\.\d+)", reason) and float(re.search(r"p50 x(\d\.\d+)", reason).group(1)) > 1.5, reason
     assert "against the record: unchanged" in reason  # both figures: the record saw no change
     assert f"next: harness bisect --target fast.toml --model drift --good {shas[0]}" in " ".join(guarded.stdout.split())
-    assert rows["jump"]["outcome"] == "fail"  # its +60 % since c1 too; late did not exist at c1: noted, not failed
+    assert rows["jump"]["outcome"] == "fail", rows["jump"]  # its +60 % since c1 too; late did not exist at c1: noted, not failed
     assert rows["late"]["outcome"] == "pass" and any("no drift guard" in n for n in rows["late"]["notes"])
 
     (work / "fast.toml").write_text((work / "fast.toml").read_text().replace(shas[0], "v0.0-none"))

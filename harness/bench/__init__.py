@@ -22,7 +22,7 @@ from harness.measure.backends import DEFAULT_BACKEND, backend_module, installed_
 from harness.gate import Evidence
 from harness.gate.ab import Baselines, machine_tag
 from harness.gate.latency import configuration_now
-from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, split_run
+from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, run_options, split_run
 from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
 from harness.bench.drift import baseline_partners
 from harness.bench.rounds import FLOOR, measure_groups
@@ -35,6 +35,7 @@ from harness.runners import Runner
 from harness.runners import make_runner
 from harness.spec import Suite
 from harness.targets import TargetProfile
+from harness.variants.registry import book_entry
 
 __all__ = ["BenchInputs", "BenchPlan", "BenchRun", "calibration_bar", "default_data_dir", "load_calibration", "make_variant",
            "plan_bench", "prepare_eval_sets", "run_bench"]
@@ -50,6 +51,7 @@ class BenchRun:
     notes: tuple[str, ...] = ()  # what the plan left out and why (an optional backend not installed)
     files: dict = field(default_factory=dict)  # (model, run name) -> the measured file (in the cache): for --profile
     calibrations: dict = field(default_factory=dict)  # model -> what its int8 ranges follow from (the book's settings)
+    measurements: dict = field(default_factory=dict)  # RowKey -> its Measurement (children's blocks: paired ratios)
 
     def raw_json(self) -> str:
         return json.dumps({"schema": 1, "unit": "ms", "rows": [
@@ -102,21 +104,23 @@ def _run(plan: BenchPlan, suite: Suite, target: TargetProfile, console, runner: 
                         for r in model_rows(plan, p, by_model[p.spec.name])}
         baseline_rows = {r.key._replace(model=p.ab_partner_of): r for p in drift
                          for r in model_rows(plan, p, by_model[p.spec.name])}
-    raw, references = {}, []
+    raw, references, measurements = {}, [], {}
     for measured in {id(m): m for m in by_model.values()}.values():  # groups share one dict: each child counted once
         for key, (measurement, _) in measured.items():
             if key[0] != FLOOR:
                 backend, variant = split_run(key[1])
                 raw[RowKey(key[0], variant, key[2], backend)] = measurement.per_process_latencies_ms
+                measurements[RowKey(key[0], variant, key[2], backend)] = measurement
                 references += measurement.per_process_reference_ms
     paired = partner_ratios(partners, by_model)
     drift_paired = {key: (baseline_rows[key], ratios) for key, ratios in partner_ratios(drift, by_model).items()
                     if key in baseline_rows}
     files = {(m.spec.name, r): m.made[split_run(r)[1]].path for m in measurable for r in plan.runs
              if split_run(r)[1] in m.made}
-    calibrations = {m.spec.name: v.calibration for m in measurable for v in m.made.values() if v.calibration}
+    calibrations = {book_entry(m.spec.name, plan.target.scenario.variant(v.variant)): v.calibration
+                    for m in measurable for v in m.made.values() if v.calibration}
     evidence = Evidence(partner_rows, ab_notes, paired, host_noise(references), explained, drift_paired, drift_notes)
-    return BenchRun(rows, raw, evidence, plan.notes, files, calibrations)
+    return BenchRun(rows, raw, evidence, plan.notes, files, calibrations, measurements)
 
 
 def partner_ratios(partners: list[PreparedModel], by_model: dict) -> dict:
@@ -149,9 +153,12 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
     runtime = configuration_now(plan.target, plan.machine.ort_version)
     installed = {b: installed_version(b) for b in plan.backends if b != DEFAULT_BACKEND}
     options = {b: options_text(plan.target.runtime.options_for(b)) for b in plan.backends if b != DEFAULT_BACKEND}
+    named = {run: run_options(plan.target, *reversed(split_run(run))) for run in plan.runs
+             if plan.target.scenario.variant(split_run(run)[1]).named is not None}
     for model in models:
         name = model.spec.name
-        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime, installed, options)
+        kinds, why = baselines.changes(name, {v: m.sha256 for v, m in model.made.items()}, runtime, installed, options,
+                                       named)
         notes[name] = why
         if not kinds:
             continue
@@ -176,6 +183,8 @@ def _partners(plan: BenchPlan, models: list[PreparedModel], baselines: Baselines
                                             baselines.options_changed(name, options).items()}
             old.recorded_backend_options[DEFAULT_BACKEND] = {**plan.target.runtime.options_for(DEFAULT_BACKEND),
                                                              **baselines.recorded_session_options(name)}
+            old.recorded_backend_options.update({run: recorded for run, (recorded, _) in
+                                                 baselines.run_options_changed(name, named).items()})
         old.ab_partner_of = name
         notes[name] = f"{why}: measured beside its recorded configuration{said} in lockstep children"
         partners.append(old)

@@ -75,7 +75,6 @@ class Narrowing:
 
     def _check_backends(self, target: TargetProfile) -> None:
         from harness.measure.backends import missing_extra
-        from harness.variants.registry import get_variant
 
         offered = (*target.scenario.backends, *target.scenario.backends_if_installed)
         for backend in self.backends:
@@ -85,8 +84,9 @@ class Narrowing:
             if why := missing_extra(backend):
                 raise HarnessError(f"--backend {backend}: {why}")
         for variant in self.variants:
-            if variant != "fp32" and not set(get_variant(variant).backends) & set(self.backends):
-                raise HarnessError(f"--variant {variant} runs under {' or '.join(get_variant(variant).backends)} only, "
+            runs_under = target.scenario.variant(variant).backends
+            if variant != "fp32" and not set(runs_under) & set(self.backends):
+                raise HarnessError(f"--variant {variant} runs under {' or '.join(runs_under)} only, "
                                    f"not under --backend {' '.join(self.backends)}")
 
     def selects(self, key: RowKey, target: TargetProfile) -> bool:

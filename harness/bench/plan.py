@@ -13,7 +13,6 @@ from harness.variants.quantize import QuantizeOptions
 from harness.spec import Suite
 from harness.targets import TargetProfile
 from harness.tasks import Task, get_task
-from harness.variants import get_variant
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,7 @@ class BenchInputs:
     max_miou_drop: float | None = None  # set: int8-static leaves the fewest nodes in float to stay within it
     backends_only: tuple[str, ...] = ()  # bench --backend: only these backends' rows, plus ONNX Runtime's fp32 reference
     calibration_book: Path | None = None  # results/calibration: int8-static from its committed ranges where they match
+    eval_images: int | None = None  # the first N evaluation images only (harness tune's screening); None: all
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,27 @@ def plan_runs(target: TargetProfile, variants: tuple[str, ...],
     absent = {b: why for b in target.scenario.backends_if_installed if (why := missing_extra(b))}
     backends = target.scenario.backends + tuple(b for b in target.scenario.backends_if_installed if b not in absent)
     notes = tuple(f"{target.where} adds backend {b} where it is installed; not here: {why}" for b, why in absent.items())
-    kept = []
+    kept, pinned = [], {}
     for variant in variants:
-        runnable = get_variant(variant).backends
+        named = target.scenario.variant(variant).named
+        if named is not None and named.backend:  # a named variant's own runtime, measured whether listed or not
+            if why := missing_extra(named.backend):
+                raise HarnessError(f"{target.where}: variant {variant} runs under {named.backend}: {why}")
+            kept.append(variant)
+            pinned[variant] = named.backend
+            continue
+        runnable = target.scenario.variant(variant).backends
         if set(runnable) & set(backends):
             kept.append(variant)
         elif not set(runnable) & set(absent):
             raise HarnessError(f"{target.where}: variant {variant} runs under {' or '.join(runnable)} only; add it to "
                                f"backends or drop the variant")
-    if "int8-nncf" in kept and importlib.util.find_spec("nncf") is None:
+    if any(target.scenario.variant(v).base == "int8-nncf" for v in kept) and importlib.util.find_spec("nncf") is None:
         raise HarnessError(f"{target.where}: variant int8-nncf needs NNCF, in the openvino extra: "
                            f"pip install 'harness[openvino]'")
-    runs = tuple(run_name(b, v) for b in backends for v in kept if b in get_variant(v).backends
+    backends += tuple(b for b in dict.fromkeys(pinned.values()) if b not in backends)
+    runs = tuple(run_name(b, v) for b in backends for v in kept if pinned.get(v, b) == b
+                 and b in target.scenario.variant(v).backends
                  # fp32 is every target's reference under ONNX Runtime; under another backend it is a row like any
                  # other, measured when the target (or a narrowed --variant) lists it
                  and (v != "fp32" or b == DEFAULT_BACKEND or "fp32" in target.scenario.variants))
@@ -109,7 +118,7 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
     variants = ("fp32",) + tuple(v for v in target.scenario.variants if v != "fp32")
     runs, notes = plan_runs(target, variants, inputs.backends_only)  # unknown variant names fail here
     variants = tuple(v for v in variants if any(split_run(r)[1] == v for r in runs))  # an absent backend's: not made
-    needs_calibration = [get_variant(v).needs_calibration for v in variants]
+    needs_calibration = [target.scenario.variant(v).needs_calibration for v in variants]
     import onnxruntime
 
     plan = BenchPlan(suite, target, inputs, get_task(suite.task), variants, runs, current_commit(suite.path),
@@ -118,11 +127,26 @@ def plan_bench(suite: Suite, target: TargetProfile, inputs: BenchInputs) -> Benc
         calibration_split(plan)
         for key in {(spec.input_hw, spec.num_classes) for spec in suite.models}:
             plan.calibration[key] = plan.task.load(inputs.calibration_dir, "train", suite.ignore_index, *key,
-                                                   limit=inputs.quantize.calibration_images)
+                                                   limit=calibration_images_needed(plan))
     check_batch_feedable(suite, target)
     check_servable(plan)
     check_user_onnx(plan)
     return plan
+
+
+def calibration_images_needed(plan: BenchPlan) -> int:
+    """The most calibration images any variant of the plan asks for (a named variant may ask for more)."""
+    scenario, options = plan.target.scenario, plan.inputs.quantize
+    return max([options.calibration_images] + [scenario.variant(v).named.quantize_options(options).calibration_images
+                                               for v in plan.variants if scenario.variant(v).named is not None])
+
+
+def run_options(target: TargetProfile, variant: str, backend: str, target_options: dict | None = None) -> dict:
+    """The options a row of `variant` runs with under `backend`: the target's (or `target_options`, as recorded), a
+    named variant's own over them."""
+    named = target.scenario.variant(variant).named
+    return {**(target.runtime.options_for(backend) if target_options is None else target_options),
+            **(named.session_for(backend) if named is not None else {})}
 
 
 def check_servable(plan: BenchPlan) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench.plan import BenchPlan, calibration_split
+from harness.bench.plan import BenchPlan, calibration_images_needed, calibration_split
 from harness.data import normalize
 from harness.errors import ExportError, ParityError, VariantError
 from harness.export import ExportedModel, check_output_shape, export_spec, onnx_batch_dim
 from harness.spec import ModelSpec
-from harness.variants import VariantModel, get_variant, variant_of
+from harness.variants import VariantModel, variant_of
 from harness.variants.book import CalibrationBook
 
 
@@ -70,7 +70,7 @@ def prepare_eval_sets(plan: BenchPlan, workdir: Path) -> dict[tuple, EvalSet]:
         if key in sets:
             continue
         images_u8, targets = plan.task.load(plan.inputs.data_dir, "val", plan.suite.ignore_index, spec.input_hw,
-                                            spec.num_classes)
+                                            spec.num_classes, limit=plan.inputs.eval_images)
         tag = f"{spec.input_hw[0]}x{spec.input_hw[1]}_{spec.num_classes}"
         eval_path, sample_path = workdir / f"eval_{tag}.npz", workdir / f"sample_{tag}.npy"
         images = normalize(images_u8)
@@ -90,18 +90,19 @@ def load_calibration(plan: BenchPlan, spec: ModelSpec) -> tuple[np.ndarray, np.n
     if key not in plan.calibration:
         calibration_split(plan)
         plan.calibration[key] = plan.task.load(plan.inputs.calibration_dir, "train", plan.suite.ignore_index, *key,
-                                               limit=plan.inputs.quantize.calibration_images)
+                                               limit=calibration_images_needed(plan))
     return plan.calibration[key]
 
 
 def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name: str,
                  say=lambda message: None, on_calibration=None) -> VariantModel:
     """One variant of the export; with the accuracy fallback when a limit is set and the variant supports it."""
-    variant, inputs = get_variant(name), plan.inputs
+    variant, inputs = plan.target.scenario.variant(name), plan.inputs
+    options = variant.named.quantize_options(inputs.quantize) if variant.named is not None else inputs.quantize
     if not variant.needs_calibration:
-        return variant_of(exported, name, inputs.quantize, None)
+        return variant_of(exported, variant, options, None)
     images_u8, targets = load_calibration(plan, spec)
-    options, note = inputs.quantize, ""
+    note = ""
     if inputs.max_miou_drop is not None and variant.supports_fallback:
         from harness.variants.fallback import find_fallback
 
@@ -110,7 +111,7 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
                               task=plan.task.name)
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()
     book = CalibrationBook(inputs.calibration_book) if inputs.calibration_book else None
-    made = variant_of(exported, name, options, images_u8,
+    made = variant_of(exported, variant, options, images_u8,
                       on_progress=on_calibration or (lambda done, total: say(f"calibrate {spec.name}: image {done}/{total}")),
                       spec=spec, book=book)
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
@@ -131,6 +132,10 @@ def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, adva
     check_output_shape(exported.path, spec, plan.task.output_shape(spec.num_classes, spec.input_hw))
     model = PreparedModel(spec, exported, {}, eval_set, {}, serving_failures=_unfeedable_servings(plan, exported))
     for name in plan.variants:
+        named = plan.target.scenario.variant(name).named
+        if named is not None and not named.applies_to(spec.name):
+            advance()
+            continue  # a named variant made for other models of the suite: no file, no row
         say(f"make {spec.name} {name}")
         try:
             model.made[name] = make_variant(plan, spec, exported, name, say=say, on_calibration=on_calibration)

@@ -7,14 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.measure.backends import DEFAULT_BACKEND, backend_module, requested_precision
-from harness.bench.plan import BenchPlan, split_run
+from harness.bench.plan import BenchPlan, run_options, split_run
 from harness.bench.prepare import PreparedModel
 from harness.gate.decide import UNDECIDED, decide_paired
 from harness.results.measurement import Measurement, build_request, combine
 from harness.bench.pairing import paired_ratios
 from harness.runners import Runner
 from harness.bench.yardsticks import reference_model, trivial_model
-from harness.variants import get_variant
 
 FLOOR = "floor"
 
@@ -185,7 +184,7 @@ def measure_services(plan: BenchPlan, prepared: list[PreparedModel], runner: Run
                 onnx_path=str(made.path), input_hw=spec.input_hw, num_classes=spec.num_classes,
                 threads=target.device.threads, cpu_affinity=server_cpus(target)[0],
                 inter_op_threads=target.device.inter_op_threads,
-                backend_options={**target.runtime.options_for(DEFAULT_BACKEND),
+                backend_options={**run_options(target, split_run(variant)[1], DEFAULT_BACKEND),
                                  "allow_spinning": target.scenario.http_allow_spinning},
                 port=0, model=spec.name, variant=variant)
             masks = workdir / f"pred_{_slug(spec.name)}_{variant}_http.npy"
@@ -283,12 +282,13 @@ def _jobs(plan: BenchPlan, model: PreparedModel, workdir: Path, round_index: int
             request = build_request(made.path, target, eval_set.sample_path, eval_set.eval_path if first else None,
                                     spec.num_classes, plan.suite.ignore_index, pred_path, serving,
                                     reference_path=reference, output_shape=output_shape)
-            options = model.recorded_backend_options.get(backend, target.runtime.options_for(backend))
+            options = model.recorded_backend_options.get(run) or run_options(  # an A/B partner's: as recorded
+                target, variant, backend, model.recorded_backend_options.get(backend))
             if quick:
                 request = dataclasses.replace(request, min_duration_s=min(request.min_duration_s,
                                                                           target.scenario.table_duration_s))
             request = dataclasses.replace(request, report_machine=first, backend=backend,
-                                          precision=requested_precision(backend, get_variant(variant).precision),
+                                          precision=requested_precision(backend, target.scenario.variant(variant).precision),
                                           backend_options=options, **model.request_changes)
             jobs.append((key, request, model.python))
     return jobs

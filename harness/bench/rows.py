@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench.plan import BenchPlan, split_run
+from harness.bench.plan import BenchPlan, run_options, split_run
 from harness.bench.prepare import PreparedModel
 from harness.bench.rounds import floor_key
 from harness.gate.budget import verdict
@@ -20,7 +20,7 @@ from harness.measure.backends import DEFAULT_BACKEND, options_text
 from harness.results import ResultRow, joined
 from harness.results.row import CELL_FIELDS
 from harness.spec import ModelSpec
-from harness.variants import VariantModel, get_variant
+from harness.variants import VariantModel
 
 
 def _now() -> str:
@@ -30,20 +30,21 @@ def _now() -> str:
 def _base_row(plan: BenchPlan, spec: ModelSpec, run: str, serving: str, status: str) -> dict:
     target, fp = plan.target, plan.machine
     backend, variant = split_run(run)
+    ort = run_options(target, variant, DEFAULT_BACKEND)  # a named variant's own over the target's
     fields = dict.fromkeys(CELL_FIELDS)
     fields.update(
         target=target.name, model=spec.name, variant=variant, serving=target.scenario.serving_label(serving), serving_mode=serving,
         status=status, verdict="not measured", flags="", recipe="", nodes_in_float_names="",
         threads=target.device.threads, quality_metric=plan.task.quality_metric, per_class_pct="",
-        images_at_once=target.scenario.images_at_once, cpu_mem_arena=target.runtime.enable_cpu_mem_arena,
+        images_at_once=target.scenario.images_at_once, cpu_mem_arena=ort["enable_cpu_mem_arena"],
         cpu_model=fp.cpu_model, cpu_count=fp.cpu_count, cpu_isa=fp.cpu_isa, ort_version=fp.ort_version,
         harness_version=fp.harness_version, measured_at=_now(), p50_per_process_ms="", p95_per_process_ms="",
         onnx_sha256="", git_commit=plan.git_commit,
-        allow_spinning=target.scenario.http_allow_spinning if serving.startswith("http") else target.runtime.allow_spinning,
-        mem_pattern=target.runtime.enable_mem_pattern,
+        allow_spinning=target.scenario.http_allow_spinning if serving.startswith("http") else ort["allow_spinning"],
+        mem_pattern=ort["enable_mem_pattern"],
         cpu_affinity=joined(target.device.cpu_affinity or ()), measured_on="", python_version="", numpy_version="", onnx_version=plan.onnx_version,
         backend=backend, backend_version="", precision="", backend_options=""
-        if backend == DEFAULT_BACKEND else options_text(target.runtime.options_for(backend)),  # ORT's: own columns
+        if backend == DEFAULT_BACKEND else options_text(run_options(target, variant, backend)),  # ORT's: own columns
     )
     return fields
 
@@ -69,7 +70,7 @@ def measured_row(plan: BenchPlan, spec: ModelSpec, made: VariantModel, serving: 
     fields = _base_row(plan, spec, run or made.variant, serving, status)
     fields.update(
         recipe=made.recipe, file_mb=made.file_mb, params_in_graph=exported.params_in_graph,
-        nodes_in_float=len(made.nodes_in_float) if get_variant(made.variant).supports_fallback else None,
+        nodes_in_float=len(made.nodes_in_float) if plan.target.scenario.variant(made.variant).supports_fallback else None,
         nodes_in_float_names=";".join(made.nodes_in_float),
         parity_agreement_pct=exported.parity.argmax_agreement_pct if exported.parity else None,
         parity_max_abs_diff=exported.parity.max_abs_logit_diff if exported.parity else None,
@@ -110,6 +111,8 @@ def model_rows(plan: BenchPlan, model: PreparedModel, measured: dict) -> list[Re
             if serving.startswith("http") and (run not in plan.served_runs or model.ab_partner_of):
                 continue  # the service runs ONNX Runtime: another backend has no served rows; an A/B partner is
                 # measured in the children only (served rows are judged by their budgets, not by an A/B)
+            if variant not in model.made and variant not in model.failures:
+                continue  # a named variant made for other models only
             why = model.failures.get(variant) or model.serving_failures.get(serving)
             if why:
                 pairs.append((failed_row(plan, spec, run, serving, why), None))

@@ -16,11 +16,11 @@ import threading
 
 from harness import __version__
 from harness.cli import (bench, bisect, compare, export, history, models, profile, quantize, reduce, report, serve, targets,
-                         train)
+                         train, tune)
 from harness.errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, HarnessError, Interrupted,
                             ParityError)
 
-COMMANDS = (bench, export, quantize, serve, profile, train, reduce, report, compare, history, bisect, models, targets)
+COMMANDS = (bench, export, quantize, serve, profile, train, reduce, report, compare, history, bisect, tune, models, targets)
 INTERRUPT_GRACE_S = 15.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -165,15 +165,16 @@ def copy_out(path: Path, out: str | None) -> Path:
     return Path(out)
 
 
-def variant_file(args, suite, spec, variant: str):
-    """The file of one variant of `spec` (exported and made as bench makes it, from the cache when it can)."""
+def variant_file(args, suite, spec, variant: str, target=None):
+    """The file of one variant of `spec` (exported and made as bench makes it, from the cache when it can); a named
+    variant of `target` with its own settings."""
     from rich.markup import escape
 
     from harness.bench import make_variant, plan_bench
     from harness.export import export_spec
     from harness.report.render import make_console
     from harness.targets import TargetProfile
-    from harness.variants import get_variant
+    from harness.variants.named import resolve_variant
 
     console = make_console()
     images_u8 = parity_images(suite, spec, args.data)
@@ -181,9 +182,10 @@ def variant_file(args, suite, spec, variant: str):
         exported = export_spec(spec, images_u8)
     if variant == "fp32":
         return exported.path
+    named = target.scenario.named_variants if target is not None else ()
     one_variant = TargetProfile.from_flat(
-        "one-variant", threads=1, variants=(variant,),
-        backends=tuple(dict.fromkeys((DEFAULT_BACKEND, *get_variant(variant).backends))))
+        "one-variant", threads=1, variants=(variant,), named_variants=named,
+        backends=tuple(dict.fromkeys((DEFAULT_BACKEND, *resolve_variant(variant, named).backends))))
     plan = plan_bench(suite, one_variant, bench_inputs(args, suite))
     with console.status(f"making {variant}"):
         made = make_variant(plan, spec, exported, variant, say=lambda message: None, on_calibration=None)

@@ -39,7 +39,6 @@ def run(args) -> int:
     from harness.report.render import make_console
     from harness.spec import load_suite
     from harness.targets import load_target
-    from harness.variants import get_variant
 
     if args.runs < 1 or args.top < 1:
         raise HarnessError("--runs and --top must be at least 1")
@@ -50,11 +49,12 @@ def run(args) -> int:
         raise HarnessError(f"--backend {args.backend} has no per-operator profiler; use one of "
                            f"{', '.join(profiled_backends())}")
     variants = args.variant or ["fp32", "int8-static"]
-    for variant in variants:
-        if args.backend not in get_variant(variant).backends:
-            raise HarnessError(f"variant {variant} runs under {' or '.join(get_variant(variant).backends)}, not "
-                               f"{args.backend}: pass --backend {get_variant(variant).backends[0]}")
     target, suite = load_target(args.target), load_suite(args.suite)
+    for variant in variants:
+        runs_under = target.scenario.variant(variant).backends
+        if args.backend not in runs_under:
+            raise HarnessError(f"variant {variant} runs under {' or '.join(runs_under)}, not "
+                               f"{args.backend}: pass --backend {runs_under[0]}")
     spec = resolve_spec(args, suite)
     out = path_under(Path(args.out or project_root() / "results" / "latest" / "profile"), f"{spec.name}_{args.backend}")
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def run(args) -> int:
     _write_sample(suite, spec, args.data, sample)
     console, profiles = make_console(), {}
     for variant in variants:
-        path = variant_file(args, suite, spec, variant)
+        path = variant_file(args, suite, spec, variant, target)
         request = _profile_request(path, target, sample, args.backend, variant)
         folder = path_under(out, variant)
         folder.mkdir(exist_ok=True)
@@ -115,14 +115,14 @@ def _profile_request(path: Path, target, sample: Path, backend: str, variant: st
     import dataclasses
 
     from harness.results.measurement import build_request
+    from harness.bench.plan import run_options
     from harness.measure.backends import requested_precision
-    from harness.variants import get_variant
 
     request = build_request(path, target, sample)
     affinity = request.cpu_affinity or tuple(sorted(os.sched_getaffinity(0))[: request.threads])
     return dataclasses.replace(request, backend=backend, cpu_affinity=affinity,
-                               precision=requested_precision(backend, get_variant(variant).precision),
-                               backend_options=target.runtime.options_for(backend))
+                               precision=requested_precision(backend, target.scenario.variant(variant).precision),
+                               backend_options=run_options(target, variant, backend))
 
 
 def _write_sample(suite, spec, data_arg, path: Path) -> None:

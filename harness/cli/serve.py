@@ -17,8 +17,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve one variant of a model over HTTP (POST /segment, GET /health)")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
     p.add_argument("--target", default="cloud", help="the profile whose threads and session options the service uses")
-    p.add_argument("--variant", default="fp32", choices=list_variants(DEFAULT_BACKEND),
-                   help="which file to serve (made if needed); the service runs ONNX Runtime")
+    p.add_argument("--variant", default="fp32", help=f"which file to serve (made if needed): "
+                   f"{', '.join(list_variants(DEFAULT_BACKEND))} or a named variant of the target; the service runs "
+                   f"ONNX Runtime")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
     add_model_options(p)
@@ -39,7 +40,12 @@ def run(args) -> int:
         raise HarnessError("harness serve needs the serve extra: pip install 'harness[serve]'")
     if not 0 <= args.port <= 65535:
         raise HarnessError(f"--port {args.port} is not a port; use 1-65535 (0: any free port)")
+    from harness.bench.plan import run_options
+
     target = load_target(args.target)
+    if DEFAULT_BACKEND not in target.scenario.variant(args.variant).backends:
+        raise HarnessError(f"--variant {args.variant} runs under {' or '.join(target.scenario.variant(args.variant).backends)}"
+                           f"; the service runs {DEFAULT_BACKEND}: serve a variant it runs")
     suite = load_suite(args.suite)
     spec = resolve_spec(args, suite)
     if suite.task != "segmentation":
@@ -48,12 +54,12 @@ def run(args) -> int:
         bind(args.host, args.port).close()
     except SystemExit as e:
         raise HarnessError(str(e.code)) from None
-    path = variant_file(args, suite, spec, args.variant)
-    device, runtime = target.device, target.runtime
+    path = variant_file(args, suite, spec, args.variant, target)
+    device = target.device
     config = ServerConfig(
         onnx_path=str(path), input_hw=spec.input_hw, num_classes=spec.num_classes, threads=device.threads,
         cpu_affinity=tuple(device.cpu_affinity or ()), inter_op_threads=device.inter_op_threads,
-        backend_options={**runtime.options_for(DEFAULT_BACKEND), "allow_spinning": target.scenario.http_allow_spinning},
+        backend_options={**run_options(target, args.variant, DEFAULT_BACKEND), "allow_spinning": target.scenario.http_allow_spinning},
         host=args.host, port=args.port, model=spec.name, variant=args.variant,
         memory_mb=target_memory_mb(target.budgets))
     config_path = _config_file(config)

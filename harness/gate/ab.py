@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.measure.backends import same_release
+from harness.measure.backends import options_text, run_name, same_release
 from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 
@@ -95,16 +96,18 @@ class Baselines:
                                  if r.status == "ok" and not r.on_reference_backend and r.backend_version}
         self.backend_options = {(r.model, r.runtime): r.backend_options for r in recorded
                                 if not r.on_reference_backend and r.backend_options}  # "": before schema 8
+        self.by_run = {(r.model, run_name(r.runtime, r.variant)): r for r in recorded if not r.served}
         self.root = repo_root(self.suite_path)
 
     def changes(self, name: str, files: dict[str, str], runtime: dict, installed: dict[str, str | None] | None = None,
-                options: dict[str, str] | None = None) -> tuple[list[str], str]:
+                options: dict[str, str] | None = None, run_options: dict[str, dict] | None = None) -> tuple[list[str], str]:
         """What changed since the record for model `name` that can change its latency, and how that reads.
 
         `files`: variant -> sha256 of the file made now; `runtime`: the recorded row's configuration fields
         (ort_version, threads, cpu_mem_arena, mem_pattern, allow_spinning, images_at_once) as they are now;
         `installed`: another backend -> its runtime's release now; `options`: another backend -> its options now
-        (backends.options_text). Kinds: "files" (the export or any variant's
+        (backends.options_text); `run_options`: a named variant's run -> the options it runs with now. Kinds: "files"
+        (the export or any variant's
         file), "runtime" (onnxruntime's or another backend's release), "options".
         """
         if self.against:
@@ -129,6 +132,8 @@ class Baselines:
         changed = [f"{k} {getattr(row, k)} → {v}" for k, v in runtime.items()
                    if k != "ort_version" and getattr(row, k, None) is not None and getattr(row, k) != v]
         changed += [f"{b} options {old} → {new}" for b, (old, new) in self.options_changed(name, options or {}).items()]
+        changed += [f"{run} options {options_text(old)} → {options_text(new)}"
+                    for run, (old, new) in self.run_options_changed(name, run_options or {}).items()]
         if changed:
             kinds.append("options")
             said.append("session options changed since the record (" + ", ".join(changed) + ")")
@@ -146,6 +151,22 @@ class Baselines:
 
     def variant_sha(self, name: str, variant: str) -> str | None:
         return self.by_variant.get((name, variant))
+
+    def run_options_changed(self, name: str, now: dict[str, dict]) -> dict[str, tuple[dict, dict]]:
+        """A named variant's run whose options differ from those its row recorded: run -> (recorded, now)."""
+        changed = {}
+        for run, options in now.items():
+            row = self.by_run.get((name, run))
+            if row is None:
+                continue
+            if row.on_reference_backend:
+                recorded = {k: v for k, v in {"enable_cpu_mem_arena": row.cpu_mem_arena, "enable_mem_pattern": row.mem_pattern,
+                                              "allow_spinning": row.allow_spinning}.items() if v is not None}
+            else:
+                recorded = json.loads(row.backend_options) if row.backend_options else {}
+            if any(options.get(k) != v for k, v in recorded.items()):
+                changed[run] = ({**options, **recorded}, options)
+        return changed
 
     def recorded_options(self, name: str) -> dict:
         """Request fields as the record ran them (for an options A/B)."""

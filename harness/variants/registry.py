@@ -51,6 +51,12 @@ class Variant:
     runs_under: tuple[str, ...] | None = (DEFAULT_BACKEND,)  # the runtimes that measure it (harness.measure.backends)
     precision: str = ""  # the inference precision a backend is asked for (OpenVINO's hint); "" its f32 default
     suffix: str = ".onnx"  # the made file's: another runtime's format (".tflite") keeps its own
+    named: object | None = None  # harness.variants.named.NamedVariant: a target's variant with settings of its own
+
+    @property
+    def base(self) -> str:
+        """The registered variant whose maker makes the file: itself, or a named variant's base."""
+        return self.named.base if self.named is not None else self.name
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -98,15 +104,16 @@ def get_variant(name: str) -> Variant:
     return VARIANTS.get(name)
 
 
-def variant_of(exported: ExportedModel, name: str, options, calibration_images: np.ndarray | None,
+def variant_of(exported: ExportedModel, name: str | Variant, options, calibration_images: np.ndarray | None,
                on_progress: Callable[[int, int], None] | None = None, spec=None, book=None) -> VariantModel:
     """The variant's ONNX file, made now or taken from the cache; a calibrated one from the ranges committed in `book`
     (harness.variants.book.CalibrationBook) when it holds them for exactly this export and these images."""
-    variant = get_variant(name)
+    variant = name if isinstance(name, Variant) else get_variant(name)
+    name = variant.name
     if variant.make is None:
         how = f" ({exported.how})" if exported.how else ""
         return VariantModel(name, exported.path, exported.file_mb, f"the export, unchanged{how}", (), True, exported.sha256)
-    parts = {"sha": exported.sha256, "variant": name}
+    parts = {"sha": exported.sha256, "variant": variant.base}  # a named variant's file is its base's, by settings
     nodes_in_float: tuple[str, ...] = ()
     settings, committed = None, None
     if variant.needs_calibration:
@@ -114,7 +121,7 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
         nodes_in_float = tuple(options.nodes_to_exclude)
         settings = book_settings(calibration_settings(calibration_images, options, exported.sha256))
         parts.update(asdict(options), calib=settings["images"])  # the images' digest, hashed once
-        committed = book.lookup(spec.name, settings) if book is not None and spec is not None else None
+        committed = book.lookup(book_entry(spec.name, variant), settings) if book is not None and spec is not None else None
         parts["ranges"] = committed.digest if committed else "calibrated here"
 
     def build(staging: Path) -> dict:
@@ -138,6 +145,11 @@ def variant_of(exported: ExportedModel, name: str, options, calibration_images: 
     path = entry.folder / f"model{variant.suffix}"
     return VariantModel(name, path, meta["file_mb"], meta["recipe"], tuple(meta["nodes_in_float"]), entry.cached,
                         meta.get("sha256") or file_sha256(path), settings)
+
+
+def book_entry(model: str, variant: Variant) -> str:
+    """The calibration book's name for a variant's ranges: the model's; a named variant's own beside it."""
+    return model if variant.named is None else f"{model}.{variant.name}"
 
 
 def _checked_calibration(images: np.ndarray | None, wanted: int) -> np.ndarray:

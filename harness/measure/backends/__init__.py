@@ -184,6 +184,13 @@ def backends_reading(suffix: str, variant: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def tunable_options(backend: str, threads: int) -> dict[str, tuple] | None:
+    """The session options `harness tune` may choose among for `backend` (option -> choices, within `threads`);
+    None: the backend declares none (TUNABLE), and is searched only when asked for by name."""
+    tunable = getattr(backend_module(backend), "TUNABLE", None)
+    return tunable(threads) if callable(tunable) else dict(tunable) if tunable is not None else None
+
+
 def run_name(backend: str, variant: str) -> str:
     """The name a measurement goes by inside a run: the variant for ONNX Runtime, "openvino:int8-static" otherwise."""
     return variant if backend == DEFAULT_BACKEND else f"{backend}:{variant}"

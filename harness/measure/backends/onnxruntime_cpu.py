@@ -9,6 +9,8 @@ PACKAGE = "onnxruntime"  # the distribution that installs the runtime: what a si
 FILE_SUFFIX = ".onnx"  # the files it runs as they are
 # A target's [onnxruntime] table (or its flat keys of the same names): the session options below.
 OPTIONS = {"enable_cpu_mem_arena": True, "enable_mem_pattern": True, "allow_spinning": True}
+# What harness tune may choose among (arena and pattern trade memory for speed; spinning, CPU for latency).
+TUNABLE = {"allow_spinning": (True, False), "enable_cpu_mem_arena": (True, False), "enable_mem_pattern": (True, False)}
 
 
 def session_options(ort, settings):

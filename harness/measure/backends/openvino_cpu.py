@@ -19,6 +19,11 @@ FILE_SUFFIX = ".onnx"  # the files it runs as they are
 # stream per thread for requests in flight).
 OPTIONS = {"performance_hint": "", "num_streams": 0}
 
+
+def TUNABLE(threads: int) -> dict:  # noqa: N802 - read like the other backends' TUNABLE table
+    """What harness tune may choose among: the hint, and one stream or one per thread the target allows."""
+    return {"performance_hint": ("LATENCY", "THROUGHPUT"), "num_streams": tuple(sorted({1, threads}))}
+
 PRECISION_HINTS = {"f32": "f32", "bf16": "bf16"}
 # What OpenVINO's CPU plugin lists in OPTIMIZATION_CAPABILITIES for a precision it can run natively.
 CAPABILITY = {"f32": "FP32", "bf16": "BF16"}

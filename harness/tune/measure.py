@@ -1,0 +1,136 @@
+"""One stage of a search: candidates measured as a bench run measures variants, in one lockstep group beside fp32.
+
+Each stage is a real `run_bench` of a target derived from the user's: its variants are fp32, the candidates (named
+variants under working names) and, where asked, the shipped variant; budgets are the target's, so every figure
+(latency, memory from the kernel, quality on real images) and every verdict is the bench's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from harness.bench import BenchInputs, run_bench
+from harness.bench.pairing import paired_ratios
+from harness.gate.budget import FITS, memory_figure, verdict
+from harness.gate.decide import PairedDecision, decide_paired
+from harness.measure.backends import DEFAULT_BACKEND
+from harness.results import ResultRow, RowKey
+from harness.spec import Suite
+from harness.targets import TargetProfile, with_changes
+from harness.tune.space import Candidate
+
+OBJECTIVES = ("p50", "p95", "memory", "throughput")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How long and on how many images a stage measures."""
+
+    name: str  # screen, survivors, finalists
+    processes: int
+    min_duration_s: float
+    eval_images: int | None  # None: the whole evaluation set
+
+
+@dataclass
+class Measured:
+    """A candidate at the last stage it reached: its row, and why it went no further."""
+
+    candidate: Candidate
+    stage: str
+    row: ResultRow | None
+    rejected: str = ""  # over a budget, failed, or losing: the reason in words; "" still in the race
+    fp32: ResultRow | None = None  # fp32 measured in the same group: what its ratios are against
+    vs_shipped: PairedDecision | None = None  # finalists: candidate / shipped, p50 from paired rounds
+    p95_vs_shipped: PairedDecision | None = None
+
+    def value(self, objective: str) -> float | None:
+        """The objective, larger is better: speed-up over fp32 (p50, paired), p95 speed-up, -memory, images/s."""
+        row, fp32 = self.row, self.fp32
+        if row is None or row.status != "ok":
+            return None
+        if objective == "p50":
+            return row.speedup_vs_fp32
+        if objective == "p95":
+            return fp32.p95_ms / row.p95_ms if fp32 is not None and fp32.p95_ms and row.p95_ms else None
+        if objective == "memory":
+            return -row.model_mb if row.model_mb is not None else None
+        return row.images_per_s
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one stage measured: each candidate, the fp32 row and the shipped variant's row beside them."""
+
+    measured: dict[str, Measured]
+    fp32: ResultRow | None
+    shipped: ResultRow | None
+    wall_s: float
+    calibrations: dict = dataclasses.field(default_factory=dict)  # book entry -> what its int8 ranges follow from
+
+
+def stage_target(target: TargetProfile, candidates: list[Candidate], stage: Stage, serving: str,
+                 shipped: str | None) -> TargetProfile:
+    """The user's target measuring fp32, the candidates and the shipped variant, in the children only, by a fixed
+    recipe (every row the same processes and duration: their figures compare)."""
+    names = tuple(c.name for c in candidates)
+    variants = ("fp32", *((shipped,) if shipped and shipped != "fp32" else ()), *names)
+    return with_changes(target, variants=variants, ship=names, backends=(DEFAULT_BACKEND,), backends_if_installed=(),
+                        named_variants=target.scenario.named_variants + tuple(c.named for c in candidates),
+                        serving=(serving,), processes=stage.processes, min_duration_s=stage.min_duration_s,
+                        recipe="fixed", gate_baseline="")
+
+
+def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, candidates: list[Candidate], stage: Stage,
+                  serving: str, shipped: str | None, console=None) -> StageRun:
+    """The candidates measured beside fp32 (and the shipped variant) in one bench run; each over-budget or failed one
+    rejected with the bench's own reason."""
+    import time
+
+    started = time.perf_counter()
+    derived = stage_target(target, candidates, stage, serving, shipped)
+    run = run_bench(suite, derived, dataclasses.replace(inputs, eval_images=stage.eval_images), console)
+    model = suite.models[0].name
+    by_key = {r.key: r for r in run.rows}
+    fp32 = by_key.get(RowKey(model, "fp32", serving, DEFAULT_BACKEND))
+    shipped_row = _shipped_row(run.rows, model, shipped, serving) if shipped else None
+    out = {}
+    for c in candidates:
+        row = by_key.get(RowKey(model, c.name, serving, c.named.backend or DEFAULT_BACKEND))
+        measured = Measured(c, stage.name, row, _rejection(row, target, stage), fp32=fp32)
+        if shipped_row is not None and row is not None and row.status == "ok" and shipped_row.status == "ok":
+            measured.vs_shipped, measured.p95_vs_shipped = _against(run.measurements, shipped_row.key, row.key, target)
+        out[c.name] = measured
+    return StageRun(out, fp32, shipped_row, time.perf_counter() - started, run.calibrations)
+
+
+def _shipped_row(rows: list[ResultRow], model: str, shipped: str, serving: str) -> ResultRow | None:
+    return next((r for r in rows if (r.model, r.variant, r.key.serving) == (model, shipped, serving)), None)
+
+
+def _rejection(row: ResultRow | None, target: TargetProfile, stage: Stage) -> str:
+    """Why a candidate goes no further: not measured, or each budget it breaks, with the figure (on how many images)."""
+    if row is None:
+        return "not measured"
+    if row.status != "ok":
+        return f"failed: {row.status}"
+    said = verdict(row, target)
+    if said == FITS:
+        return ""
+    on = f" on {row.eval_images} screening images" if stage.eval_images and "accuracy" in said else ""
+    return said + on
+
+
+def _against(measurements: dict, shipped: RowKey, key: RowKey, target: TargetProfile):
+    """candidate / shipped from the paired rounds of one lockstep group: p50 and p95, with their intervals."""
+    ratios = paired_ratios(measurements[shipped], measurements[key]) if shipped in measurements and key in measurements \
+        else None
+    if ratios is None:
+        return None, None
+    return (decide_paired(ratios.p50, target.gate.latency_tolerance_pct),
+            decide_paired(ratios.p95, target.gate.p95_tolerance_pct))
+
+
+def memory_of(row: ResultRow | None, target: TargetProfile) -> float | None:
+    return memory_figure(row, target) if row is not None else None
