@@ -117,3 +117,22 @@ def test_without_ray_installed_cluster_says_how_to_install_it(tmp_path):
                            str(_suite(tmp_path)), "--cluster", "auto", "--results-dir", str(tmp_path / "r")],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(blocker)}, timeout=120)
     assert proc.returncode == 2 and "pip install 'harness[ray]'" in proc.stderr, proc.stderr
+
+
+@needs_ray
+@pytest.mark.slow
+def test_tune_on_a_ray_cluster_screens_a_batch_on_each_node_side_by_side(cluster, tmp_path):
+    """Two nodes: each screening batch is dealt into two groups (each a copy of the model with its own fp32), one per
+    node; survivors and finalists each in one group on one node."""
+    suite, target = _suite(tmp_path), _target(tmp_path)
+    suite.write_text(suite.read_text().split("\n[[model]]\nname = \"pspnet_resnet18_pruned30\"")[0])
+    proc = run_cli("tune", "pspnet_resnet18", "--target", str(target), "--suite", str(suite), "--cluster",
+                   cluster.address, "--backend", "onnxruntime", "--trials", "4", "--batch", "2", "--survivors", "1",
+                   "--finalists", "1", "--screen-images", "4", "--no-write", "--results-dir", str(tmp_path / "tuned"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(tmp_path / "tuned" / "latest" / "tune-fast-pspnet_resnet18.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["measured_on"].startswith("ray node ") for r in rows if r["p50_ms"])
+    screened = {r["measured_on"] for r in rows if r["stage"] == "screen" and r["p50_ms"]}
+    assert len(screened) == 2, f"each node should have screened a group of its own: {screened}"
+    assert "screen 1: 4 candidates" in " ".join(proc.stdout.split())  # one batch of 2 per node, side by side

@@ -211,7 +211,8 @@ def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir:
     machine = machine_tag(plan.machine)
     remade, explained_here = {}, False
     for variant, made in model.made.items():
-        if baselines.variant_sha(name, variant) in (None, "", made.sha256):
+        if baselines.variant_sha(name, variant) in (None, "", made.sha256) or \
+                plan.target.scenario.variant(variant).named is not None:  # made by the target's settings, not the code's
             continue
         say(f"make {name} {variant} with the harness of {partner.rev[:12]}")
         path = baselines.variant_by_recorded_harness(name, variant, partner.rev, workdir, machine)

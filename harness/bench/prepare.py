@@ -103,10 +103,12 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
         return variant_of(exported, variant, options, None)
     images_u8, targets = load_calibration(plan, spec)
     note = ""
-    if inputs.max_miou_drop is not None and variant.supports_fallback:
+    chosen = variant.named is not None and "nodes_to_exclude" in dict(variant.named.quantize)  # as written: kept
+    if inputs.max_miou_drop is not None and variant.supports_fallback and not chosen:
         from harness.variants.fallback import find_fallback
 
-        found = find_fallback(exported, options, images_u8, targets, spec.num_classes, plan.suite.ignore_index,
+        n = options.calibration_images  # the plan may hold more, for a named variant that asks for more
+        found = find_fallback(exported, options, images_u8[:n], targets[:n], spec.num_classes, plan.suite.ignore_index,
                               inputs.max_miou_drop, on_progress=lambda message: say(f"fallback {spec.name}: {message}"),
                               task=plan.task.name)
         options, note = dataclasses.replace(options, nodes_to_exclude=found.nodes_in_float), found.describe()

@@ -18,8 +18,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="per-operator time of one or more variants (ORT's profiler, OpenVINO's counters)")
     p.add_argument("model", help="suite entry, registry name, or a .onnx file of your own")
     p.add_argument("--target", default="watch", help="the profile whose threads, affinity and session options are used")
-    p.add_argument("--variant", action="append", choices=[v for v in list_variants() if not v.startswith("litert")],
-                   help="repeat to compare (default: fp32 and int8-static)")
+    p.add_argument("--variant", action="append", metavar="NAME",
+                   help=f"repeat to compare (default: fp32 and int8-static): "
+                        f"{', '.join(v for v in list_variants() if not v.startswith('litert'))}, or a named variant "
+                        f"of the target")
     p.add_argument("--backend", default=DEFAULT_BACKEND,
                    help="a backend with a per-operator profiler: onnxruntime (default), openvino, or a plugin's")
     p.add_argument("--runs", type=int, default=20, help="timed calls profiled after the target's warm-up")
@@ -51,6 +53,8 @@ def run(args) -> int:
     variants = args.variant or ["fp32", "int8-static"]
     target, suite = load_target(args.target), load_suite(args.suite)
     for variant in variants:
+        if target.scenario.variant(variant).suffix != ".onnx":
+            raise HarnessError(f"--variant {variant}: only ONNX files are profiled here; profile an ONNX variant")
         runs_under = target.scenario.variant(variant).backends
         if args.backend not in runs_under:
             raise HarnessError(f"variant {variant} runs under {' or '.join(runs_under)}, not "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.measure.backends import options_text, run_name, same_release
+from harness.variants.registry import VARIANTS
 from harness.results import ResultRow, RowKey, record_key
 from harness.spec import ModelSpec, find_spec, load_suite
 
@@ -94,8 +95,9 @@ class Baselines:
         # another backend's runtime release, as its rows recorded it: an upgrade is A/B'd like onnxruntime's
         self.backend_versions = {(r.model, r.runtime): r.backend_version for r in recorded
                                  if r.status == "ok" and not r.on_reference_backend and r.backend_version}
-        self.backend_options = {(r.model, r.runtime): r.backend_options for r in recorded
-                                if not r.on_reference_backend and r.backend_options}  # "": before schema 8
+        # the target's [backend] table as rows recorded it: a named variant's rows ran with options of their own
+        self.backend_options = {(r.model, r.runtime): r.backend_options for r in recorded if not r.on_reference_backend
+                                and r.backend_options and r.variant in VARIANTS.names()}  # "": before schema 8
         self.by_run = {(r.model, run_name(r.runtime, r.variant)): r for r in recorded if not r.served}
         self.root = repo_root(self.suite_path)
 

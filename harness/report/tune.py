@@ -6,16 +6,18 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table
 
+from harness.gate.budget import memory_figure
 from harness.report.render import number_cell
 
-CSV_COLUMNS = ("rank", "candidate", "configuration", "stage", "outcome", "reason", "speedup_vs_fp32", "vs_shipped_p50",
-               "vs_shipped_low", "vs_shipped_high", "p50_ms", "p95_ms", "file_mb", "model_mb", "peak_rss_mb",
-               "quality_metric", "quality_pct", "quality_drop_pts", "eval_images", "onnx_sha256", "settings")
+CSV_COLUMNS = ("rank", "candidate", "configuration", "stage", "outcome", "reason", "speedup_vs_fp32",
+               "speedup_vs_shipped", "speedup_vs_shipped_low", "speedup_vs_shipped_high", "p50_ms", "p95_ms", "file_mb", "model_mb", "peak_rss_mb",
+               "quality_metric", "quality_pct", "quality_drop_pts", "eval_images", "measured_on", "onnx_sha256", "settings")
 STAGE_ORDER = {"finalists": 0, "survivors": 1, "screen": 2}
 
 
@@ -49,7 +51,8 @@ def tune_table(result) -> Table:
     table = Table(title=f"{escape(result.model)} under {escape(result.target.name)}: {len(result.measured)} candidates "
                         f"of {result.space.size()} in the space, {result.settings.objective} objective, against "
                         f"{escape(result.shipped)}")
-    for column in ("#", "configuration", "stage", "vs fp32", "vs shipped (95 %)", "p50 ms", "p95 ms", "model MB",
+    memory = "model MB" if result.target.budgets.memory_quantity == "model" else "process MB"
+    for column in ("#", "configuration", "stage", "vs fp32", "vs shipped (95 %)", "p50 ms", "p95 ms", memory,
                    "quality", "drop", "outcome"):
         table.add_column(column, justify="left" if column in ("configuration", "stage", "outcome") else "right")
     for rank, m in enumerate(ranked(result), 1):
@@ -60,7 +63,7 @@ def tune_table(result) -> Table:
         table.add_row(str(rank), escape(m.candidate.describe()), m.stage,
                       f"x{r.speedup_vs_fp32:.2f}" if measured and r.speedup_vs_fp32 else "",
                       speed_vs_shipped(m), number_cell(r.p50_ms, 2) if measured else "",
-                      number_cell(r.p95_ms, 2) if measured else "", number_cell(r.model_mb, 1) if measured else "",
+                      number_cell(r.p95_ms, 2) if measured else "", number_cell(m.memory_mb, 1) if measured else "",
                       number_cell(r.quality_pct, 2) if measured and r.quality_pct is not None else "",
                       number_cell(r.quality_drop_pts, 2) if measured and r.quality_drop_pts is not None else "",
                       f"{style}{escape(said)}{'[/]' if style else ''}")
@@ -80,12 +83,15 @@ def tune_lines(result, conclusion) -> list[str]:
         lines.append(f"winner: {w.candidate.describe()}: {against}: {verdict} {result.shipped} (minimum gain "
                      f"{result.settings.min_gain_pct:g} %)")
         if shipped is not None and shipped.status == "ok":
-            lines.append(f"{result.shipped} beside it: p50 {shipped.p50_ms:.2f} ms, model {_mb(shipped.model_mb)}, "
-                         f"{shipped.quality_metric} {_pct(shipped.quality_pct)}; winner: p50 {w.row.p50_ms:.2f} ms, "
-                         f"model {_mb(w.row.model_mb)}, {w.row.quality_metric} {_pct(w.row.quality_pct)} "
+            quantity = result.target.budgets.memory_quantity  # the memory the budget names: the model's, or the process's
+            lines.append(f"{result.shipped} beside it: p50 {shipped.p50_ms:.2f} ms, {quantity} memory "
+                         f"{_mb(memory_figure(shipped, result.target))}, {shipped.quality_metric} "
+                         f"{_pct(shipped.quality_pct)}; winner: p50 {w.row.p50_ms:.2f} ms, {quantity} memory "
+                         f"{_mb(w.memory_mb)}, {w.row.quality_metric} {_pct(w.row.quality_pct)} "
                          f"(drop {_pct(w.row.quality_drop_pts)} pts)")
     else:
         lines.append(f"no winner: {result.stopped or 'no finalist fits every budget'}")
+    lines += _previous_lines(result)
     if result.stopped:
         lines.append(f"search cut short: {result.stopped}; everything above was measured before it stopped")
     for m in ranked(result):
@@ -106,6 +112,23 @@ def tune_lines(result, conclusion) -> list[str]:
     return lines
 
 
+def _previous_lines(result) -> list[str]:
+    """The last search's winner met again: the same configuration, a tie within the interval, or a difference."""
+    if result.previous is None or result.winner is None:
+        return []
+    if result.winner.candidate.key == result.previous.key:
+        return ["the last search's winner won again: the same configuration"]
+    d = result.against_previous
+    if d is None or d.ratio is None:
+        return [f"the last search's winner ({result.previous.describe()}) did not reach the finalists here: "
+                f"{next((m.rejected for m in result.measured.values() if m.candidate.key == result.previous.key), '')}"]
+    said = {"no change": "a tie within the interval", "undecided": "a tie within the interval (undecided)",
+            "faster": "this winner is faster", "slower": "this winner is slower"}.get(d.outcome, d.outcome)
+    return [f"the last search's winner ({result.previous.describe()}) measured beside this one: this one's speed "
+            f"x{1 / d.ratio:.3f} of it (95 % interval x{1 / d.high:.3f}-x{1 / d.low:.3f}, minimum effect "
+            f"{d.min_effect_pct:g} %): {said}"]
+
+
 def _mb(value) -> str:
     return "not measured" if value is None else f"{value:.1f} MB"
 
@@ -121,11 +144,12 @@ def tune_csv(result) -> str:
     for rank, m in enumerate(ranked(result), 1):
         r, d = m.row, m.vs_shipped
         ok = r is not None and r.status == "ok"
-        figures = (r.speedup_vs_fp32, d.ratio if d else None, d.low if d else None, d.high if d else None, r.p50_ms,
+        speed = (1 / d.ratio, 1 / d.high, 1 / d.low) if d is not None and d.ratio else (None, None, None)
+        figures = (r.speedup_vs_fp32, *speed, r.p50_ms,
                    r.p95_ms, r.file_mb, r.model_mb, r.peak_rss_mb, r.quality_metric, r.quality_pct, r.quality_drop_pts,
-                   r.eval_images, r.onnx_sha256) if ok else (None,) * 13 + (r.onnx_sha256 if r else "",)
+                   r.eval_images, r.measured_on, r.onnx_sha256) if ok else (None,) * 14 + (r.onnx_sha256 if r else "",)
         writer.writerow((rank, m.candidate.name, m.candidate.describe(), m.stage, outcome(result, m), m.rejected,
-                         *(_cell(v) for v in figures), repr(m.candidate.named.as_table())))
+                         *(_cell(v) for v in figures), json.dumps(m.candidate.named.as_table(), sort_keys=True)))
     return out.getvalue()
 
 
@@ -145,8 +169,8 @@ def tune_figure(result, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(m.row.speedup_vs_fp32, m.row.model_mb, m) for m in result.measured.values()
-              if m.row is not None and m.row.status == "ok" and m.row.speedup_vs_fp32 and m.row.model_mb is not None]
+    points = [(m.row.speedup_vs_fp32, m.memory_mb, m) for m in result.measured.values()
+              if m.row is not None and m.row.status == "ok" and m.row.speedup_vs_fp32 and m.memory_mb is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fitting = [p for p in points if not p[2].rejected or p[2].rejected.startswith("below")]
     over = [p for p in points if p not in fitting]
@@ -159,10 +183,11 @@ def tune_figure(result, out: Path) -> Path:
         front = sorted(pareto_front(fitting), key=lambda p: p[0])
         ax.plot([p[0] for p in front], [p[1] for p in front], color="#c33", linewidth=1, label="Pareto front")
     if result.winner is not None and result.winner.row is not None:
-        ax.scatter([result.winner.row.speedup_vs_fp32], [result.winner.row.model_mb], s=160, facecolors="none",
+        ax.scatter([result.winner.row.speedup_vs_fp32], [result.winner.memory_mb], s=160, facecolors="none",
                    edgecolors="#c33", label="winner")
     ax.set_xlabel("p50 speed-up over fp32 (paired, same group)")
-    ax.set_ylabel("model memory, MB (peak RSS over the runtime's floor)")
+    ax.set_ylabel("model memory, MB (peak RSS over the runtime's floor)" if result.target.budgets.memory_quantity ==
+                  "model" else "process memory, MB (peak RSS)")
     ax.set_title(f"{result.model} under {result.target.name}: every candidate measured")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -196,3 +221,19 @@ def tune_page(result, conclusion, out_dir: Path) -> Path:
     path = out_dir / f"{stem}.html"
     write_text_atomic(path, page)
     return path
+
+
+def objective_figure(m, objective: str) -> str:
+    value = m.value(objective)
+    return {"p50": f"x{value:.2f} vs fp32", "p95": f"p95 x{value:.2f} vs fp32", "memory": f"{-value:.1f} MB",
+            "throughput": f"{value:.1f} images/s"}[objective]
+
+
+def stage_line(result, run, label: str) -> str:
+    objective = result.settings.objective
+    ranked = sorted((m for m in run.measured.values() if m.value(objective) is not None), key=lambda m: -m.value(objective))
+    fitting = [m for m in ranked if not m.rejected]
+    best = f"best that fits: {fitting[0].candidate.describe()} ({objective_figure(fitting[0], objective)})" \
+        if fitting else "none fits the budgets"
+    return (f"{label}: {len(run.measured)} candidates in {run.wall_s:.0f} s, {len(run.measured) - len(fitting)} over a "
+            f"budget or failed; {best}")

@@ -61,8 +61,12 @@ class RayRunner:
         self.nodes: list[dict] = []
 
     def check_target(self, target) -> None:
-        """Connect, ship the child's modules with the job, and find the nodes that may measure."""
+        """Connect, ship the child's modules with the job, and find the nodes that may measure (connected once: a
+        search measures several benches on one runner)."""
         ray = self._ray
+        if self.nodes:
+            self._check_threads(target)
+            return
         package = Path(self._package_dir) / "harness"
         package.mkdir(exist_ok=True)
         copy_child_package(package)
@@ -81,6 +85,9 @@ class RayRunner:
         if not self.nodes:
             raise HarnessError(f"no node of the Ray cluster at {self.address} offers the '{RESOURCE}' resource; start "
                                f"each measuring node with ray start --resources '{{\"{RESOURCE}\": 1}}'")
+        self._check_threads(target)
+
+    def _check_threads(self, target) -> None:
         small = [n for n in self.nodes if n["Resources"].get("CPU", 0) < target.device.threads]
         if small:
             raise HarnessError(f"{target.where}: threads = {target.device.threads} but Ray node "

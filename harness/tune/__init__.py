@@ -34,8 +34,20 @@ class Conclusion:
     why_not_written: str = ""
 
 
-def winner_name(result: TuneResult) -> str:
-    return f"tuned-{result.model}"
+def winner_name(model: str, given: str = "") -> str:
+    """The written variant's name: --name, else tuned-MODEL; a TOML bare key (it names a table), not a registered
+    variant's name."""
+    import re
+
+    from harness.errors import HarnessError
+    from harness.variants.registry import VARIANTS
+
+    name = given or "tuned-" + re.sub(r"[^A-Za-z0-9_-]", "_", model)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise HarnessError(f"--name {name!r}: use letters, digits, _ and - only, at most 64 (it names a TOML table)")
+    if name in VARIANTS.names():
+        raise HarnessError(f"--name {name} is a registered variant's name; choose another")
+    return name
 
 
 def conclude(result: TuneResult, suite: Suite, inputs: BenchInputs, results_dir: Path, write: bool = True,
@@ -51,19 +63,22 @@ def conclude(result: TuneResult, suite: Suite, inputs: BenchInputs, results_dir:
         return Conclusion(why_not_written="--no-write")
     from harness.tune.write import write_named_variant
 
-    name = name or winner_name(result)
+    name = winner_name(result.model, name)
     vs = result.winner.vs_shipped
-    note = (f"harness tune {result.model} --target {result.target.name}, {dt.date.today().isoformat()}: p50 "
-            f"x{1 / vs.ratio:.3f} of {result.shipped}'s (95 % interval x{1 / vs.high:.3f}-x{1 / vs.low:.3f}), "
+    margin = (f"p50 x{1 / vs.ratio:.3f} of {result.shipped}'s (95 % interval x{1 / vs.high:.3f}-x{1 / vs.low:.3f})"
+              if vs is not None and vs.ratio else f"{result.settings.objective} objective, against {result.shipped}")
+    note = (f"harness tune {result.model} --target {result.target.name}, {dt.date.today().isoformat()}: {margin}, "
             f"file {result.winner.row.onnx_sha256[:12]}")
     named = result.winner.candidate.renamed(name, models=(result.model,), note=note).named
     if named.quantize:  # what else the int8 file follows from, written out: another CPU would choose reduce_range
         made_with = {k: getattr(inputs.quantize, k) for k in ("calibration_images", "entropy_bins", "keep_output_float",
                                                               "reduce_range")}
+        if result.winner.row.nodes_in_float_names:  # the accuracy fallback's choice (--max-miou-drop), kept as made
+            made_with["nodes_to_exclude"] = tuple(result.winner.row.nodes_in_float_names.split(";"))
         named = dataclasses.replace(named, quantize=tuple(sorted({**made_with, **dict(named.quantize)}.items())))
     path, copied = write_named_variant(result.target, named)
     book = _record_ranges(result, suite, results_dir, named)
-    sha = _rebuilt_sha(suite, path, inputs, results_dir, name)
+    sha = _rebuilt_sha(suite, path, inputs, results_dir, name, result.serving)
     return Conclusion(name, path, copied, book, sha, sha == result.winner.row.onnx_sha256)
 
 
@@ -86,7 +101,7 @@ def _record_ranges(result: TuneResult, suite: Suite, results_dir: Path, named) -
     return book.file(entry, settings)
 
 
-def _rebuilt_sha(suite: Suite, target_path: Path, inputs: BenchInputs, results_dir: Path, name: str) -> str:
+def _rebuilt_sha(suite: Suite, target_path: Path, inputs: BenchInputs, results_dir: Path, name: str, serving: str) -> str:
     """The named variant's file as `harness bench` makes it from the written target and the book."""
     from harness.bench import make_variant, plan_bench
     from harness.export import export_spec
@@ -95,8 +110,9 @@ def _rebuilt_sha(suite: Suite, target_path: Path, inputs: BenchInputs, results_d
 
     target = load_target(str(target_path))
     target = with_changes(target, variants=("fp32", name), ship=(name,), backends=(DEFAULT_BACKEND,),
-                          backends_if_installed=())
-    inputs = dataclasses.replace(inputs, calibration_book=Path(results_dir) / FOLDER, eval_images=None)
+                          backends_if_installed=(), serving=(serving,))
+    inputs = dataclasses.replace(inputs, calibration_book=Path(results_dir) / FOLDER, eval_images=None,
+                                 max_miou_drop=None)  # the written nodes_to_exclude, not a new fallback search
     plan = plan_bench(suite, target, inputs)
     spec = suite.models[0]
     images = plan.task.load(inputs.data_dir, "val", suite.ignore_index, spec.input_hw, spec.num_classes, limit=4)[0]

@@ -42,6 +42,7 @@ class Measured:
     row: ResultRow | None
     rejected: str = ""  # over a budget, failed, or losing: the reason in words; "" still in the race
     fp32: ResultRow | None = None  # fp32 measured in the same group: what its ratios are against
+    memory_mb: float | None = None  # the memory figure the target's budget names (model or whole process)
     vs_shipped: PairedDecision | None = None  # finalists: candidate / shipped, p50 from paired rounds
     p95_vs_shipped: PairedDecision | None = None
 
@@ -55,7 +56,7 @@ class Measured:
         if objective == "p95":
             return fp32.p95_ms / row.p95_ms if fp32 is not None and fp32.p95_ms and row.p95_ms else None
         if objective == "memory":
-            return -row.model_mb if row.model_mb is not None else None
+            return -self.memory_mb if self.memory_mb is not None else None
         return row.images_per_s
 
 
@@ -68,6 +69,7 @@ class StageRun:
     shipped: ResultRow | None
     wall_s: float
     calibrations: dict = dataclasses.field(default_factory=dict)  # book entry -> what its int8 ranges follow from
+    measurements: dict = dataclasses.field(default_factory=dict)  # RowKey -> Measurement: paired ratios between rows
 
 
 def stage_target(target: TargetProfile, candidates: list[Candidate], stage: Stage, serving: str,
@@ -76,37 +78,59 @@ def stage_target(target: TargetProfile, candidates: list[Candidate], stage: Stag
     recipe (every row the same processes and duration: their figures compare)."""
     names = tuple(c.name for c in candidates)
     variants = ("fp32", *((shipped,) if shipped and shipped != "fp32" else ()), *names)
-    return with_changes(target, variants=variants, ship=names, backends=(DEFAULT_BACKEND,), backends_if_installed=(),
+    backends = (DEFAULT_BACKEND,) + ((shipped_backend(target, shipped),) if shipped else ())
+    return with_changes(target, variants=variants, ship=names, backends=tuple(dict.fromkeys(backends)),
+                        backends_if_installed=(),
                         named_variants=target.scenario.named_variants + tuple(c.named for c in candidates),
                         serving=(serving,), processes=stage.processes, min_duration_s=stage.min_duration_s,
                         recipe="fixed", gate_baseline="")
 
 
 def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, candidates: list[Candidate], stage: Stage,
-                  serving: str, shipped: str | None, console=None) -> StageRun:
+                  serving: str, shipped: str | None, console=None, runner=None, places: int = 1) -> StageRun:
     """The candidates measured beside fp32 (and the shipped variant) in one bench run; each over-budget or failed one
-    rejected with the bench's own reason."""
+    rejected with the bench's own reason. With `places` > 1 (a Ray cluster's nodes) the candidates are dealt into
+    that many groups, each a copy of the model with its own fp32, each group on a node of its own, side by side."""
     import time
 
     started = time.perf_counter()
-    derived = stage_target(target, candidates, stage, serving, shipped)
-    run = run_bench(suite, derived, dataclasses.replace(inputs, eval_images=stage.eval_images), console)
-    model = suite.models[0].name
+    model = suite.models[0]
+    groups = [g for g in (candidates[i::places] for i in range(places)) if g] if places > 1 else [candidates]
+    copies = [dataclasses.replace(model, name=f"{model.name}+{i}") for i in range(1, len(groups) + 1)] \
+        if len(groups) > 1 else [model]
+    home = {c.name: copy.name for copy, group in zip(copies, groups) for c in group}
+    placed = [c.renamed(c.name, models=(home[c.name],)) if len(copies) > 1 else c for c in candidates]
+    derived = stage_target(target, placed, stage, serving, shipped)
+    run = run_bench(dataclasses.replace(suite, models=copies), derived,
+                    dataclasses.replace(inputs, eval_images=stage.eval_images), console, runner=runner)
     by_key = {r.key: r for r in run.rows}
-    fp32 = by_key.get(RowKey(model, "fp32", serving, DEFAULT_BACKEND))
-    shipped_row = _shipped_row(run.rows, model, shipped, serving) if shipped else None
+    fp32s = {copy.name: by_key.get(RowKey(copy.name, "fp32", serving, DEFAULT_BACKEND)) for copy in copies}
+    shipped_row = _shipped_row(run.rows, model.name, shipped, serving, shipped_backend(target, shipped)) \
+        if shipped else None
     out = {}
     for c in candidates:
-        row = by_key.get(RowKey(model, c.name, serving, c.named.backend or DEFAULT_BACKEND))
-        measured = Measured(c, stage.name, row, _rejection(row, target, stage), fp32=fp32)
+        row = by_key.get(RowKey(home[c.name], c.name, serving, c.named.backend or DEFAULT_BACKEND))
+        measured = Measured(c, stage.name, row, _rejection(row, target, stage), fp32=fp32s[home[c.name]],
+                            memory_mb=memory_of(row, target) if row is not None and row.status == "ok" else None)
         if shipped_row is not None and row is not None and row.status == "ok" and shipped_row.status == "ok":
             measured.vs_shipped, measured.p95_vs_shipped = _against(run.measurements, shipped_row.key, row.key, target)
         out[c.name] = measured
-    return StageRun(out, fp32, shipped_row, time.perf_counter() - started, run.calibrations)
+    return StageRun(out, fp32s[copies[0].name], shipped_row, time.perf_counter() - started, run.calibrations,
+                    run.measurements)
 
 
-def _shipped_row(rows: list[ResultRow], model: str, shipped: str, serving: str) -> ResultRow | None:
-    return next((r for r in rows if (r.model, r.variant, r.key.serving) == (model, shipped, serving)), None)
+def shipped_backend(target: TargetProfile, shipped: str) -> str:
+    """The runtime the shipped variant is measured under: ONNX Runtime where it runs it, else its own."""
+    variant = target.scenario.variant(shipped)
+    return DEFAULT_BACKEND if DEFAULT_BACKEND in variant.backends else variant.backends[0]
+
+
+def _shipped_row(rows: list[ResultRow], model: str, shipped: str, serving: str, backend: str) -> ResultRow | None:
+    return rows_by_key(rows).get(RowKey(model, shipped, serving, backend))
+
+
+def rows_by_key(rows: list[ResultRow]) -> dict:
+    return {r.key: r for r in rows}
 
 
 def _rejection(row: ResultRow | None, target: TargetProfile, stage: Stage) -> str:

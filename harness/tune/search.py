@@ -13,16 +13,16 @@ compare.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 from harness.bench import BenchInputs
 from harness.errors import HarnessError
-from harness.measure.backends import DEFAULT_BACKEND
+from harness.report.tune import objective_figure, stage_line
 from harness.spec import Suite
 from harness.targets import TargetProfile
-from harness.tune.measure import OBJECTIVES, Measured, Stage, StageRun, measure_stage
-from harness.tune.space import TUNED_INT8, Candidate, Space, build_space, suggest, trial_params
+from harness.tune.measure import OBJECTIVES, Measured, Stage, StageRun
+from harness.tune.screen import Stopped, check_time, measure_stage_of, screen
+from harness.tune.space import Candidate, Space, build_space, in_space, point_of
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class TuneSettings:
     serving: str = ""  # the serving mode measured ("": the target's first measured in children)
     backends: tuple[str, ...] = ()  # the runtimes searched (): every installed one
     shipped: str = ""  # the variant the winner must beat ("": the target's first shipped one)
+    cluster: str = ""  # a Ray cluster's address: screening batches side by side, one per node
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -68,18 +69,32 @@ class TuneResult:
     stopped: str = ""  # why the search was cut short; "" it ran to the end
     wall_s: float = 0.0
     trials_asked: int = 0
+    runner: object | None = None  # a Ray cluster's runner, while the search runs
+    previous: Candidate | None = None  # the last search's winner (its CSV), searched again: same winner, or a tie?
+    against_previous: object | None = None  # PairedDecision: this winner / the last one's, paired in the finalists
+
+    @property
+    def places(self) -> int:
+        """Where screening batches run side by side: a cluster's nodes; here, one."""
+        return getattr(self.runner, "places", 1) if self.runner is not None else 1
 
     @property
     def beats_shipped(self) -> bool:
-        """Whether the winner is faster than the shipped variant by the minimum gain, its whole interval below 1."""
-        decision = self.winner.vs_shipped if self.winner is not None else None
+        """Whether the winner beats the shipped variant on the objective by the minimum gain: p50 (and images/s) or
+        p95 faster with the whole paired interval, or memory lower by the gain (one figure each, same group)."""
+        if self.winner is None:
+            return False
+        gain = self.settings.min_gain_pct / 100
+        if self.settings.objective == "memory":
+            from harness.tune.measure import memory_of
+
+            shipped = memory_of(self.stages["finalists"].shipped, self.target) if "finalists" in self.stages else None
+            return shipped is not None and self.winner.memory_mb is not None and \
+                self.winner.memory_mb <= shipped * (1 - gain)
+        decision = self.winner.p95_vs_shipped if self.settings.objective == "p95" else self.winner.vs_shipped
         if decision is None or decision.high is None:
             return False
-        return decision.high < 1 and (1 / decision.ratio - 1) * 100 >= self.settings.min_gain_pct
-
-
-class TimeUp(Exception):
-    pass
+        return decision.high < 1 and 1 / decision.ratio - 1 >= gain
 
 
 def default_shipped(target: TargetProfile) -> str:
@@ -90,7 +105,7 @@ def default_shipped(target: TargetProfile) -> str:
 
 
 def run_tune(suite: Suite, target: TargetProfile, inputs: BenchInputs, settings: TuneSettings, console=None,
-             say=print) -> TuneResult:
+             say=print, previous: Candidate | None = None) -> TuneResult:
     """Search the space for `suite`'s one model on `target`; cut short (time limit, Ctrl-C), it returns what it had."""
     if len(suite.models) != 1:
         raise HarnessError("harness tune searches one model at a time; name it (harness tune MODEL)")
@@ -101,144 +116,79 @@ def run_tune(suite: Suite, target: TargetProfile, inputs: BenchInputs, settings:
     shipped = settings.shipped or default_shipped(target)
     target.scenario.variant(shipped)  # an unknown name fails here, in one line
     space = build_space(target, settings.backends, calibration=inputs.calibration_dir is not None)
+    if not space.variants or not all(space.variants.values()):
+        raise HarnessError(f"nothing to search: {'; '.join(space.notes) or 'no backend reads ONNX files here'}; "
+                           f"name an installed runtime with --backend (onnxruntime, openvino)")
     result = TuneResult(suite.models[0].name, target, settings, space, shipped, serving)
+    if previous is not None and in_space(space, point_of(previous)):
+        result.previous = previous
     started = time.perf_counter()
     deadline = started + settings.time_limit_s if settings.time_limit_s else None
+    if settings.cluster:
+        from harness.runners import make_runner
+
+        result.runner = make_runner(target, settings.cluster)
+        result.runner.check_target(target)  # connected once; its nodes are the screening batches' places
     try:
-        screened = _screen(suite, target, inputs, result, console, say, deadline)
-        survivors = _advance(result, screened, settings.survivors, "screen")
+        screened = screen(suite, target, inputs, result, console, say, deadline)
+        survivors = _advance(result, screened, settings.survivors, "screen", _previous_of(result, screened))
         if survivors:
-            _check_time(deadline, "the survivors stage")
-            run = _stage(suite, target, inputs, result, survivors, Stage("survivors", target.scenario.processes,
+            check_time(deadline, "the survivors stage")
+            run = measure_stage_of(suite, target, inputs, result, survivors, Stage("survivors", target.scenario.processes,
                                                                          target.scenario.min_duration_s, None), console)
-            say(_stage_line(result, run, "survivors"))
-            finalists = _advance(result, [result.measured[c.name] for c in survivors], settings.finalists, "survivors")
+            say(stage_line(result, run, "survivors"))
+            kept = [result.measured[c.name] for c in survivors]
+            finalists = _advance(result, kept, settings.finalists, "survivors", _previous_of(result, kept))
             if finalists:
-                _check_time(deadline, "the finalists stage")
+                check_time(deadline, "the finalists stage")
                 stage = Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)
-                run = _stage(suite, target, inputs, result, finalists, stage, console)
-                say(_stage_line(result, run, "finalists"))
+                run = measure_stage_of(suite, target, inputs, result, finalists, stage, console)
+                say(stage_line(result, run, "finalists"))
                 result.winner = _winner(result, [result.measured[c.name] for c in finalists])
-    except TimeUp as e:
+                result.against_previous = _against_previous(result, run, [result.measured[c.name] for c in finalists])
+    except Stopped as e:
         result.stopped = str(e)
     except KeyboardInterrupt:
         result.stopped = "interrupted (Ctrl-C)"
+    finally:
+        if result.runner is not None:
+            result.runner.close()
     result.wall_s = time.perf_counter() - started
     return result
 
 
-def _check_time(deadline: float | None, what: str) -> None:
-    if deadline is not None and time.perf_counter() > deadline:
-        raise TimeUp(f"time limit reached before {what}")
-
-
-def _stage(suite, target, inputs, result: TuneResult, candidates: list[Candidate], stage: Stage, console) -> StageRun:
-    run = measure_stage(suite, target, inputs, candidates, stage, result.serving, result.shipped
-                        if stage.name != "screen" else None, console)
-    result.measured.update(run.measured)
-    result.stages[stage.name] = run
-    result.stage_wall_s[stage.name] = result.stage_wall_s.get(stage.name, 0.0) + run.wall_s
-    return run
-
-
-def _screen(suite, target, inputs, result: TuneResult, console, say, deadline) -> list[Measured]:
-    """Optuna proposes batches; each is measured beside fp32 on a few images; every value told is paired."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings, space = result.settings, result.space
-    with warnings.catch_warnings():  # group=True is "experimental" since Optuna 2.8: it is what a conditional space needs
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=settings.seed, multivariate=True, group=True, constant_liar=True,
-                                             n_startup_trials=settings.batch)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    for params in _known_points(target, space, result.shipped, inputs.quantize):
-        study.enqueue_trial(params)
-    seen: dict[tuple, Measured] = {}
-    stage = Stage("screen", 2, min(target.scenario.min_duration_s, 0.5), settings.screen_images)
-    batch_index = 0
-    while len(seen) < settings.trials:
-        if batch_index:  # the first batch is always measured: a search reports something
-            _check_time(deadline, "the next screening batch")
-        batch, repeats = _propose(study, space, seen, min(settings.batch, settings.trials - len(seen)), len(seen))
-        result.trials_asked += len(batch) + len(repeats)
-        for trial, earlier in repeats:  # settings proposed again: told what they measured, not measured twice
-            _tell(study, trial, earlier, settings.objective)
-        if not batch:
-            break  # the space is exhausted (or Optuna proposes only what it has measured)
-        batch_index += 1
-        run = _stage(suite, target, inputs, result, [c for _, c in batch], stage, console)
-        for trial, c in batch:
-            seen[c.key] = run.measured[c.name]
-            _tell(study, trial, run.measured[c.name], settings.objective)
-        say(_stage_line(result, run, f"screen {batch_index}"))
-    return list(seen.values())
-
-
-def _propose(study, space: Space, seen: dict, wanted: int, numbered: int):
-    """Up to `wanted` new candidates from Optuna, and the trials that proposed settings already measured."""
-    from optuna.trial import TrialState
-
-    batch, repeats, keys = [], [], set()
-    for _ in range(wanted * 20):
-        if len(batch) >= wanted:
-            break
-        trial = study.ask()
-        c = suggest(trial, space, f"t{numbered + len(batch) + 1:02d}")
-        if c.key in seen:
-            repeats.append((trial, seen[c.key]))
-        elif c.key in keys:
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            keys.add(c.key)
-            batch.append((trial, c))
-    return batch, repeats
-
-
-def _tell(study, trial, measured: Measured, objective: str) -> None:
-    from optuna.trial import TrialState
-
-    value = measured.value(objective)
-    if value is None:
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    trial.set_constraint("budgets", 1.0 if measured.rejected else 0.0)  # over a budget: infeasible, still informative
-    study.tell(trial, value)
-
-
-def _known_points(target: TargetProfile, space: Space, shipped: str, defaults) -> list[dict]:
-    """Screened first: the shipped variant's own settings, and each runtime's default int8 (the suite's quantization
-    options), where the space has them."""
-    method = defaults.calibration_method + (f":{defaults.percentile:g}" if defaults.calibration_method == "percentile" else "")
-    int8 = {"calibration": method, "per_channel": defaults.per_channel, "activation_type": defaults.activation_type}
-    points = []
-    for backend in space.backends:
-        choices = space.session.get(backend, {})
-        session = {k: target.runtime.options_for(backend).get(k, v[0]) for k, v in choices.items()}
-        session = {k: (v if v in choices[k] else choices[k][0]) for k, v in session.items()}
-        bases = [target.scenario.variant(shipped).base] if backend == DEFAULT_BACKEND else []
-        for base in dict.fromkeys(bases + [TUNED_INT8]):
-            quantize = int8 if base == TUNED_INT8 else {}
-            if base in space.variants[backend] and all(v in space.int8[k] for k, v in quantize.items()):
-                points.append(trial_params(space, backend, base, quantize, session))
-    return points
-
-
-def _advance(result: TuneResult, measured: list[Measured], keep: int, stage: str) -> list[Candidate]:
-    """The best `keep` candidates that fit every budget; the others are told why they stop here."""
+def _advance(result: TuneResult, measured: list[Measured], keep: int, stage: str,
+             previous: Measured | None = None) -> list[Candidate]:
+    """The best `keep` candidates that fit every budget (and the last search's winner, where it fits: the two are
+    then measured side by side); the others are told why they stop here."""
     objective = result.settings.objective
     fitting = sorted((m for m in measured if not m.rejected and m.value(objective) is not None),
                      key=lambda m: -m.value(objective))
-    for m in fitting[keep:]:
-        m.rejected = (f"below the best {keep} at {stage} ({_figure(m, objective)}; the last kept "
-                      f"{_figure(fitting[keep - 1], objective)})")
-    return [m.candidate for m in fitting[:keep]]
+    kept = fitting[:keep] + ([previous] if previous in fitting[keep:] else [])
+    for m in fitting:
+        if m not in kept:
+            m.rejected = (f"below the best {keep} at {stage} ({objective_figure(m, objective)}; the last kept "
+                          f"{objective_figure(fitting[keep - 1], objective)})")
+    return [m.candidate for m in kept]
 
 
-def _figure(m: Measured, objective: str) -> str:
-    value = m.value(objective)
-    return {"p50": f"x{value:.2f} vs fp32", "p95": f"p95 x{value:.2f} vs fp32", "memory": f"{-value:.1f} MB",
-            "throughput": f"{value:.1f} images/s"}[objective]
+def _previous_of(result: TuneResult, measured: list[Measured]) -> Measured | None:
+    if result.previous is None:
+        return None
+    return next((m for m in measured if m.candidate.key == result.previous.key), None)
+
+
+def _against_previous(result: TuneResult, run: StageRun, finalists: list[Measured]):
+    """This search's winner against the last one's, both finalists of one lockstep group: paired p50."""
+    from harness.bench.pairing import paired_ratios
+    from harness.gate.decide import decide_paired
+
+    last = _previous_of(result, finalists)
+    if result.winner is None or last is None or last is result.winner or last.row is None or last.row.status != "ok":
+        return None
+    a, b = run.measurements.get(last.row.key), run.measurements.get(result.winner.row.key)
+    ratios = paired_ratios(a, b) if a is not None and b is not None else None
+    return decide_paired(ratios.p50, result.settings.min_gain_pct) if ratios is not None else None
 
 
 def _winner(result: TuneResult, finalists: list[Measured]) -> Measured | None:
@@ -250,13 +200,3 @@ def _winner(result: TuneResult, finalists: list[Measured]) -> Measured | None:
     if objective == "p50" and all(m.vs_shipped is not None and m.vs_shipped.ratio for m in fitting):
         return min(fitting, key=lambda m: m.vs_shipped.ratio)
     return max(fitting, key=lambda m: m.value(objective))
-
-
-def _stage_line(result: TuneResult, run: StageRun, label: str) -> str:
-    objective = result.settings.objective
-    ranked = sorted((m for m in run.measured.values() if m.value(objective) is not None), key=lambda m: -m.value(objective))
-    fitting = [m for m in ranked if not m.rejected]
-    best = f"best that fits: {fitting[0].candidate.describe()} ({_figure(fitting[0], objective)})" \
-        if fitting else "none fits the budgets"
-    return (f"{label}: {len(run.measured)} candidates in {run.wall_s:.0f} s, {len(run.measured) - len(fitting)} over a "
-            f"budget or failed; {best}")

@@ -158,6 +158,24 @@ def suggest(trial, space: Space, name: str) -> Candidate:
     return candidate(name, backend, variant, quantize, session)
 
 
+def point_of(c: Candidate) -> tuple[str, str, dict, dict]:
+    """A candidate's point of the space (backend, variant, int8 settings, session options): candidate() undone."""
+    quantize = dict(c.named.quantize)
+    int8 = {}
+    if "calibration_method" in quantize:
+        method = quantize["calibration_method"]
+        int8 = {"calibration": f"{method}:{quantize.get('percentile', 99.999):g}" if method == "percentile" else method,
+                "per_channel": quantize.get("per_channel", True), "activation_type": quantize.get("activation_type", "uint8")}
+    backend = c.named.backend or DEFAULT_BACKEND
+    return backend, c.named.base, int8, c.named.session_for(backend)
+
+
+def in_space(space: Space, point: tuple[str, str, dict, dict]) -> bool:
+    backend, variant, int8, session = point
+    return (variant in space.variants.get(backend, ()) and all(v in space.int8.get(k, ()) for k, v in int8.items())
+            and all(v in space.session.get(backend, {}).get(k, ()) for k, v in session.items()))
+
+
 def trial_params(space: Space, backend: str, variant: str, quantize: dict, session: dict) -> dict:
     """Optuna's parameters for a point (to enqueue a known configuration as a trial)."""
     params = {"backend": backend, f"{backend}.variant": variant, **quantize}

@@ -50,13 +50,15 @@ def with_named_variant(text: str, named: NamedVariant, ship: bool) -> str:
     ship where the file has a ship list (without one, every measured variant ships already)."""
     text = _without_table(text, named.name)
     for key in ("variants", "ship") if ship else ("variants",):
-        match = re.search(rf"(?m)^{key}\s*=\s*\[([^\]]*)\]", text)
+        if re.search(rf"(?m)^\s*{key}\s*=\s*\[[^\]\n]*$", text):  # an array over several lines: comments inside
+            raise HarnessError(f"{key} spans several lines in the target file: put it on one line, or add "
+                               f"{named.name} to it by hand")
+        match = re.search(rf"(?m)^\s*{key}\s*=\s*\[([^\]\n]*)\]", text)
         if match is None:
             if key == "variants":
                 text = f'variants = ["fp32", {toml_value(named.name)}]\n' + text
             continue
-        names = re.findall(r'"([^"]*)"|\'([^\']*)\'', match.group(1))
-        names = [a or b for a, b in names]
+        names = [a or b for a, b in re.findall(r'"([^"]*)"|\'([^\']*)\'', match.group(1))]
         if named.name not in names:
             names.append(named.name)
         text = text[:match.start()] + f"{key} = {toml_value(names)}" + text[match.end():]
