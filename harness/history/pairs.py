@@ -49,7 +49,8 @@ class PairBook:
     """The kept pairs of one target configuration on this machine, with this evaluation data."""
 
     def __init__(self, plan):
-        parts = {"target": to_flat(plan.target), "machine": dataclasses.asdict(plan.machine), "host": _host(),
+        flat = {k: v for k, v in to_flat(plan.target).items() if k != "named_variants" or v}  # pairs kept before them
+        parts = {"target": flat, "machine": dataclasses.asdict(plan.machine), "host": _host(),
                  "runs": list(plan.runs), "data": str(Path(plan.inputs.data_dir).resolve())}
         self.path = cache_dir() / "history-pairs" / f"{cache_key(parts)}.json"
         self.pairs: dict[str, dict] = self._read()
