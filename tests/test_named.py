@@ -94,3 +94,34 @@ def test_a_named_variant_is_made_measured_recorded_and_gated_with_its_settings(t
     assert "int8-tuned options" in notes and '\\"allow_spinning\\":false' in notes, notes[:3000]
     rows = {r["variant"]: r for r in csv.DictReader((results / "latest" / "named.csv").open())}
     assert rows["int8-tuned"]["allow_spinning"] == "True" and rows["int8-tuned"]["onnx_sha256"] == tuned["onnx_sha256"]
+
+
+def test_a_named_variant_whose_settings_changed_is_ab_tested_against_its_recorded_settings(tmp_path, small_split):
+    """The partner's named variant is made as the target file declared it at the record's commit."""
+    import subprocess
+
+    from conftest import TINY_SUITE
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "suite.toml").write_text(TINY_SUITE.format(data=small_split))
+    (repo / "named.toml").write_text(FAST_TARGET + NAMED.format(spinning="false"))
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=repo, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "entropy")
+    args = ("bench", "--suite", "suite.toml", "--target", "named.toml", *CALIBRATION, "--results-dir", "results")
+    assert run_cli(*args, "--update", cwd=repo).returncode == 0
+    (repo / "named.toml").write_text((repo / "named.toml").read_text().replace('"entropy"', '"minmax"'))
+    changed = run_cli(*args, cwd=repo)
+    assert changed.returncode in (0, 1), changed.stderr[-2000:]
+    gate = json.loads((repo / "results" / "latest" / "named.gate.json").read_text())
+    tuned = next(r for r in gate["rows"] if r["variant"] == "int8-tuned")
+    notes = " ".join(tuned["notes"])
+    assert "int8-tuned file changed since the record" in notes, notes
+    assert "measured beside its recorded configuration (files at" in notes, notes  # entropy's file, rebuilt
+    assert tuned["latency"]["method"] == "A/B"

@@ -23,7 +23,8 @@ from harness.gate import Evidence
 from harness.gate.ab import Baselines, machine_tag
 from harness.gate.latency import configuration_now
 from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_bench, run_options, split_run
-from harness.bench.prepare import PreparedModel, load_calibration, make_variant, prepare_eval_sets, prepare_model
+from harness.bench.prepare import (PreparedModel, load_calibration, make_variant, named_as_recorded, prepare_eval_sets,
+                                   prepare_model)
 from harness.bench.drift import baseline_partners
 from harness.bench.rounds import FLOOR, measure_groups
 from harness.bench.rows import model_rows
@@ -203,7 +204,8 @@ def _recorded_version(plan, model: PreparedModel, baselines: Baselines, workdir:
     partner = baselines.partner(name, workdir)
     if partner.spec is None or partner.spec.input_hw != model.spec.input_hw:
         return None, partner.reason or f"{name}'s input size changed since {partner.rev[:12]}: no A/B"
-    old = prepare_model(plan, partner.spec, model.eval_set, say, lambda: None, calibration_bar(progress, partner.spec.name))
+    old = prepare_model(named_as_recorded(plan, baselines, partner.rev, workdir), partner.spec, model.eval_set, say,
+                        lambda: None, calibration_bar(progress, partner.spec.name))
     if old.exported is None:
         return None, f"rebuilt at {partner.rev[:12]}: its export failed, no A/B"
     if {v: m.sha256 for v, m in old.made.items()} != {v: m.sha256 for v, m in model.made.items()}:

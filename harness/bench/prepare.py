@@ -119,6 +119,19 @@ def make_variant(plan: BenchPlan, spec: ModelSpec, exported: ExportedModel, name
     return dataclasses.replace(made, recipe=f"{made.recipe}; {note}") if note else made
 
 
+def named_as_recorded(plan: BenchPlan, baselines, rev: str, workdir: Path) -> BenchPlan:
+    """The plan with each of today's named variants as the target's file declared it at `rev` (the record's commit):
+    an A/B partner's named variant is made with the settings it was recorded with."""
+    from harness.targets import with_changes
+
+    then = {n.name: n for n in baselines.named_at(rev, plan.target.source, workdir)}
+    now = plan.target.scenario.named_variants
+    if not then or all(then.get(n.name, n) == n for n in now):
+        return plan
+    named = tuple(then.get(n.name, n) for n in now)
+    return dataclasses.replace(plan, target=with_changes(plan.target, named_variants=named))
+
+
 def prepare_model(plan: BenchPlan, spec: ModelSpec, eval_set: EvalSet, say, advance, on_calibration) -> PreparedModel:
     """Export (cached) and make every variant (cached); what fails is kept as a reason, not raised."""
     say(f"build and export {spec.name}")

@@ -21,6 +21,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.measure.backends import options_text, run_name, same_release
 from harness.variants.registry import VARIANTS
 from harness.results import ResultRow, RowKey, record_key
@@ -181,6 +182,27 @@ class Baselines:
         fields = {"enable_cpu_mem_arena": row.cpu_mem_arena, "enable_mem_pattern": row.mem_pattern,
                   "allow_spinning": row.allow_spinning}
         return {k: v for k, v in fields.items() if v is not None}
+
+    def named_at(self, rev: str, target_source: Path | None, workdir: Path) -> tuple:
+        """The named variants the target's file declared at `rev`; () where that file is not in this repository then."""
+        import tomllib
+
+        from harness.variants.named import named_from_tables
+
+        if self.root is None or target_source is None or not rev:
+            return ()
+        try:
+            relative = Path(target_source).resolve().relative_to(self.root)
+        except ValueError:
+            return ()  # a target outside the repository (a built-in one, installed): its history is not known here
+        tree = self._tree(rev, Path(workdir))
+        if tree is None or not (tree / relative).is_file():
+            return ()
+        try:
+            doc = tomllib.loads((tree / relative).read_text(encoding="utf-8-sig"))
+            return named_from_tables(doc.get("variant", {}), f"{relative} at {rev[:12]}")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, HarnessError):
+            return ()
 
     def partner(self, name: str, workdir: Path, rev: str | None = None) -> Partner:
         """`name` as the suite had it at `rev` (default: --against, else the record's commit), renamed name@rev."""
