@@ -27,9 +27,12 @@ allow_spinning = {spinning}
 CALIBRATION = ("--calibration-data", str(ASSETS_DIR / "camvid_train32"), "--calibration-images", "8")
 
 
+AB = "gate_ab_processes = 3\ngate_ab_max_processes = 3\n"  # the A/B is what is asserted, not its decision: short
+
+
 def _target(tmp_path, extra: str, name: str = "named"):
     path = tmp_path / f"{name}.toml"
-    path.write_text(FAST_TARGET + extra)
+    path.write_text(FAST_TARGET + AB + extra)
     return path
 
 
@@ -105,7 +108,7 @@ def test_a_named_variant_whose_settings_changed_is_ab_tested_against_its_recorde
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "suite.toml").write_text(TINY_SUITE.format(data=small_split))
-    (repo / "named.toml").write_text(FAST_TARGET + NAMED.format(spinning="false"))
+    (repo / "named.toml").write_text(FAST_TARGET + AB + NAMED.format(spinning="false"))
 
     def git(*args):
         subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=repo, check=True,
