@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE_DIR, run_cli
+from conftest import SAMPLE_DIR, TINY_SUITE, run_cli
 
 from harness.spec import ASSETS_DIR, load_suite
 from harness.targets import load_target
@@ -136,23 +136,10 @@ def test_tune_rejects_over_budget_candidates_writes_the_winner_and_bench_rebuild
     assert winner["configuration"] in configurations  # searched again
 
 
-TINY = """
-[data]
-dir = "{data}"
-ignore_index = 11
-[[model]]
-name = "tiny_unet"
-arch = "unet_small"
-num_classes = 11
-input_size = [184, 240]
-kwargs = {{ width = 0.125 }}
-"""
-
-
 @pytest.fixture
 def tiny_tune(tmp_path, small_split):
     suite, target = tmp_path / "suite.toml", tmp_path / "small.toml"
-    suite.write_text(TINY.format(data=small_split))
+    suite.write_text(TINY_SUITE.format(data=small_split))
     target.write_text("threads = 1\nmin_runs = 5\nmin_duration_s = 0.1\nwarmup_runs = 1\nprocesses = 2\n"
                       "variants = ['fp32']\n")
     return suite, target

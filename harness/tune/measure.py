@@ -105,8 +105,7 @@ def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, cand
                     dataclasses.replace(inputs, eval_images=stage.eval_images), console, runner=runner)
     by_key = {r.key: r for r in run.rows}
     fp32s = {copy.name: by_key.get(RowKey(copy.name, "fp32", serving, DEFAULT_BACKEND)) for copy in copies}
-    shipped_row = _shipped_row(run.rows, model.name, shipped, serving, shipped_backend(target, shipped)) \
-        if shipped else None
+    shipped_row = by_key.get(RowKey(model.name, shipped, serving, shipped_backend(target, shipped))) if shipped else None
     out = {}
     for c in candidates:
         row = by_key.get(RowKey(home[c.name], c.name, serving, c.named.backend or DEFAULT_BACKEND))
@@ -123,14 +122,6 @@ def shipped_backend(target: TargetProfile, shipped: str) -> str:
     """The runtime the shipped variant is measured under: ONNX Runtime where it runs it, else its own."""
     variant = target.scenario.variant(shipped)
     return DEFAULT_BACKEND if DEFAULT_BACKEND in variant.backends else variant.backends[0]
-
-
-def _shipped_row(rows: list[ResultRow], model: str, shipped: str, serving: str, backend: str) -> ResultRow | None:
-    return rows_by_key(rows).get(RowKey(model, shipped, serving, backend))
-
-
-def rows_by_key(rows: list[ResultRow]) -> dict:
-    return {r.key: r for r in rows}
 
 
 def _rejection(row: ResultRow | None, target: TargetProfile, stage: Stage) -> str:
