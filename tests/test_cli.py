@@ -92,7 +92,9 @@ def test_interrupted_bench_leaves_results_byte_identical(tmp_path, tiny_suite, f
     record = results / "fast.csv"
     record.write_text(results_csv_text("fast", "kept_model"))
     before = record.read_bytes()
-    slow_target = fast_target.read_text().replace("min_duration_s = 0.0", "min_duration_s = 30.0")
+    # the fixed recipe: until decided, a row no A/B judges is timed table_duration_s (0.5 s), not 30 s, and the run
+    # could end between two looks for a measuring child
+    slow_target = fast_target.read_text().replace("min_duration_s = 0.0", "min_duration_s = 30.0\nrecipe = \"fixed\"")
     fast_target.write_text(slow_target)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--target", str(fast_target), "--suite",
                              str(tiny_suite), "--results-dir", str(results)],
