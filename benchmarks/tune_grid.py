@@ -1,5 +1,6 @@
 """Benchmark: harness tune against the exhaustive grid of the same space, on one model and target.
 
+0. Every file of the space made once, untimed: both are timed on measurement alone.
 1. The grid: every point of the space (`Space.every_point`) screened exactly as tune screens (batches of 6 beside
    fp32, paired p50 against fp32, quality on 8 images, the target's budgets); the best 3 that fit measured as tune
    measures its finalists, beside the shipped variant; the grid's best is the fastest of those.
@@ -25,6 +26,21 @@ from harness.tune.measure import Stage, measure_stage
 from harness.tune.search import default_shipped
 from harness.tune.space import candidate
 from harness.variants.quantize import default_options
+
+
+def warm(suite, target, inputs, settings: TuneSettings, say) -> int:
+    """Every file of the space made once, untimed (each measured once, briefly): the grid and tune are then both
+    timed on measurement alone, neither paying for files the other made."""
+    start, files = time.perf_counter(), {}
+    for i, point in enumerate(build_space(target).every_point(), 1):
+        c = candidate(f"w{i:03d}", *point)
+        files.setdefault((c.named.base, c.named.quantize), c)
+    points = list(files.values())
+    for first in range(0, len(points), settings.batch):
+        measure_stage(suite, target, inputs, points[first:first + settings.batch], Stage("warm", 1, 0.0, 1),
+                      target.scenario.in_children[0], None)
+    say(f"warm: {len(points)} distinct files made, {time.perf_counter() - start:.0f} s (not counted)")
+    return len(points)
 
 
 def grid(suite, target, inputs, settings: TuneSettings, say) -> tuple[object, float, int]:
@@ -61,6 +77,7 @@ def main() -> int:
         calibration_method=suite.calibration_method, calibration_images=suite.calibration_images),
         calibration_book=Path("results") / "calibration")
     settings = TuneSettings()
+    warm(suite, target, inputs, settings, print)
     best, grid_s, size = grid(suite, target, inputs, settings, print)
     start = time.perf_counter()
     tuned = run_tune(suite, target, inputs, settings, say=print)

@@ -134,8 +134,10 @@ def run_tune(suite: Suite, target: TargetProfile, inputs: BenchInputs, settings:
         survivors = _advance(result, screened, settings.survivors, "screen", _previous_of(result, screened))
         if survivors:
             check_time(deadline, "the survivors stage")
-            run = measure_stage_of(suite, target, inputs, result, survivors, Stage("survivors", target.scenario.processes,
-                                                                         target.scenario.min_duration_s, None), console)
+            # The table recipe (the target's processes, `table_duration_s` each: what the bench gives a row no A/B
+            # judges) on every image: enough to rank survivors; the finalists get the A/B recipe.
+            stage = Stage("survivors", target.scenario.processes, target.scenario.table_duration_s, None)
+            run = measure_stage_of(suite, target, inputs, result, survivors, stage, console)
             say(stage_line(result, run, "survivors"))
             kept = [result.measured[c.name] for c in survivors]
             finalists = _advance(result, kept, settings.finalists, "survivors", _previous_of(result, kept))
