@@ -198,3 +198,21 @@ def test_the_winner_is_written_into_the_text_keeping_comments_and_replacing_an_e
     assert read.runtime.enable_mem_pattern is False
     no_ship = with_named_variant('threads = 1\nvariants = ["fp32"]\n', named, ship=True)
     assert "ship" not in no_ship.split("[variant")[0]  # without a ship list every measured variant ships already
+
+
+def test_a_winner_calibrated_on_images_the_bench_does_not_read_is_not_written(tmp_path, tune_files):
+    """Its ranges follow from the images: written, `harness bench` would calibrate on the suite's and make another file."""
+    import dataclasses
+
+    from harness.bench import BenchInputs
+    from harness.tune import calibration_unread
+    from harness.variants.quantize import default_options
+
+    suite = load_suite(str(tune_files[0]))
+    inputs = BenchInputs(suite.data_dir, suite.calibration_dir, default_options(calibration_images=8))
+    assert calibration_unread(suite, inputs) == ""  # the suite's own folder, however it is spelled
+    assert calibration_unread(suite, dataclasses.replace(inputs, calibration_dir=suite.calibration_dir / ".")) == ""
+    other = dataclasses.replace(inputs, calibration_dir=tmp_path)
+    said = calibration_unread(suite, other)
+    assert f"calibrated on --calibration-data {tmp_path}" in said and "harness bench does not read" in said
+    assert calibration_unread(dataclasses.replace(suite, calibration_dir=None), inputs).endswith("makes the same file")

@@ -18,7 +18,7 @@ from harness.spec import Suite
 from harness.tune.search import TuneResult, TuneSettings, run_tune
 from harness.tune.space import build_space
 
-__all__ = ["Conclusion", "TuneResult", "TuneSettings", "build_space", "conclude", "run_tune"]
+__all__ = ["Conclusion", "TuneResult", "TuneSettings", "build_space", "calibration_unread", "conclude", "run_tune"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,24 @@ def conclude(result: TuneResult, suite: Suite, inputs: BenchInputs, results_dir:
         if result.winner.row.nodes_in_float_names:  # the accuracy fallback's choice (--max-miou-drop), kept as made
             made_with["nodes_to_exclude"] = tuple(result.winner.row.nodes_in_float_names.split(";"))
         named = dataclasses.replace(named, quantize=tuple(sorted({**made_with, **dict(named.quantize)}.items())))
+    unread = calibration_unread(suite, inputs) if named.quantize else ""
+    if unread:
+        return Conclusion(why_not_written=unread)
     path, copied = write_named_variant(result.target, named)
     book = _record_ranges(result, suite, results_dir, named)
     sha = _rebuilt_sha(suite, path, inputs, results_dir, name, result.serving)
     return Conclusion(name, path, copied, book, sha, sha == result.winner.row.onnx_sha256)
+
+
+def calibration_unread(suite: Suite, inputs: BenchInputs) -> str:
+    """Why a calibrated winner cannot be written: it was calibrated on images `harness bench` does not read (its
+    ranges and file follow from them); "" when the suite names the same folder."""
+    given, read = inputs.calibration_dir, suite.calibration_dir
+    if given is None or (read is not None and Path(given).resolve() == Path(read).resolve()):
+        return ""
+    return (f"calibrated on --calibration-data {given}, which harness bench does not read (the suite's [calibration] "
+            f"dir is {read or 'not set'}): set it there, or tune without --calibration-data, so the written variant "
+            f"makes the same file")
 
 
 def _record_ranges(result: TuneResult, suite: Suite, results_dir: Path, named) -> Path | None:
