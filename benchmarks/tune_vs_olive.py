@@ -137,7 +137,6 @@ def main() -> int:
     parser.add_argument("--model", default="pspnet_resnet18")
     parser.add_argument("--olive-python", required=True, help="the python of a virtual environment with olive-ai")
     args = parser.parse_args()
-    register_olive(args.olive_python)
     suite = load_suite(str(ASSETS_DIR / "default_suite.toml"))
     suite = dataclasses.replace(suite, models=[m for m in suite.models if m.name == args.model])
     target = load_target(args.target)
@@ -150,6 +149,7 @@ def main() -> int:
     if tuned.winner is None:
         print(f"tune found no winner ({tuned.stopped})")
         return 1
+    register_olive(args.olive_python)  # only now: tune searches every registered variant, and must not take Olive's
     serving, shipped = target.scenario.in_children[0], default_shipped(target)
     winner = tuned.winner.candidate.renamed("tuned")
     stage = Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)

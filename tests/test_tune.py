@@ -216,3 +216,23 @@ def test_a_winner_calibrated_on_images_the_bench_does_not_read_is_not_written(tm
     said = calibration_unread(suite, other)
     assert f"calibrated on --calibration-data {tmp_path}" in said and "harness bench does not read" in said
     assert calibration_unread(dataclasses.replace(suite, calibration_dir=None), inputs).endswith("makes the same file")
+
+
+def test_a_candidate_with_the_shipped_variants_very_settings_is_it_and_one_setting_apart_is_not():
+    """Measured once, as the shipped variant: one configuration is one row, never a row paired with itself."""
+    from harness.bench import BenchInputs
+    from harness.tune.measure import is_shipped
+    from harness.variants.quantize import default_options
+
+    watch = load_target("watch")  # int8-static shipped; arena on, memory pattern off; spinning left at its default
+    inputs = BenchInputs(None, None, default_options(calibration_method="minmax", calibration_images=8))  # the suite's
+    int8 = {"calibration": "minmax", "per_channel": True, "activation_type": "uint8"}
+    session = {"allow_spinning": True, "enable_cpu_mem_arena": True, "enable_mem_pattern": False}
+    assert is_shipped(watch, inputs, candidate("t01", "onnxruntime", TUNED_INT8, int8, session), "int8-static")
+    apart = [candidate("t02", "onnxruntime", TUNED_INT8, int8, {**session, "allow_spinning": False}),
+             candidate("t03", "onnxruntime", TUNED_INT8, {**int8, "per_channel": False}, session),
+             candidate("t04", "onnxruntime", TUNED_INT8, {**int8, "calibration": "percentile:99.99"}, session),
+             candidate("t05", "onnxruntime", "fp32", {}, session),
+             candidate("t06", "openvino", TUNED_INT8, int8, {"performance_hint": "LATENCY", "num_streams": 1})]
+    assert not any(is_shipped(watch, inputs, c, "int8-static") for c in apart)
+    assert is_shipped(watch, inputs, apart[3], "fp32")  # --against fp32: the fp32 candidate with the target's options

@@ -42,6 +42,8 @@ def outcome(result, m) -> str:
 def speed_vs_shipped(m) -> str:
     """The candidate's p50 speed over the shipped variant's: shipped / candidate, interval inverted alike."""
     d = m.vs_shipped
+    if m.is_shipped:
+        return "(is it)"
     if d is None or d.ratio is None:
         return ""
     return f"x{1 / d.ratio:.3f} ({1 / d.high:.3f}-{1 / d.low:.3f})"
@@ -80,7 +82,9 @@ def tune_lines(result, conclusion) -> list[str]:
                    f"{len(d.rounds)} paired rounds in one lockstep group)") if d is not None and d.ratio else \
             f"not paired with {result.shipped}"
         verdict = "beats" if result.beats_shipped else "does not beat"
-        lines.append(f"winner: {w.candidate.describe()}: {against}: {verdict} {result.shipped} (minimum gain "
+        lines.append(f"winner: {w.candidate.describe()}: {result.shipped}'s own settings (measured once, as "
+                     f"{result.shipped}); no other finalist was faster beside it: {result.shipped} stays" if w.is_shipped
+                     else f"winner: {w.candidate.describe()}: {against}: {verdict} {result.shipped} (minimum gain "
                      f"{result.settings.min_gain_pct:g} %)")
         if shipped is not None and shipped.status == "ok":
             quantity = result.target.budgets.memory_quantity  # the memory the budget names: the model's, or the process's

@@ -56,6 +56,8 @@ def conclude(result: TuneResult, suite: Suite, inputs: BenchInputs, results_dir:
     the written settings and the book's ranges alone and compared byte for byte with the one measured."""
     if result.winner is None:
         return Conclusion(why_not_written=f"no winner: {result.stopped or 'no candidate fits every budget'}")
+    if result.winner.is_shipped:
+        return Conclusion(why_not_written=f"the winner is {result.shipped}'s own settings: {result.shipped} stays")
     if not result.beats_shipped:
         return Conclusion(why_not_written=f"the winner does not beat {result.shipped} by {result.settings.min_gain_pct:g} % "
                                           f"with its interval: {result.shipped} stays")

@@ -14,7 +14,8 @@ from harness.bench import BenchInputs, run_bench
 from harness.bench.pairing import paired_ratios
 from harness.gate.budget import FITS, memory_figure, verdict
 from harness.gate.decide import PairedDecision, decide_paired
-from harness.measure.backends import DEFAULT_BACKEND
+from harness.bench.plan import run_options
+from harness.measure.backends import DEFAULT_BACKEND, tunable_options
 from harness.results import ResultRow, RowKey
 from harness.spec import Suite
 from harness.targets import TargetProfile, with_changes
@@ -45,6 +46,7 @@ class Measured:
     memory_mb: float | None = None  # the memory figure the target's budget names (model or whole process)
     vs_shipped: PairedDecision | None = None  # finalists: candidate / shipped, p50 from paired rounds
     p95_vs_shipped: PairedDecision | None = None
+    is_shipped: bool = False  # the shipped variant's very settings: its row is the shipped one, measured once
 
     def value(self, objective: str) -> float | None:
         """The objective, larger is better: speed-up over fp32 (p50, paired), p95 speed-up, -memory, images/s."""
@@ -95,6 +97,8 @@ def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, cand
 
     started = time.perf_counter()
     model = suite.models[0]
+    itself = [c for c in candidates if shipped and is_shipped(target, inputs, c, shipped)]
+    candidates = [c for c in candidates if c not in itself]
     groups = [g for g in (candidates[i::places] for i in range(places)) if g] if places > 1 else [candidates]
     copies = [dataclasses.replace(model, name=f"{model.name}+{i}") for i in range(1, len(groups) + 1)] \
         if len(groups) > 1 else [model]
@@ -114,6 +118,10 @@ def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, cand
         if shipped_row is not None and row is not None and row.status == "ok" and shipped_row.status == "ok":
             measured.vs_shipped, measured.p95_vs_shipped = _against(run.measurements, shipped_row.key, row.key, target)
         out[c.name] = measured
+    for c in itself:  # the shipped row stands for it: one configuration is one row, not two rows paired with each other
+        out[c.name] = Measured(c, stage.name, shipped_row, _rejection(shipped_row, target, stage), fp32=fp32s[copies[0].name],
+                               memory_mb=memory_of(shipped_row, target) if shipped_row is not None and
+                               shipped_row.status == "ok" else None, is_shipped=True)
     return StageRun(out, fp32s[copies[0].name], shipped_row, time.perf_counter() - started, run.calibrations,
                     run.measurements)
 
@@ -122,6 +130,22 @@ def shipped_backend(target: TargetProfile, shipped: str) -> str:
     """The runtime the shipped variant is measured under: ONNX Runtime where it runs it, else its own."""
     variant = target.scenario.variant(shipped)
     return DEFAULT_BACKEND if DEFAULT_BACKEND in variant.backends else variant.backends[0]
+
+
+def is_shipped(target: TargetProfile, inputs: BenchInputs, c: Candidate, shipped: str) -> bool:
+    """Whether a candidate is the shipped variant itself: the same runtime, the same file (its base and, calibrated,
+    its int8 settings) and the same session options (an option neither sets: the runtime's first choice, as in the
+    shipped variant's known point)."""
+    variant, backend = target.scenario.variant(shipped), shipped_backend(target, shipped)
+    if (c.named.backend or DEFAULT_BACKEND) != backend or c.named.base != variant.base:
+        return False
+    suite_options = inputs.quantize
+    if variant.needs_calibration and c.named.quantize_options(suite_options) != (
+            variant.named.quantize_options(suite_options) if variant.named is not None else suite_options):
+        return False
+    unset = {k: choices[0] for k, choices in (tunable_options(backend, target.device.threads) or {}).items()}
+    given = target.runtime.options_for(backend)
+    return {**unset, **run_options(target, shipped, backend)} == {**unset, **given, **c.named.session_for(backend)}
 
 
 def _rejection(row: ResultRow | None, target: TargetProfile, stage: Stage) -> str:

@@ -186,7 +186,7 @@ def _against_previous(result: TuneResult, run: StageRun, finalists: list[Measure
     from harness.gate.decide import decide_paired
 
     last = _previous_of(result, finalists)
-    if result.winner is None or last is None or last is result.winner or last.row is None or last.row.status != "ok":
+    if result.winner is None or last is None or last.row is result.winner.row or last.row is None or last.row.status != "ok":
         return None
     a, b = run.measurements.get(last.row.key), run.measurements.get(result.winner.row.key)
     ratios = paired_ratios(a, b) if a is not None and b is not None else None
@@ -199,6 +199,6 @@ def _winner(result: TuneResult, finalists: list[Measured]) -> Measured | None:
     fitting = [m for m in finalists if not m.rejected and m.value(objective) is not None]
     if not fitting:
         return None
-    if objective == "p50" and all(m.vs_shipped is not None and m.vs_shipped.ratio for m in fitting):
-        return min(fitting, key=lambda m: m.vs_shipped.ratio)
+    if objective == "p50" and all(m.is_shipped or m.vs_shipped is not None and m.vs_shipped.ratio for m in fitting):
+        return min(fitting, key=lambda m: 1.0 if m.is_shipped else m.vs_shipped.ratio)  # the shipped one: itself
     return max(fitting, key=lambda m: m.value(objective))
