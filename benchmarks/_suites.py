@@ -62,3 +62,20 @@ def subset_suite(folder: Path, names: list[str], data_dir: Path | None = None, s
     path = folder / "suite.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+def one_model(model: str, target_name: str):
+    """(suite, target, inputs) for one model of the built-in default under a target: what tune's benchmarks search."""
+    import dataclasses
+
+    from harness.bench import BenchInputs
+    from harness.spec import load_suite
+    from harness.targets import load_target
+    from harness.variants.quantize import default_options
+
+    suite = load_suite(str(ASSETS_DIR / "default_suite.toml"))
+    suite = dataclasses.replace(suite, models=[m for m in suite.models if m.name == model])
+    inputs = BenchInputs(suite.data_dir, suite.calibration_dir, default_options(
+        calibration_method=suite.calibration_method, calibration_images=suite.calibration_images),
+        calibration_book=Path("results") / "calibration")
+    return suite, load_target(target_name), inputs

@@ -14,18 +14,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-from pathlib import Path
 
-from harness.bench import BenchInputs
-from harness.spec import ASSETS_DIR, load_suite
-from harness.targets import load_target, with_changes
+from _suites import one_model
+
+from harness.targets import with_changes
 from harness.tune import TuneSettings, build_space, run_tune
 from harness.tune.measure import Stage, measure_stage
 from harness.tune.search import default_shipped
 from harness.tune.space import candidate
-from harness.variants.quantize import default_options
 
 
 def warm(suite, target, inputs, settings: TuneSettings, say) -> int:
@@ -70,12 +67,7 @@ def main() -> int:
     parser.add_argument("--target", default="watch")
     parser.add_argument("--model", default="pspnet_resnet18")
     args = parser.parse_args()
-    suite = load_suite(str(ASSETS_DIR / "default_suite.toml"))
-    suite = dataclasses.replace(suite, models=[m for m in suite.models if m.name == args.model])
-    target = load_target(args.target)
-    inputs = BenchInputs(suite.data_dir, suite.calibration_dir, default_options(
-        calibration_method=suite.calibration_method, calibration_images=suite.calibration_images),
-        calibration_book=Path("results") / "calibration")
+    suite, target, inputs = one_model(args.model, args.target)
     settings = TuneSettings()
     warm(suite, target, inputs, settings, print)
     best, grid_s, size = grid(suite, target, inputs, settings, print)

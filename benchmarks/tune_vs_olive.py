@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -29,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench import BenchInputs, run_bench
+from _suites import one_model
+
+from harness.bench import run_bench
 from harness.bench.pairing import paired_ratios
 from harness.data import normalize
 from harness.gate.decide import decide_paired
 from harness.results import RowKey
-from harness.spec import ASSETS_DIR, load_suite
-from harness.targets import load_target, with_changes
+from harness.targets import with_changes
 from harness.tune import TuneSettings, run_tune
 from harness.tune.measure import Stage, stage_target
 from harness.tune.search import default_shipped
-from harness.variants.quantize import default_options
 from harness.variants.registry import VariantJob, register_variant
 
 OLIVE_DATA = '''"""The harness's calibration images as Olive reads them: preprocessed tensors, one per item."""
@@ -137,12 +136,7 @@ def main() -> int:
     parser.add_argument("--model", default="pspnet_resnet18")
     parser.add_argument("--olive-python", required=True, help="the python of a virtual environment with olive-ai")
     args = parser.parse_args()
-    suite = load_suite(str(ASSETS_DIR / "default_suite.toml"))
-    suite = dataclasses.replace(suite, models=[m for m in suite.models if m.name == args.model])
-    target = load_target(args.target)
-    inputs = BenchInputs(suite.data_dir, suite.calibration_dir, default_options(
-        calibration_method=suite.calibration_method, calibration_images=suite.calibration_images),
-        calibration_book=Path("results") / "calibration")
+    suite, target, inputs = one_model(args.model, args.target)
     start = time.perf_counter()
     tuned = run_tune(suite, target, inputs, TuneSettings(), say=print)
     tune_s = time.perf_counter() - start
