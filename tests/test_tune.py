@@ -158,7 +158,10 @@ def test_a_search_cut_short_by_its_time_limit_reports_what_it_measured(tmp_path,
     assert "not written: no winner" in out and target.read_text() == before
 
 
-def test_ctrl_c_during_a_search_reports_what_it_measured_and_exits_130(tmp_path, tiny_tune):
+@pytest.mark.parametrize("signum, said, code", [(signal.SIGINT, "interrupted (Ctrl-C)", 130),
+                                                (signal.SIGTERM, "terminated (SIGTERM)", 143)])
+def test_ctrl_c_or_sigterm_during_a_search_reports_what_it_measured_and_exits_by_the_signal(tmp_path, tiny_tune, signum,
+                                                                                           said, code):
     suite, target = tiny_tune
     proc = subprocess.Popen([sys.executable, "-m", "harness", "tune", "--suite", str(suite), "--target", str(target),
                              "--backend", "onnxruntime", "--trials", "8", "--batch", "1", "--results-dir",
@@ -168,12 +171,12 @@ def test_ctrl_c_during_a_search_reports_what_it_measured_and_exits_130(tmp_path,
     for line in proc.stdout:  # interrupt once the first batch is in: the second is being measured
         seen.append(line)
         if line.startswith("screen 1:"):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             break
     out, err = proc.communicate(timeout=300)
     out = " ".join(("".join(seen) + out).split())
-    assert proc.returncode == 130, err[-2000:]
-    assert "search cut short: interrupted (Ctrl-C)" in out and "tiny_unet under small" in out
+    assert proc.returncode == code, err[-2000:]
+    assert f"search cut short: {said}" in out and "tiny_unet under small" in out
     rows = _rows(tmp_path / "results" / "latest" / "tune-small-tiny_unet.csv")
     assert rows and all(r["stage"] == "screen" for r in rows)
 

@@ -45,7 +45,7 @@ def _on_interrupt(stop: dict, signum, frame) -> None:
     stop.setdefault("signum", signum)
 
     def leave() -> None:
-        print(f"{_stopped_by(signum)}: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
+        print(f"{stopped_by(signum)}: results on disk are unchanged (stopped hard: clean-up hung)", file=sys.stderr)
         os._exit(128 + signum)
 
     timer = threading.Timer(INTERRUPT_GRACE_S, leave)
@@ -55,7 +55,7 @@ def _on_interrupt(stop: dict, signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _stopped_by(signum: int) -> str:
+def stopped_by(signum: int) -> str:
     return {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}.get(signum, "interrupted")
 
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, stop: dict | None = None) -> int:
+    args.stop = stop if stop is not None else {}  # a command that reports what it had (tune) says which signal came
     try:
         return args.run(args)
     except ParityError as e:  # the export ran but is not faithful: a failed check, not bad input
@@ -92,7 +93,7 @@ def _run(args, stop: dict | None = None) -> int:
     except KeyboardInterrupt as e:
         said = str(e) if isinstance(e, Interrupted) else "interrupted: results on disk are unchanged"
         signum = (stop or {}).get("signum", signal.SIGINT)
-        print(_stopped_by(signum) + said.removeprefix("interrupted"), file=sys.stderr)
+        print(stopped_by(signum) + said.removeprefix("interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
     except Exception as e:  # a bug: say so in one line, not as if the user's input or the gate had failed
         return _internal(args, e)

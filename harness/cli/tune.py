@@ -3,6 +3,7 @@ configuration that fits the target's budgets, prove it against the shipped varia
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from rich.markup import escape
@@ -110,6 +111,11 @@ def run(args) -> int:
             console.print(escape(note), highlight=False)
         result = run_tune(one, target, inputs, settings, console,
                           say=lambda line: console.print(escape(line), highlight=False), previous=previous)
+        signum = getattr(args, "stop", {}).get("signum")
+        if result.stopped.startswith("interrupted") and signum not in (None, signal.SIGINT):
+            from harness.cli import stopped_by
+
+            result.stopped = stopped_by(signum)  # "terminated (SIGTERM)": how CI cancels a job, not a Ctrl-C
         latest.mkdir(parents=True, exist_ok=True)
         write_text_atomic(csv_path, tune_csv(result))  # what was measured is on disk before anything is written
         console.print(tune_table(result))
@@ -118,7 +124,7 @@ def run(args) -> int:
             console.print(escape(line), highlight=False)
         page = tune_page(result, conclusion, latest)
         console.print(escape(f"every candidate: {csv_path} · the Pareto front: {page}"), highlight=False)
-        if result.stopped.startswith("interrupted"):
-            return EXIT_INTERRUPTED  # reported what it had; the next models are not searched
+        if result.stopped.startswith(("interrupted", "terminated", "hung up")):  # reported what it had; no next model
+            return EXIT_INTERRUPTED if signum in (None, signal.SIGINT) else 128 + signum
         target = load_target(str(conclusion.target_file)) if conclusion.target_file else target  # the next model's
     return EXIT_OK
