@@ -239,3 +239,11 @@ def test_a_candidate_with_the_shipped_variants_very_settings_is_it_and_one_setti
              candidate("t06", "openvino", TUNED_INT8, int8, {"performance_hint": "LATENCY", "num_streams": 1})]
     assert not any(is_shipped(watch, inputs, c, "int8-static") for c in apart)
     assert is_shipped(watch, inputs, apart[3], "fp32")  # --against fp32: the fp32 candidate with the target's options
+
+
+def test_a_stage_left_with_only_the_shipped_variants_own_settings_measures_the_shipped_row():
+    """Every candidate was the shipped variant itself: the stage still measures fp32 and the shipped variant."""
+    from harness.tune.measure import Stage, stage_target
+
+    derived = stage_target(load_target("watch"), [], Stage("finalists", 5, 2.0, None), "batched", "int8-static")
+    assert derived.scenario.variants == ("fp32", "int8-static") and derived.budgets.ship == ("int8-static",)
