@@ -245,5 +245,9 @@ def test_a_stage_left_with_only_the_shipped_variants_own_settings_measures_the_s
     """Every candidate was the shipped variant itself: the stage still measures fp32 and the shipped variant."""
     from harness.tune.measure import Stage, stage_target
 
-    derived = stage_target(load_target("watch"), [], Stage("finalists", 5, 2.0, None), "batched", "int8-static")
+    from harness.targets import with_changes
+
+    two = with_changes(load_target("watch"), backends=("onnxruntime", "openvino"))
+    derived = stage_target(two, [], Stage("finalists", 5, 2.0, None), "batched", "int8-static")
     assert derived.scenario.variants == ("fp32", "int8-static") and derived.budgets.ship == ("int8-static",)
+    assert derived.scenario.backends == ("onnxruntime",)  # the stage's own runtimes, not the target's list

@@ -81,7 +81,8 @@ def stage_target(target: TargetProfile, candidates: list[Candidate], stage: Stag
     names = tuple(c.name for c in candidates)
     variants = ("fp32", *((shipped,) if shipped and shipped != "fp32" else ()), *names)
     backends = (DEFAULT_BACKEND,) + ((shipped_backend(target, shipped),) if shipped else ())
-    return with_changes(target, variants=variants, ship=names or variants[-1:],  # only the shipped one left: it ships backends=tuple(dict.fromkeys(backends)),
+    ship = names or variants[-1:]  # every candidate was the shipped one itself: the shipped variant ships
+    return with_changes(target, variants=variants, ship=ship, backends=tuple(dict.fromkeys(backends)),
                         backends_if_installed=(),
                         named_variants=target.scenario.named_variants + tuple(c.named for c in candidates),
                         serving=(serving,), processes=stage.processes, min_duration_s=stage.min_duration_s,
