@@ -21,7 +21,7 @@ from _suites import one_model
 from harness.targets import with_changes
 from harness.tune import TuneSettings, build_space, run_tune
 from harness.tune.measure import Stage, measure_stage
-from harness.tune.search import default_shipped
+from harness.tune.search import default_shipped, finalists_stage
 from harness.tune.space import candidate
 
 
@@ -55,7 +55,7 @@ def grid(suite, target, inputs, settings: TuneSettings, say) -> tuple[object, fl
     fitting = sorted((m for m in screened if not m.rejected and m.value("p50")), key=lambda m: -m.value("p50"))
     shipped = default_shipped(target)
     finals = measure_stage(suite, target, inputs, [m.candidate for m in fitting[:settings.finalists]],
-                           Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None),
+                           finalists_stage(target, settings),
                            target.scenario.in_children[0], shipped)
     best = min((m for m in finals.measured.values() if not m.rejected and (m.is_shipped or m.vs_shipped is not None)),
                key=lambda m: 1.0 if m.is_shipped else m.vs_shipped.ratio)  # as tune picks its winner
@@ -81,8 +81,7 @@ def main() -> int:
     grid_named = best.candidate.renamed("grid").named  # the grid's best as a named variant: the finalists' anchor
     beside = with_changes(target, named_variants=target.scenario.named_variants + (grid_named,))
     final = measure_stage(suite, beside, inputs, [tuned.winner.candidate.renamed("tuned")],
-                          Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None), serving,
-                          "grid")
+                          finalists_stage(target, settings), serving, "grid")  # until tune / grid is decided at 5 %
     d = final.measured["tuned"].vs_shipped  # None: the very same settings, measured once
     print("\n| | configuration | wall s | candidates measured |\n|---|---|---|---|")
     print(f"| grid | {best.candidate.describe()} | {grid_s:.0f} | {size} |")

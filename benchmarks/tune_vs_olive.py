@@ -146,7 +146,7 @@ def main() -> int:
     register_olive(args.olive_python)  # only now: tune searches every registered variant, and must not take Olive's
     serving, shipped = target.scenario.in_children[0], default_shipped(target)
     winner = tuned.winner.candidate.renamed("tuned")
-    stage = Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)
+    stage = Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)  # fixed: every row alike
     derived = stage_target(target, [winner], stage, serving, shipped)
     olives = ("olive-auto-opt", "olive-optimize")
     derived = with_changes(derived, variants=derived.scenario.variants + olives,

@@ -120,7 +120,7 @@ def test_until_decided_times_rows_no_ab_judges_for_table_duration_and_the_fixed_
 
 
 def test_a_shipped_row_near_its_budget_gets_more_rounds_and_one_far_from_it_does_not(tiny_suite):
-    from harness.bench.rounds import _straddles
+    from harness.bench.enough import straddles as _straddles
 
     assert not _straddles([5.0, 5.2, 5.1], 500.0) and not _straddles([11.4, 11.6, 11.5], 15.0)
     assert _straddles([9.0, 11.0], 10.0) and _straddles([14.9, 15.1], 15.0) and _straddles([14.8, 14.9], 15.0)
@@ -171,3 +171,42 @@ def test_models_without_an_ab_are_measured_side_by_side_in_lanes_with_the_floors
     assert all(r.floor_rss_mb is not None and r.model_mb is not None for r in run.rows)
     assert len(runner.requests) == 2 and all("floor" in os.path.basename(r.onnx_path) for r in runner.requests)
     assert sum(len(lane.requests) for lane in runner.lane_runners) == 2 * 2 * 2  # models x variants x processes
+
+
+def _lockstep(ratios_per_round, cycles=6, calls=4):
+    """One child per round, `cycles` blocks of `calls` timed calls, each call `ratio` times 10 ms."""
+    from harness.results.measurement import LatencyStats, Measurement
+
+    out = []
+    for ratio in ratios_per_round:
+        latencies = tuple(10.0 * ratio * (1 + 0.001 * (i % 3)) for i in range(cycles * calls))
+        out.append(Measurement(latencies, LatencyStats.from_samples(latencies), per_process_latencies_ms=(latencies,),
+                               per_process_block_sizes=((calls,) * cycles,)))
+    return out
+
+
+def test_a_tuned_finalist_gets_more_rounds_while_its_margin_over_the_shipped_one_is_undecided_and_none_once_decided(
+        tiny_suite):
+    """harness tune's finalists: rounds go on while a shipped row's paired ratio to the variant it must beat spans
+    the minimum gain; a clear gain, a clear loss or a clear tie stops them."""
+    from harness.bench.enough import undecided_against
+    from harness.bench.plan import DecideAgainst, plan_bench
+
+    suite = load_suite(tiny_suite)
+    target = TargetProfile.from_flat("inproc", threads=1, variants=("fp32", "int8-dynamic"), ship=("int8-dynamic",))
+    inputs = BenchInputs(suite.data_dir, None, default_options(), decide_against=DecideAgainst("fp32", 5.0))
+    plan = plan_bench(suite, target, inputs)
+    name = suite.models[0].name
+
+    def undecided(candidate_ratios, against=inputs) -> bool:
+        children = {(name, "fp32", "batched"): _lockstep([1.0] * len(candidate_ratios)),
+                    (name, "int8-dynamic", "batched"): _lockstep(candidate_ratios)}
+        return undecided_against(dataclasses.replace(plan, inputs=against), name, children)
+
+    assert undecided([0.90, 1.02, 0.97])  # the interval spans both a 5 % gain and a tie: another round
+    assert undecided([0.953, 0.955, 0.954])  # tight, but its centre sits on the bar: neither 5 % faster nor a tie
+    assert not undecided([0.70, 0.71, 0.69])  # clearly 5 % faster
+    assert not undecided([1.001, 0.999, 1.0])  # clearly within 5 %: a tie
+    assert not undecided([1.30, 1.31, 1.29])  # clearly slower
+    assert not undecided([0.90, 1.02, 0.97], dataclasses.replace(inputs, decide_against=None))  # the bench's own runs
+    assert undecided([1.0, 1.0, 1.0], dataclasses.replace(inputs, decide_against=DecideAgainst("fp32", 0.0)))  # 0 %: never a tie

@@ -26,7 +26,8 @@ from harness.bench.plan import BenchInputs, BenchPlan, default_data_dir, plan_be
 from harness.bench.prepare import (PreparedModel, load_calibration, make_variant, named_as_recorded, prepare_eval_sets,
                                    prepare_model)
 from harness.bench.drift import baseline_partners
-from harness.bench.rounds import FLOOR, measure_groups
+from harness.bench.rounds import measure_groups
+from harness.bench.yardsticks import FLOOR
 from harness.bench.rows import model_rows
 from harness.cache import file_sha256
 from harness.bench.pairing import paired_ratios, spread_pct

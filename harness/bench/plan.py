@@ -16,6 +16,16 @@ from harness.tasks import Task, get_task
 
 
 @dataclass(frozen=True)
+class DecideAgainst:
+    """harness tune's finalists: more rounds (up to gate_ab_max_processes) while a shipped row's paired ratio to
+    `run` is undecided at `min_effect_pct` (harness.bench.enough)."""
+
+    run: str  # the run the shipped rows are judged against: the variant the tuned one must beat
+    min_effect_pct: float
+    figure: str = "p50"  # or p95
+
+
+@dataclass(frozen=True)
 class BenchInputs:
     """Everything a bench run reads besides the suite's models and the target."""
 
@@ -26,6 +36,7 @@ class BenchInputs:
     backends_only: tuple[str, ...] = ()  # bench --backend: only these backends' rows, plus ONNX Runtime's fp32 reference
     calibration_book: Path | None = None  # results/calibration: int8-static from its committed ranges where they match
     eval_images: int | None = None  # the first N evaluation images only (harness tune's screening); None: all
+    decide_against: DecideAgainst | None = None  # harness tune's finalists: measured until their margins are decided
 
 
 @dataclass(frozen=True)

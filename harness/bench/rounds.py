@@ -9,14 +9,10 @@ from pathlib import Path
 from harness.measure.backends import DEFAULT_BACKEND, backend_module, requested_precision
 from harness.bench.plan import BenchPlan, run_options, split_run
 from harness.bench.prepare import PreparedModel
-from harness.gate.decide import UNDECIDED, decide_paired
 from harness.results.measurement import Measurement, build_request, combine
-from harness.bench.pairing import paired_ratios
 from harness.runners import Runner
-from harness.bench.yardsticks import reference_model, trivial_model
-
-FLOOR = "floor"
-
+from harness.bench.enough import more_rounds
+from harness.bench.yardsticks import floor_key, reference_model, trivial_model
 
 def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
     """The runtime floor's model file, of the kind the backend runs: a one-node ONNX (ONNX Runtime, OpenVINO, a plugin
@@ -26,11 +22,6 @@ def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
 
         return trivial_tflite(input_hw)
     return trivial_model(workdir / f"floor_{input_hw[0]}x{input_hw[1]}.onnx", input_hw)
-
-
-def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
-    """The measurement key of a runtime floor: ONNX Runtime's as it always was, another backend's by its name."""
-    return (FLOOR, input_hw, "" if backend == DEFAULT_BACKEND else backend)
 
 
 def measure_groups(plan: BenchPlan, models: list[PreparedModel], runner: Runner, workdir: Path, say, advance):
@@ -148,8 +139,7 @@ def measure_alternating(plan: BenchPlan, prepared: list[PreparedModel], runner: 
         round_index += 1
         if round_index >= rounds:
             floors = floors or {key: (combine(ms), None) for key, ms in floor_children.items()}  # all floor rounds done
-            extra = [g for g in (groups if round_index == rounds else extra)
-                     if (_undecided(plan, g, children) if len(g) > 1 else _near_budget(plan, g[0], children, floors))]
+            extra = [g for g in (groups if round_index == rounds else extra) if more_rounds(plan, g, children, floors)]
     measured = {key: (combine(ms), predictions.get(key)) for key, ms in children.items()}
     measured.update(floors)
     if "http" in target.scenario.serving:
@@ -215,48 +205,6 @@ def _measure_group(plan: BenchPlan, group: list[PreparedModel], runner: Runner, 
         if round_index == 0:
             path = Path(request.predictions_path) if request.predictions_path else None
             predictions[key] = path if path is not None and path.is_file() else None
-
-
-def _undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) -> bool:
-    """Whether a shipped row of this A/B group is still undecided (its interval spans the minimum effect)."""
-    rules, target = plan.target.gate, plan.target
-    model = group[0].spec.name
-    for partner in group[1:]:
-        for variant in (r for r in plan.runs if target.budgets.ships(split_run(r)[1])):
-            for serving in target.scenario.in_children:
-                old, new = children.get((partner.spec.name, variant, serving)), children.get((model, variant, serving))
-                if not old or not new or any(m.error for m in (*old, *new)):
-                    continue
-                ratios = paired_ratios(combine(old), combine(new))
-                if ratios is not None and UNDECIDED in (decide_paired(ratios.p50, rules.latency_tolerance_pct).outcome,
-                                                        decide_paired(ratios.p95, rules.p95_tolerance_pct).outcome):
-                    return True
-    return False
-
-
-def _near_budget(plan: BenchPlan, model: PreparedModel, children: dict, floors: dict) -> bool:
-    """Until decided: whether a shipped row's p95 or memory is so near its budget that its processes' own spread
-    (or 2 % of the budget) could carry it across: then it gets another round."""
-    target, budgets = plan.target, plan.target.budgets
-    if not _until_decided(plan):
-        return False
-    for run in (r for r in plan.runs if budgets.ships(split_run(r)[1])):
-        floor = floors.get(floor_key(model.spec.input_hw, split_run(run)[0]), (None,))[0]  # this backend's own floor
-        floor_mb = (floor.peak_rss_mb or 0.0) if floor is not None and budgets.memory_quantity == "model" else 0.0
-        for serving in target.scenario.in_children:
-            measured = [m for m in children.get((model.spec.name, run, serving), ()) if not m.error and m.latency]
-            memory = [m.peak_rss_mb - floor_mb for m in measured if m.peak_rss_mb is not None]
-            if _straddles([m.latency.p95_ms for m in measured], budgets.p95_budget_ms) or \
-                    _straddles(memory, budgets.memory_budget_mb):
-                return True
-    return False
-
-
-def _straddles(values: list[float], budget: float) -> bool:
-    if not budget or not values:
-        return False
-    margin = max(values) - min(values) + 0.02 * budget
-    return min(values) - margin <= budget <= max(values) + margin
 
 
 def _untimed(request):

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.bench.plan import BenchPlan, run_options, split_run
 from harness.bench.prepare import PreparedModel
-from harness.bench.rounds import floor_key
+from harness.bench.yardsticks import floor_key
 from harness.gate.budget import verdict
 from harness.export import ExportedModel
 from harness.measure.figures import CHILD_FIGURES

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.measure.backends import DEFAULT_BACKEND
 from harness.onnx_graph import save_graph
+
+FLOOR = "floor"
 
 
 def trivial_model(path: Path, input_hw: tuple[int, int]) -> Path:
@@ -34,3 +37,8 @@ def reference_model(path: Path) -> Path:
         previous, in_ch = f"y{i}", 32
     return save_graph(path, "reference", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
                       [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [1, 32, 64, 64])], weights)
+
+
+def floor_key(input_hw: tuple[int, int], backend: str) -> tuple:
+    """The measurement key of a runtime floor: ONNX Runtime's as it always was, another backend's by its name."""
+    return (FLOOR, input_hw, "" if backend == DEFAULT_BACKEND else backend)

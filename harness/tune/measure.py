@@ -14,8 +14,8 @@ from harness.bench import BenchInputs, run_bench
 from harness.bench.pairing import paired_ratios
 from harness.gate.budget import FITS, memory_figure, verdict
 from harness.gate.decide import PairedDecision, decide_paired
-from harness.bench.plan import run_options
-from harness.measure.backends import DEFAULT_BACKEND, tunable_options
+from harness.bench.plan import DecideAgainst, run_options
+from harness.measure.backends import DEFAULT_BACKEND, run_name, tunable_options
 from harness.results import ResultRow, RowKey
 from harness.spec import Suite
 from harness.targets import TargetProfile, with_changes
@@ -32,6 +32,8 @@ class Stage:
     processes: int
     min_duration_s: float
     eval_images: int | None  # None: the whole evaluation set
+    decide_pct: float | None = None  # set: more rounds while a candidate's margin over the shipped one is undecided
+    decide_figure: str = "p50"  # the margin decided: p50, or p95 (--objective p95)
 
 
 @dataclass
@@ -106,8 +108,11 @@ def measure_stage(suite: Suite, target: TargetProfile, inputs: BenchInputs, cand
     home = {c.name: copy.name for copy, group in zip(copies, groups) for c in group}
     placed = [c.renamed(c.name, models=(home[c.name],)) if len(copies) > 1 else c for c in candidates]
     derived = stage_target(target, placed, stage, serving, shipped)
+    decide = DecideAgainst(run_name(shipped_backend(target, shipped), shipped), stage.decide_pct, stage.decide_figure) \
+        if shipped and stage.decide_pct is not None else None
     run = run_bench(dataclasses.replace(suite, models=copies), derived,
-                    dataclasses.replace(inputs, eval_images=stage.eval_images), console, runner=runner)
+                    dataclasses.replace(inputs, eval_images=stage.eval_images, decide_against=decide), console,
+                    runner=runner)
     by_key = {r.key: r for r in run.rows}
     fp32s = {copy.name: by_key.get(RowKey(copy.name, "fp32", serving, DEFAULT_BACKEND)) for copy in copies}
     shipped_row = by_key.get(RowKey(model.name, shipped, serving, shipped_backend(target, shipped))) if shipped else None

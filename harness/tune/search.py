@@ -143,7 +143,7 @@ def run_tune(suite: Suite, target: TargetProfile, inputs: BenchInputs, settings:
             finalists = _advance(result, kept, settings.finalists, "survivors", _previous_of(result, kept))
             if finalists:
                 check_time(deadline, "the finalists stage")
-                stage = Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)
+                stage = finalists_stage(target, settings)
                 run = measure_stage_of(suite, target, inputs, result, finalists, stage, console)
                 say(stage_line(result, run, "finalists"))
                 result.winner = _winner(result, [result.measured[c.name] for c in finalists])
@@ -157,6 +157,16 @@ def run_tune(suite: Suite, target: TargetProfile, inputs: BenchInputs, settings:
             result.runner.close()
     result.wall_s = time.perf_counter() - started
     return result
+
+
+def finalists_stage(target: TargetProfile, settings: TuneSettings) -> Stage:
+    """The finalists' recipe: the A/B's children (`min_duration_s` each), 3 rounds (the rank test's least), then one
+    more at a time, up to `gate_ab_max_processes`, while a finalist's margin over the shipped variant is undecided at
+    --min-gain: a clear margin (or a clear tie) stops early. Memory is not paired: the A/B's `gate_ab_processes`."""
+    if settings.objective == "memory":
+        return Stage("finalists", target.gate.ab_processes, target.scenario.min_duration_s, None)
+    return Stage("finalists", 3, target.scenario.min_duration_s, None, decide_pct=settings.min_gain_pct,
+                 decide_figure="p95" if settings.objective == "p95" else "p50")
 
 
 def _advance(result: TuneResult, measured: list[Measured], keep: int, stage: str,
