@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +116,9 @@ def test_tune_rejects_over_budget_candidates_writes_the_winner_and_bench_rebuild
     assert float(winner["model_mb"]) <= 15 and float(winner["speedup_vs_shipped_low"]) > 1  # faster than fp32, interval and all
     out = " ".join(result.stdout.split())
     assert "beats fp32" in out and "rebuilt from what was written: the same file" in out
+    rounds = re.search(r"finalists: \d+ candidates? in \d+ s after (\d+) paired rounds \((.*?)\)", out)
+    assert rounds and 3 <= int(rounds[1]) <= 6, out[-3000:]  # 3 rounds first, more only while undecided, 6 at most
+    assert (rounds[2] == "every margin decided") == (int(rounds[1]) < 6), rounds[0]
     assert (results / "latest" / "tune-tunetarget-pspnet_resnet18.html").is_file()
     written = load_target(str(target))
     assert "tuned-pspnet_resnet18" in written.scenario.variants and "tuned-pspnet_resnet18" in written.budgets.ship

@@ -239,5 +239,10 @@ def stage_line(result, run, label: str) -> str:
     fitting = [m for m in ranked if not m.rejected]
     best = f"best that fits: {fitting[0].candidate.describe()} ({objective_figure(fitting[0], objective)})" \
         if fitting else "none fits the budgets"
-    return (f"{label}: {len(run.measured)} candidates in {run.wall_s:.0f} s, {len(run.measured) - len(fitting)} over a "
-            f"budget or failed; {best}")
+    rounds = max((m.row.processes or 0 for m in run.measured.values() if m.row is not None and m.row.status == "ok"),
+                 default=0)
+    most = result.target.gate.ab_max_processes
+    after = (f" after {rounds} paired rounds ({'the most gate_ab_max_processes allows' if rounds >= most else 'every margin decided'})"
+             if label == "finalists" and rounds and result.settings.objective != "memory" else "")
+    return (f"{label}: {len(run.measured)} candidates in {run.wall_s:.0f} s{after}, {len(run.measured) - len(fitting)} "
+            f"over a budget or failed; {best}")
