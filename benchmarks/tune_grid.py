@@ -88,13 +88,13 @@ def main() -> int:
     print(f"| tune | {tuned.winner.candidate.describe()} | {tune_s:.0f} | {len(tuned.measured)} |")
     if d is None:
         print("\ntune's winner is the grid's best: the same settings (one file, one set of options)")
-        print(f"tune's time: {100 * tune_s / grid_s:.0f} % of the grid's (the bar: at most 25 %)")
+        print(f"tune's time: {100 * tune_s / grid_s:.1f} % of the grid's (the bar: at most 25 %)")
         return 0
     same = " (the same configuration)" if tuned.winner.candidate.key == best.candidate.key else ""
     print(f"\ntune's p50 / the grid's best's, paired in one lockstep group{same}: x{d.ratio:.3f} (95 % interval "
           f"x{d.low:.3f}-x{d.high:.3f}): {'within' if d.ratio <= 1.05 else 'NOT within'} 5 %"
           f"{' (the whole interval too)' if d.high <= 1.05 else ''}")
-    print(f"tune's time: {100 * tune_s / grid_s:.0f} % of the grid's (the bar: at most 25 %)")
+    print(f"tune's time: {100 * tune_s / grid_s:.1f} % of the grid's (the bar: at most 25 %)")
     return 0
 
 
