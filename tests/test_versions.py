@@ -81,8 +81,11 @@ def test_in_the_harness_own_repository_each_revision_makes_its_files_with_its_ow
     assert float(rows[0]["file_mb"]) < float(rows[1]["file_mb"]) / 2 and float(rows[0]["p50_vs_today"]) < 0.7
     assert list((tmp_path / "cache" / "revision-files").iterdir())  # made by each revision's own harness
 
-    (repo / "fast.toml").write_text((repo / "fast.toml").read_text() + f'gate_baseline = "{first}"\n')
+    # A named variant too (the target's settings, on the export that revision's harness made) is guarded.
+    target = (repo / "fast.toml").read_text().replace('variants = ["fp32"]', 'variants = ["fp32", "lean"]')
+    (repo / "fast.toml").write_text(target + f'gate_baseline = "{first}"\n[variant.lean]\nbase = "int8-dynamic"\n')
     guarded = _cli(repo, "bench", env=env)
     assert guarded.returncode == 1, guarded.stdout + guarded.stderr
     gate = json.loads((repo / "results" / "latest" / "fast.gate.json").read_text())
-    assert any(r.startswith("drift since gate_baseline") for r in gate["rows"][0]["reasons"]), gate["rows"][0]
+    drifted = {row["variant"] for row in gate["rows"] if any(r.startswith("drift since gate_baseline") for r in row["reasons"])}
+    assert drifted == {"fp32", "lean"}, gate["rows"]

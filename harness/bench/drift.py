@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from harness.bench.plan import BenchPlan
-from harness.bench.prepare import PreparedModel, prepare_model, prepared_from_files
+from harness.bench.prepare import PreparedModel, make_variant, prepare_model, prepared_from_files
 from harness.errors import HarnessError
 from harness.gate.ab import (Baselines, holds_harness, machine_tag, made_by_revision, repo_root, resolve_commit,
                              tree_at)
@@ -65,13 +65,15 @@ def _build(plan: BenchPlan, spec, model: PreparedModel, baselines: Baselines, sh
     if tree is None or not holds_harness(tree):
         return prepare_model(plan, spec, model.eval_set, say, lambda: None, on_calibration)
     relative = Path(plan.suite.path).resolve().relative_to(baselines.root)
-    files = {}
-    for variant in plan.variants:
-        if plan.target.scenario.variant(variant).named is not None:
-            continue  # a named variant is the target's, not that revision's harness's: no drift guard for it (yet)
+    files, named = {}, [v for v in plan.variants if plan.target.scenario.variant(v).named is not None]
+    for variant in (v for v in plan.variants if v not in named):
         say(f"make {spec.name} {variant} with the harness of {sha[:12]}")
         made = made_by_revision(tree, sha, model.spec.name, relative, variant, machine_tag(plan.machine))
         if isinstance(made, str):
             return f"the harness at {sha[:12]} could not make {variant} ({made})"
         files[variant] = made
-    return prepared_from_files(spec, files, model.eval_set, f"made by the harness at {sha[:12]}")
+    old = prepared_from_files(spec, files, model.eval_set, f"made by the harness at {sha[:12]}")
+    for variant in named:  # the target's settings (today's, as for any other repository) on that revision's export
+        say(f"make {spec.name} {variant} from the export of {sha[:12]}")
+        old.made[variant] = make_variant(plan, spec, old.exported, variant, say, on_calibration)
+    return old
