@@ -244,5 +244,6 @@ def stage_line(result, run, label: str) -> str:
     most = result.target.gate.ab_max_processes
     after = (f" after {rounds} paired rounds ({'the most gate_ab_max_processes allows' if rounds >= most else 'every margin decided'})"
              if label == "finalists" and rounds and result.settings.objective != "memory" else "")
-    return (f"{label}: {len(run.measured)} candidates in {run.wall_s:.0f} s{after}, {len(run.measured) - len(fitting)} "
+    n = len(run.measured)
+    return (f"{label}: {n} candidate{'' if n == 1 else 's'} in {run.wall_s:.0f} s{after}, {len(run.measured) - len(fitting)} "
             f"over a budget or failed; {best}")
