@@ -25,10 +25,7 @@ def ab_undecided(plan: BenchPlan, group: list[PreparedModel], children: dict) ->
     for partner in group[1:]:
         for variant in (r for r in plan.runs if target.budgets.ships(split_run(r)[1])):
             for serving in target.scenario.in_children:
-                old, new = children.get((partner.spec.name, variant, serving)), children.get((model, variant, serving))
-                if not old or not new or any(m.error for m in (*old, *new)):
-                    continue
-                ratios = paired_ratios(combine(old), combine(new))
+                ratios = _paired(children, (partner.spec.name, variant, serving), (model, variant, serving))
                 if ratios is not None and UNDECIDED in (decide_paired(ratios.p50, rules.latency_tolerance_pct).outcome,
                                                         decide_paired(ratios.p95, rules.p95_tolerance_pct).outcome):
                     return True
@@ -43,14 +40,19 @@ def undecided_against(plan: BenchPlan, name: str, children: dict) -> bool:
         return False
     for run in (r for r in plan.runs if r != against.run and plan.target.budgets.ships(split_run(r)[1])):
         for serving in plan.target.scenario.in_children:
-            reference, new = children.get((name, against.run, serving)), children.get((name, run, serving))
-            if not reference or not new or any(m.error for m in (*reference, *new)):
-                continue
-            ratios = paired_ratios(combine(reference), combine(new))
+            ratios = _paired(children, (name, against.run, serving), (name, run, serving))
             if ratios is not None and decide_paired(ratios.p95 if against.figure == "p95" else ratios.p50,
                                                     against.min_effect_pct).outcome == UNDECIDED:
                 return True
     return False
+
+
+def _paired(children: dict, old: tuple, new: tuple):
+    """new / old per round from the children measured so far; None while either is missing or failed."""
+    a, b = children.get(old), children.get(new)
+    if not a or not b or any(m.error for m in (*a, *b)):
+        return None
+    return paired_ratios(combine(a), combine(b))
 
 
 def near_budget(plan: BenchPlan, model: PreparedModel, children: dict, floors: dict) -> bool:

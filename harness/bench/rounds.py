@@ -14,6 +14,7 @@ from harness.runners import Runner
 from harness.bench.enough import more_rounds
 from harness.bench.yardsticks import floor_key, reference_model, trivial_model
 
+
 def floor_model(workdir: Path, input_hw: tuple[int, int], backend: str) -> Path:
     """The runtime floor's model file, of the kind the backend runs: a one-node ONNX (ONNX Runtime, OpenVINO, a plugin
     reading .onnx), or a one-op .tflite (LiteRT)."""
